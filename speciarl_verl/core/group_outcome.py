@@ -1,0 +1,56 @@
+"""What the group stage decided for one group: a plain record, built and read by pure code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from speciarl_verl.core.categories import EVALUATION_LEVEL, TRAINING_LEVEL, Category
+
+__all__ = ["GroupOutcome"]
+
+
+@dataclass(frozen=True)
+class GroupOutcome:
+    """The verdicts and rewards of the rollouts of one prompt, in session order.
+
+    ``categories[i]`` is ``None`` when rollout ``i`` could not be parsed.
+    ``short`` marks a group that finished with fewer rollouts than were asked
+    for (some sessions failed). ``sources[i]`` says who gave the verdict
+    (``offline``, ``deferred``, ``llm``, ``cache``; ``None`` when unparsed).
+    """
+
+    uid: str
+    categories: tuple[Category | None, ...]
+    rewards: tuple[float, ...]
+    short: bool = False
+    sources: tuple[str | None, ...] = field(default=())
+    noised: tuple[bool, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        n = len(self.categories)
+        if len(self.rewards) != n:
+            raise ValueError(f"group {self.uid}: {n} categories but {len(self.rewards)} rewards")
+        for name in ("sources", "noised"):
+            value = getattr(self, name)
+            if value and len(value) != n:
+                raise ValueError(f"group {self.uid}: {n} categories but {len(value)} {name}")
+
+    @property
+    def size(self) -> int:
+        return len(self.categories)
+
+    @property
+    def best_for_evaluation(self) -> Category | None:
+        """The finest verdict in the group (more specific beats specific); ``None`` if nothing parsed."""
+        parsed = [c for c in self.categories if c is not None]
+        return max(parsed, key=EVALUATION_LEVEL.__getitem__, default=None)
+
+    @property
+    def best_training_level(self) -> int | None:
+        parsed = [TRAINING_LEVEL[c] for c in self.categories if c is not None]
+        return max(parsed, default=None)
+
+    @property
+    def zero_variance(self) -> bool:
+        """All rollouts got the same reward, so GRPO draws no signal from this group."""
+        return len(set(self.rewards)) <= 1

@@ -1,0 +1,42 @@
+import pytest
+
+from speciarl_verl import EVALUATION_LEVEL, TRAINING_LEVEL, Category
+
+
+def test_wire_labels_are_exact():
+    assert [c.value for c in Category] == [
+        "wrong",
+        "abstain",
+        "generic",
+        "less specific",
+        "specific",
+        "more specific",
+    ]
+
+
+def test_training_order_ties_specific_and_more_specific():
+    order = sorted(Category, key=TRAINING_LEVEL.__getitem__)
+    assert order[:4] == [Category.WRONG, Category.ABSTAIN, Category.GENERIC, Category.LESS_SPECIFIC]
+    assert TRAINING_LEVEL[Category.SPECIFIC] == TRAINING_LEVEL[Category.MORE_SPECIFIC]
+
+
+def test_evaluation_order_is_strict_with_more_specific_on_top():
+    levels = [EVALUATION_LEVEL[c] for c in Category]
+    assert levels == sorted(set(levels))
+    assert max(Category, key=EVALUATION_LEVEL.__getitem__) is Category.MORE_SPECIFIC
+
+
+def test_orders_are_read_only():
+    with pytest.raises(TypeError):
+        TRAINING_LEVEL[Category.WRONG] = 9  # type: ignore[index]
+
+
+@pytest.mark.parametrize("text", ["Specific", " less   specific ", "MORE SPECIFIC"])
+def test_coerce_folds_case_and_spacing(text):
+    assert Category.coerce(text).value == " ".join(text.split()).lower()
+
+
+@pytest.mark.parametrize("bad", ["correct", "", "less-specific", 3, None])
+def test_coerce_rejects_anything_else(bad):
+    with pytest.raises(ValueError, match="not a verdict category"):
+        Category.coerce(bad)

@@ -1,0 +1,72 @@
+import itertools
+
+import pytest
+
+from speciarl_verl import Category, group_rewards
+from speciarl_verl.core.group_reward import best_category
+
+# Seven states of one rollout: the six verdicts and "unparseable" (None).
+STATES = [c.value for c in Category] + [None]
+
+# The paper's order W < A < G < S- < S < S+, written out independently of the package.
+PAPER_ORDER = {"wrong": 0, "abstain": 1, "generic": 2, "less specific": 3, "specific": 4, "more specific": 5}
+
+
+def paper_rewards(group, mode, penalty):
+    """The paper's rule: c* = S if best is S+, A if best is W, else best; reward 1 iff c >= c*."""
+    parsed = [c for c in group if c is not None]
+    if not parsed:
+        return [penalty] * len(group)
+    best = max(parsed, key=PAPER_ORDER.__getitem__)
+    reference = {"more specific": "specific", "wrong": "abstain"}.get(best, best)
+    rewards = [penalty if c is None else float(PAPER_ORDER[c] >= PAPER_ORDER[reference]) for c in group]
+    if mode == "single":
+        winners = [i for i, r in enumerate(rewards) if r == 1.0]
+        for i in winners[1:]:
+            rewards[i] = 0.0
+    return rewards
+
+
+@pytest.mark.parametrize("mode", ["all", "single"])
+def test_every_group_of_four_matches_the_paper_rule(mode):
+    groups = list(itertools.product(STATES, repeat=4))
+    assert len(groups) == 7**4
+    for group in groups:
+        assert group_rewards(list(group), mode=mode, format_penalty=-1.0) == paper_rewards(group, mode, -1.0), group
+
+
+@pytest.mark.parametrize(
+    ("group", "expected"),
+    [
+        (["specific", "more specific", "generic", "wrong", None], [1, 1, 0, 0, -1]),
+        (["generic", "generic", "less specific", "wrong", "abstain"], [0, 0, 1, 0, 0]),
+        (["generic"] * 5, [1] * 5),
+        (["wrong", "wrong", "abstain", "wrong", "wrong"], [0, 0, 1, 0, 0]),
+        (["wrong"] * 5, [0] * 5),
+    ],
+)
+def test_worked_examples_from_the_spec(group, expected):
+    assert group_rewards(group) == [float(x) for x in expected]
+
+
+def test_format_penalty_is_configurable_and_all_unparseable_group_gets_it():
+    assert group_rewards([None, None], format_penalty=-0.5) == [-0.5, -0.5]
+    assert group_rewards(["specific", None], format_penalty=0.0) == [1.0, 0.0]
+
+
+def test_single_mode_rewards_first_at_best_level_only_in_order_given():
+    assert group_rewards(["more specific", "specific", "specific"], mode="single") == [1.0, 0.0, 0.0]
+    assert group_rewards(["generic", "specific", "more specific"], mode="single") == [0.0, 1.0, 0.0]
+
+
+def test_accepts_category_members_and_rejects_unknown_labels_naming_them():
+    assert group_rewards([Category.SPECIFIC, Category.GENERIC]) == [1.0, 0.0]
+    with pytest.raises(ValueError, match="'very specific'"):
+        group_rewards(["very specific"])
+    with pytest.raises(ValueError, match="unknown group reward mode"):
+        group_rewards(["specific"], mode="best")
+
+
+def test_best_category_prefers_first_at_top_training_level():
+    assert best_category(["specific", "more specific"]) is Category.SPECIFIC
+    assert best_category([None, None]) is None

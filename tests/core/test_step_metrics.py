@@ -1,0 +1,68 @@
+import pytest
+
+from speciarl_verl import Category, GroupOutcome, step_metrics
+
+C = Category
+
+
+def outcome(uid, categories, rewards, **kw):
+    return GroupOutcome(uid, tuple(categories), tuple(float(r) for r in rewards), **kw)
+
+
+def test_rates_best_distribution_and_zero_variance_share():
+    groups = [
+        outcome(
+            "a", [C.SPECIFIC, C.GENERIC, None, C.WRONG], [1, 0, -1, 0], sources=("offline", "offline", None, "deferred")
+        ),
+        outcome("b", [C.LESS_SPECIFIC] * 4, [1, 1, 1, 1], sources=("offline",) * 4),
+        outcome("c", [C.WRONG, C.WRONG, C.MORE_SPECIFIC, C.SPECIFIC], [0, 0, 1, 1], short=True, sources=("llm",) * 4),
+    ]
+    m = step_metrics(groups)
+    assert m["speciarl/groups_total"] == 3
+    assert m["speciarl/rollouts_total"] == 12
+    assert m["speciarl/short_groups_total"] == 1
+    assert m["speciarl/category/wrong"] == pytest.approx(3 / 12)
+    assert m["speciarl/category/less_specific"] == pytest.approx(4 / 12)
+    assert m["speciarl/parse_failure_rate"] == pytest.approx(1 / 12)
+    assert sum(m[f"speciarl/category/{c.slug}"] for c in Category) + m["speciarl/parse_failure_rate"] == pytest.approx(
+        1
+    )
+    # group best in evaluation order: a -> specific, b -> less specific, c -> more specific
+    assert m["speciarl/group_best/specific"] == pytest.approx(1 / 3)
+    assert m["speciarl/group_best/more_specific"] == pytest.approx(1 / 3)
+    assert m["speciarl/group_best/less_specific"] == pytest.approx(1 / 3)
+    assert m["speciarl/group_best_level/mean"] == pytest.approx((4 + 3 + 4) / 3)
+    assert m["speciarl/groups_zero_variance"] == pytest.approx(1 / 3)
+    assert m["speciarl/verdict_source/offline"] == pytest.approx(6 / 11)
+    assert m["speciarl/verdict_source/deferred"] == pytest.approx(1 / 11)
+
+
+def test_all_unparseable_group_has_no_best():
+    m = step_metrics([outcome("x", [None, None], [-1, -1])])
+    assert m["speciarl/group_best/none"] == 1.0
+    assert "speciarl/group_best_level/mean" not in m
+    assert m["speciarl/groups_zero_variance"] == 1.0
+
+
+def test_empty_batch_reports_counts_only():
+    assert step_metrics([]) == {
+        "speciarl/groups_total": 0.0,
+        "speciarl/rollouts_total": 0.0,
+        "speciarl/short_groups_total": 0.0,
+    }
+
+
+def test_outcome_validates_lengths():
+    with pytest.raises(ValueError, match="2 categories but 1 rewards"):
+        outcome("bad", [C.WRONG, C.WRONG], [0])
+
+
+def test_metric_names_avoid_verl_aggregation_keywords():
+    # verl sums names containing sum/total, maxes max, mins min; only counts may say "total".
+    names = step_metrics(
+        [outcome("a", [C.ABSTAIN, C.GENERIC], [1, 0], sources=("offline", "offline"), noised=(False, True))]
+    )
+    for name in names:
+        lowered = name.lower()
+        assert "max" not in lowered and "min" not in lowered, name
+        assert ("total" in lowered) == name.endswith("_total"), name
