@@ -1,0 +1,1 @@
+"""Static data shipped with the package (class-name lists of the benchmarks)."""
