@@ -1,0 +1,1 @@
+"""Hydra configs shipped with the package (``-cp pkg://speciarl_verl.config``)."""

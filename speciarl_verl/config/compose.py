@@ -1,0 +1,19 @@
+"""Compose the shipped Hydra configs in-process (tests, the demo, notebooks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from omegaconf import DictConfig
+
+__all__ = ["compose_config"]
+
+
+def compose_config(name: str = "speciarl_grpo", overrides: Sequence[str] = ()) -> DictConfig:
+    """The config ``python -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn NAME OVERRIDES`` would run."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="speciarl_verl.config", version_base=None):
+        return compose(config_name=name, overrides=list(overrides))

@@ -1,0 +1,6 @@
+"""Adapters that plug SpeciaRL into verl 0.9.1 (these modules import verl and torch).
+
+* :mod:`.reward_manager` - the per-rollout stage, registered as ``speciarl``;
+* :mod:`.group_stage` - the group stage, a v1 replay buffer;
+* :mod:`.config_checks` - start-up checks that both stages are wired.
+"""

@@ -1,0 +1,53 @@
+"""The shipped Hydra config composes on verl's ppo_trainer and passes verl's own validation."""
+
+import pytest
+from verl.trainer.ppo.utils import need_critic, need_reference_policy
+from verl.utils.config import validate_config
+
+from speciarl_verl import RewardSettings
+from speciarl_verl.verl_ext.config_checks import group_stage_class
+from speciarl_verl.verl_ext.group_stage import GroupRewardReplayBuffer
+
+
+def validate(config):
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+
+
+def test_speciarl_grpo_composes_and_validates(compose):
+    config = compose()
+    validate(config)
+    assert config.reward.reward_manager.name == "speciarl"
+    assert group_stage_class(config) is GroupRewardReplayBuffer
+    assert RewardSettings.from_verl_config(config) == RewardSettings()
+    assert (config.algorithm.adv_estimator, config.actor_rollout_ref.rollout.n, config.data.train_batch_size) == (
+        "grpo",
+        10,
+        256,
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "value"),
+    [
+        (["reward.reward_kwargs.scheme=static", "reward.reward_kwargs.static_table=scala3"], "static_table", "scala3"),
+        (["reward.reward_kwargs.noise_rate=0.1", "reward.reward_kwargs.noise_seed=7"], "noise_rate", 0.1),
+        (["reward.reward_kwargs.group_mode=single"], "group_mode", "single"),
+    ],
+)
+def test_ablations_are_plain_overrides(compose, overrides, field, value):
+    config = compose(overrides=overrides)
+    validate(config)
+    assert getattr(RewardSettings.from_verl_config(config), field) == value
+
+
+def test_dr_grpo_and_dapo_filter_overrides_validate(compose):
+    validate(
+        compose(
+            overrides=[
+                "algorithm.norm_adv_by_std_in_grpo=false",
+                "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm",
+                "actor_rollout_ref.actor.use_kl_loss=false",
+            ]
+        )
+    )
+    validate(compose(overrides=["algorithm.filter_groups.enable=true", "algorithm.filter_groups.metric=acc"]))

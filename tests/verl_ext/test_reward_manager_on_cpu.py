@@ -1,0 +1,161 @@
+"""The per-rollout stage, loaded by verl's own loader and fed verl DataProtos (no Ray here)."""
+
+import logging
+
+import pytest
+from verl.trainer.ppo.reward import load_reward_manager, resolve_reward_manager_cls
+
+from speciarl_verl.testing.verl_rollouts import Rollout, trajectory_dataproto
+from speciarl_verl.verl_ext.reward_manager import SpeciaRewardManager
+
+ROW = {
+    "data_source": "fgvc_aircraft",
+    "prompt": [{"role": "user", "content": "<image>Classify the image."}],
+    "reward_model": {"style": "model", "ground_truth": "737-800"},
+    "extra_info": {"index": 3, "parents": ["Boeing 737", "Boeing"], "synonyms": ["Boeing 737-800"]},
+    "index": 3,
+}
+
+
+@pytest.fixture
+def make_manager(compose, tokenizer_dir, tokenizer):
+    def make(*overrides):
+        config = compose(overrides=[f"actor_rollout_ref.model.path={tokenizer_dir}", *overrides])
+        return load_reward_manager(config, tokenizer)
+
+    return make
+
+
+def score(manager, tokenizer, text, row=ROW, session=0, steps=1):
+    prompt = tokenizer.encode("<|im_start|>user\nClassify.<|im_end|>\n<|im_start|>assistant\n")
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    rollout = Rollout("u1", session, row, prompt, tokenizer.encode(text) + [eos], global_steps=steps)
+    # RewardManagerBase binds an event loop at construction; asyncio.run would use another one.
+    return manager.loop.run_until_complete(manager.run_single(trajectory_dataproto(rollout)))
+
+
+def test_registered_name_resolves_through_verl(make_manager):
+    manager = make_manager()
+    assert type(manager) is SpeciaRewardManager
+
+
+def test_importlib_source_with_pkg_path_resolves_too(compose, tokenizer_dir):
+    config = compose(
+        overrides=[
+            f"actor_rollout_ref.model.path={tokenizer_dir}",
+            "reward.reward_manager.source=importlib",
+            "reward.reward_manager.module.path=pkg://speciarl_verl.verl_ext.reward_manager",
+            "reward.reward_manager.name=SpeciaRewardManager",
+        ]
+    )
+    assert resolve_reward_manager_cls(config) is SpeciaRewardManager
+
+
+@pytest.mark.parametrize(
+    ("answer", "category", "source", "provisional"),
+    [
+        ("737-800", "specific", "offline", 1.0),
+        ("Boeing 737-800", "specific", "offline", 1.0),
+        ("Boeing 737", "less specific", "offline", 1.0),
+        ("airliner", "generic", "offline", 1.0),
+        ("None", "abstain", "offline", 1.0),
+        ("A320", "wrong", "deferred", 0.0),
+    ],
+)
+def test_run_single_parses_judges_and_records(make_manager, tokenizer, answer, category, source, provisional):
+    result = score(make_manager(), tokenizer, f"<think>two engines, winglets</think><answer>{answer}</answer>")
+    info = result["reward_extra_info"]
+    assert result["reward_score"] == provisional
+    assert (info["answer"], info["verdict"], info["category"], info["verdict_source"]) == (
+        answer,
+        category,
+        category,
+        source,
+    )
+    assert info["parse_failed"] == 0.0
+    assert info[f"cat_{category.replace(' ', '_')}"] == 1.0
+    assert sum(info[k] for k in info if k.startswith("cat_")) == 1.0
+    assert info["correct"] == float(category not in ("wrong", "abstain"))
+
+
+def test_unparseable_answer_gets_format_penalty_and_never_reaches_the_judge(make_manager, tokenizer):
+    result = score(make_manager(), tokenizer, "It is a 737-800.")
+    info = result["reward_extra_info"]
+    assert result["reward_score"] == -1.0
+    assert info["answer"] is None and info["verdict"] is None and info["verdict_source"] is None
+    assert info["parse_failed"] == 1.0 and info["level"] == -1
+
+
+def test_every_rollout_carries_the_same_keys(make_manager, tokenizer):
+    manager = make_manager()
+    keys = {tuple(score(manager, tokenizer, t)["reward_extra_info"]) for t in ("<answer>A320</answer>", "nothing")}
+    assert len(keys) == 1
+
+
+def test_word_cap_from_config(make_manager, tokenizer):
+    manager = make_manager("reward.reward_kwargs.max_answer_words=3")
+    assert score(manager, tokenizer, "<answer>Boeing 737</answer>")["reward_score"] == 1.0
+    assert score(manager, tokenizer, "<answer>a Boeing 737 jet airliner</answer>")["reward_score"] == -1.0
+
+
+def test_static_scheme_scores_from_the_table(make_manager, tokenizer):
+    manager = make_manager("reward.reward_kwargs.scheme=static", "reward.reward_kwargs.static_table=scala1")
+    assert score(manager, tokenizer, "<answer>Boeing 737</answer>")["reward_score"] == 0.75
+    assert score(manager, tokenizer, "<answer>airliner</answer>")["reward_score"] == 0.5
+
+
+def test_overlong_penalty_is_added_and_recorded(make_manager, tokenizer):
+    manager = make_manager(
+        "+reward.reward_kwargs.overlong_buffer_cfg.enable=true",
+        "+reward.reward_kwargs.overlong_buffer_cfg.len=4",
+        "+reward.reward_kwargs.max_resp_len=8",
+    )
+    text = "<answer>737-800</answer>"
+    n_tokens = len(tokenizer.encode(text)) + 1
+    expected = min(-(n_tokens - 4) / 4, 0.0)
+    assert expected < 0
+    result = score(manager, tokenizer, text)
+    assert result["reward_extra_info"]["overlong_penalty"] == pytest.approx(expected)
+    assert result["reward_score"] == pytest.approx(1.0 + expected)
+    assert result["reward_extra_info"]["acc"] == 1.0
+
+
+def test_verdict_noise_is_seeded_per_step_and_rollout_and_keeps_the_raw_verdict(make_manager, tokenizer):
+    noisy = ("reward.reward_kwargs.noise_rate=1.0", "reward.reward_kwargs.noise_seed=5")
+    a, b = make_manager(*noisy), make_manager(*noisy)
+    text = "<answer>airliner</answer>"
+    runs_a = [score(a, tokenizer, text, session=s, steps=t)["reward_extra_info"] for s in range(4) for t in (1, 2)]
+    runs_b = [score(b, tokenizer, text, session=s, steps=t)["reward_extra_info"] for s in range(4) for t in (1, 2)]
+    assert runs_a == runs_b
+    assert all(info["verdict"] == "generic" and info["noised"] == 1.0 for info in runs_a)
+    assert {info["category"] for info in runs_a} == {"abstain", "less specific"}
+
+
+def test_missing_ground_truth_is_an_error_naming_the_row(make_manager, tokenizer):
+    row = {**ROW, "reward_model": {"style": "model"}}
+    with pytest.raises(ValueError, match=r"no ground truth .*data_source='fgvc_aircraft', index=3"):
+        score(make_manager(), tokenizer, "<answer>x</answer>", row=row)
+
+
+def test_dynamic_reward_without_group_stage_refuses_to_start(make_manager):
+    with pytest.raises(ValueError, match="needs its group stage"):
+        make_manager("trainer.v1.sampler.custom_sampler.path=null")
+    with pytest.raises(ValueError, match="needs its group stage"):
+        make_manager("trainer.use_v1=false")
+    with pytest.raises(ValueError, match="needs its group stage"):
+        make_manager(
+            "trainer.v1.sampler.custom_sampler.path=pkg://verl.trainer.ppo.v1.replay_buffer",
+            "trainer.v1.sampler.custom_sampler.name=ReplayBuffer",
+        )
+
+
+def test_static_reward_without_group_stage_warns(make_manager, caplog):
+    with caplog.at_level(logging.WARNING, logger="speciarl_verl.verl_ext.config_checks"):
+        manager = make_manager("reward.reward_kwargs.scheme=static", "trainer.v1.sampler.custom_sampler.path=null")
+    assert isinstance(manager, SpeciaRewardManager)
+    assert "without its group stage" in caplog.text
+
+
+def test_unknown_reward_kwarg_fails_at_load(make_manager):
+    with pytest.raises(ValueError, match="reward_mode"):
+        make_manager("+reward.reward_kwargs.reward_mode=all")
