@@ -1,0 +1,3 @@
+from speciarl_verl.demo.reward_tour import main
+
+raise SystemExit(main())

@@ -1,0 +1,39 @@
+"""`make demo`'s job, run as a user runs it."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.ray
+
+
+def test_demo_prints_every_group_and_the_step_metrics():
+    env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "speciarl_verl.demo"], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    for truth in (
+        "737-800",
+        "A340-300",
+        "Tesla Model S Sedan 2012",
+        "Ford F-150 Regular Cab 2012",
+        "samoyed",
+        "Abyssinian",
+    ):
+        assert f"ground truth {truth}" in out
+
+    def rows(answer):
+        return [line for line in out.splitlines() if re.search(rf"│ \d+ │ {re.escape(answer)} +│", line)]
+
+    # best in group is rewarded; coarser correct answers are not, unless they are the group's best
+    assert all("+1.00" in line for line in rows("737-800") + rows("Samoyed") + rows("not sure"))
+    assert all("+0.00" in line for line in rows("Boeing 737") + rows("airliner"))
+    assert all("+1.00" in line for line in rows("A340") + rows("Airbus"))
+    assert all("-1.00" in line for line in rows("(unparseable)"))
+    assert re.search(r"speciarl/groups_total\s+│\s+6\.000", out)
+    assert re.search(r"speciarl/groups_zero_variance\s+│\s+0\.167", out)
