@@ -8,8 +8,12 @@ from typing import Any
 __all__ = ["start_local_cluster", "stop_local_cluster", "build_replay_buffer"]
 
 
-def start_local_cluster(num_cpus: int = 8) -> None:
-    """Start Ray (logical CPUs oversubscribed: verl and TransferQueue actors each ask for one) and TransferQueue."""
+def start_local_cluster(num_cpus: int = 2) -> None:
+    """Start Ray with the machine's 2 cores and TransferQueue with one storage unit.
+
+    TransferQueue's default of 8 storage units would ask for more CPUs than a 2-core
+    Ray cluster has and hang without an error; one unit is plenty for tests and the demo.
+    """
     import logging
 
     import ray
