@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -121,10 +122,42 @@ def resolve_buffer_options(
 class GroupRewardStage:
     """Mixin over verl's replay buffers: rewrites each terminal group's rewards once.
 
-    Subclasses must call :meth:`_init_group_stage` before using the buffer.
+    Takes the constructor arguments verl passes any custom sampler, completes them
+    with the DAPO options verl only gives its own buffer, and reads the reward settings.
     """
 
     reward_settings: RewardSettings
+    _synchronous = True
+
+    def __init__(
+        self,
+        trainer_mode: str,
+        trainer_config: Any,
+        max_off_policy_threshold: int | None,
+        max_off_policy_strategy: str,
+        sampler_kwargs: Any,
+        poll_interval: float = 2.0,
+        refill_fn=None,
+        **kwargs: Any,
+    ) -> None:
+        self._check_trainer_mode(trainer_mode)
+        root = _root_config(sampler_kwargs, trainer_config)
+        options, settings = resolve_buffer_options(root, sampler_kwargs or {}, self._synchronous)
+        options.update(kwargs)
+        super().__init__(
+            trainer_mode=trainer_mode,
+            trainer_config=trainer_config,
+            max_off_policy_threshold=max_off_policy_threshold,
+            max_off_policy_strategy=max_off_policy_strategy,
+            sampler_kwargs=sampler_kwargs,
+            poll_interval=poll_interval,
+            refill_fn=refill_fn,
+            **options,
+        )
+        self._init_group_stage(settings)
+
+    def _check_trainer_mode(self, trainer_mode: str) -> None:
+        pass
 
     def _init_group_stage(self, settings: RewardSettings) -> None:
         self.reward_settings = settings
@@ -241,17 +274,7 @@ class GroupRewardStage:
         per_key: dict[str, tuple[torch.Tensor, dict]] = {}
         group_best = outcome.best_for_evaluation
         for session, record, reward, penalty in zip(session_ids, records, rewards, penalties, strict=True):
-            updated = RolloutRecord(
-                answer=record.answer,
-                verdict=record.verdict,
-                verdict_source=record.verdict_source,
-                category=record.category,
-                noised=record.noised,
-                overlong_penalty=record.overlong_penalty,
-                acc=reward,
-                group_best=group_best,
-                group_size=len(records),
-            ).to_extra_info()
+            updated = replace(record, acc=reward, group_best=group_best, group_size=len(records)).to_extra_info()
             for key in sessions[session]:
                 scores, extra = stored[key]
                 if scores.numel() == 0:
@@ -271,65 +294,15 @@ class GroupRewardReplayBuffer(GroupRewardStage, ReplayBuffer):
     ``trainer.v1.sampler.custom_sampler.name=GroupRewardReplayBuffer``.
     """
 
-    def __init__(
-        self,
-        trainer_mode: str,
-        trainer_config: Any,
-        max_off_policy_threshold: int | None,
-        max_off_policy_strategy: str,
-        sampler_kwargs: Any,
-        poll_interval: float = 2.0,
-        refill_fn=None,
-        **kwargs: Any,
-    ) -> None:
+    def _check_trainer_mode(self, trainer_mode: str) -> None:
         if trainer_mode != "sync":
             raise ValueError(
                 f"GroupRewardReplayBuffer serves trainer.v1.trainer_mode=sync, not {trainer_mode!r}; "
                 "use GroupRewardReplayBufferAsync"
             )
-        options, settings = resolve_buffer_options(
-            _root_config(sampler_kwargs, trainer_config), sampler_kwargs or {}, True
-        )
-        options.update(kwargs)
-        super().__init__(
-            trainer_mode=trainer_mode,
-            trainer_config=trainer_config,
-            max_off_policy_threshold=max_off_policy_threshold,
-            max_off_policy_strategy=max_off_policy_strategy,
-            sampler_kwargs=sampler_kwargs,
-            poll_interval=poll_interval,
-            refill_fn=refill_fn,
-            **options,
-        )
-        self._init_group_stage(settings)
 
 
 class GroupRewardReplayBufferAsync(GroupRewardStage, ReplayBufferAsync):
     """verl's async replay buffer (``colocate_async`` / ``separate_async``) with the group stage."""
 
-    def __init__(
-        self,
-        trainer_mode: str,
-        trainer_config: Any,
-        max_off_policy_threshold: int | None,
-        max_off_policy_strategy: str,
-        sampler_kwargs: Any,
-        poll_interval: float = 2.0,
-        refill_fn=None,
-        **kwargs: Any,
-    ) -> None:
-        options, settings = resolve_buffer_options(
-            _root_config(sampler_kwargs, trainer_config), sampler_kwargs or {}, False
-        )
-        options.update(kwargs)
-        super().__init__(
-            trainer_mode=trainer_mode,
-            trainer_config=trainer_config,
-            max_off_policy_threshold=max_off_policy_threshold,
-            max_off_policy_strategy=max_off_policy_strategy,
-            sampler_kwargs=sampler_kwargs,
-            poll_interval=poll_interval,
-            refill_fn=refill_fn,
-            **options,
-        )
-        self._init_group_stage(settings)
+    _synchronous = False
