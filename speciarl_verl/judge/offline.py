@@ -15,14 +15,14 @@ the comparisons above.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from speciarl_verl.core.categories import Category
 from speciarl_verl.core.label_normalization import normalize_label
-from speciarl_verl.judge.verifier import Verdict, VerificationRequest
+from speciarl_verl.judge.verifier import VerificationRequest
 
-__all__ = ["ABSTENTIONS", "DOMAIN_NOUNS", "decide_offline", "OfflineVerifier"]
+__all__ = ["ABSTENTIONS", "DOMAIN_NOUNS", "decide_offline"]
 
 #: Normalised refusals.
 ABSTENTIONS: frozenset[str] = frozenset(
@@ -80,20 +80,3 @@ def decide_offline(request: VerificationRequest) -> Category | None:
     if prediction in {normalize_label(parent) for parent in request.parents}:
         return Category.LESS_SPECIFIC
     return None
-
-
-class OfflineVerifier:
-    """A :class:`~speciarl_verl.judge.verifier.Verifier` that uses the rule tier only."""
-
-    def __init__(self, deferred_outcome: Category | str = Category.WRONG) -> None:
-        self.deferred_outcome = Category.coerce(deferred_outcome)
-
-    async def verify(self, requests: Sequence[VerificationRequest]) -> list[Verdict]:
-        verdicts = []
-        for request in requests:
-            decided = decide_offline(request)
-            if decided is None:
-                verdicts.append(Verdict(self.deferred_outcome, "deferred"))
-            else:
-                verdicts.append(Verdict(decided, "offline"))
-        return verdicts

@@ -1,45 +1,178 @@
-"""Judge configuration (``reward.reward_kwargs.judge`` in verl's config tree)."""
+"""Judge configuration (``reward.reward_kwargs.judge`` for training; its own file for evaluation).
+
+Three nested records: which tiers run and what a failure does (:class:`JudgeSettings`),
+how to reach an LLM judge (:class:`LLMSettings`), and where verdicts are cached
+(:class:`CacheSettings`). All are validated on construction; unknown keys are errors.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from speciarl_verl.core.categories import Category
 
-__all__ = ["JudgeSettings", "JUDGE_KINDS"]
+__all__ = ["JudgeSettings", "LLMSettings", "CacheSettings", "JUDGE_KINDS", "FAILURE_POLICIES"]
 
-JUDGE_KINDS = ("offline",)
+JUDGE_KINDS = ("offline", "llm", "auto")
+FAILURE_POLICIES = ("raise", "mask")
+CONSTRAINED_DECODING = ("auto", "structured_outputs", "guided_choice", "none")
+CACHE_BACKENDS = ("sqlite", "redis", "none")
+
+
+def _from_mapping(cls, values: Mapping[str, Any] | None, where: str, **nested):
+    values = dict(values or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {where} setting(s) {unknown} (known: {sorted(known)})")
+    for name, builder in nested.items():
+        value = values.get(name)
+        if value is None or isinstance(value, Mapping):
+            values[name] = builder(value)
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """An OpenAI-compatible chat endpoint serving the judge model (vLLM ``serve`` on GPU nodes).
+
+    * ``endpoints``: base URLs ending in ``/v1``; requests go to the one with the fewest in flight.
+    * ``model``: the served model name. The training default is a Qwen3-30B-A3B-Instruct-2507
+      class model; the evaluation judge is set by the user.
+    * ``constrained_decoding``: ``auto`` asks each vLLM server its version and uses
+      ``structured_outputs`` (vLLM >= 0.12) or ``guided_choice`` (older); every reply is
+      validated against the label set either way.
+    * ``max_tokens``: room for the longest label in the judge's tokenizer.
+    * ``timeout_s``: per request; ``max_retries`` with exponential back-off and jitter
+      (``backoff_initial_s`` .. ``backoff_max_s``) on timeouts, connection errors, 5xx, 408 and 429;
+      any other 4xx fails at once.
+    * ``max_in_flight``: requests in flight per process; ``requests_per_second``: optional cap.
+    * ``max_prediction_chars``: predictions are cut to this length before they reach the judge.
+    * ``api_key_env``: name of an environment variable holding a bearer token (read when the
+      client is created, never at import).
+    """
+
+    endpoints: tuple[str, ...] = ("http://127.0.0.1:8001/v1",)
+    model: str = "Qwen/Qwen3-30B-A3B-Instruct-2507"
+    prompt: str = "speciarl_v1"
+    prompt_file: str | None = None
+    constrained_decoding: str = "auto"
+    enable_thinking: bool = False
+    max_tokens: int = 16
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 20.0
+    max_in_flight: int = 64
+    requests_per_second: float | None = None
+    max_prediction_chars: int = 200
+    api_key_env: str | None = None
+
+    def __post_init__(self) -> None:
+        endpoints = (self.endpoints,) if isinstance(self.endpoints, str) else tuple(self.endpoints)
+        object.__setattr__(self, "endpoints", tuple(e.rstrip("/") for e in endpoints))
+        if not self.endpoints:
+            raise ValueError("judge.llm.endpoints must list at least one URL")
+        bad = [e for e in self.endpoints if not e.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"judge.llm.endpoints must be http(s) URLs, got {bad}")
+        if self.constrained_decoding not in CONSTRAINED_DECODING:
+            raise ValueError(
+                f"judge.llm.constrained_decoding={self.constrained_decoding!r} is not one of {CONSTRAINED_DECODING}"
+            )
+        for name in ("max_tokens", "max_in_flight", "max_prediction_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"judge.llm.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_retries < 0 or self.timeout_s <= 0:
+            raise ValueError("judge.llm.max_retries must be >= 0 and judge.llm.timeout_s > 0")
+        if self.requests_per_second is not None and self.requests_per_second <= 0:
+            raise ValueError(f"judge.llm.requests_per_second must be positive, got {self.requests_per_second}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> LLMSettings:
+        return _from_mapping(cls, values, "judge.llm")
+
+    def api_key(self) -> str | None:
+        if self.api_key_env is None:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ValueError(f"judge.llm.api_key_env names {self.api_key_env!r}, which is not set")
+        return key
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Where verdicts of the LLM tier are kept across steps, workers and runs.
+
+    * ``sqlite`` (default): one file shared by the reward workers of a node (WAL mode);
+      ``path`` defaults to ``$XDG_CACHE_HOME/speciarl_verl/verdicts.sqlite``.
+    * ``redis``: one server shared by every node (``redis_url``).
+    * ``none``: no persistence (duplicates within a process are still judged once).
+
+    ``lease_s``: how long a worker may hold the claim on a pair it is judging before
+    another worker takes over (a crashed worker never blocks a pair for longer).
+    """
+
+    backend: str = "sqlite"
+    path: str | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = "speciarl"
+    lease_s: float = 120.0
+    poll_interval_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.backend not in CACHE_BACKENDS:
+            raise ValueError(f"judge.cache.backend={self.backend!r} is not one of {CACHE_BACKENDS}")
+        if self.lease_s <= 0 or self.poll_interval_s <= 0:
+            raise ValueError("judge.cache.lease_s and judge.cache.poll_interval_s must be positive")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> CacheSettings:
+        return _from_mapping(cls, values, "judge.cache")
+
+    def sqlite_path(self) -> Path:
+        if self.path:
+            return Path(self.path).expanduser()
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return base / "speciarl_verl" / "verdicts.sqlite"
 
 
 @dataclass(frozen=True)
 class JudgeSettings:
-    """Which verifier the reward asks.
+    """Which verifier the reward asks, and what a judge failure does.
 
-    ``kind="offline"``: the rule tier alone; pairs it cannot decide get
-    ``deferred_outcome`` and are counted as ``deferred``.
+    * ``kind``: ``offline`` (rule tier only; pairs it cannot decide get ``deferred_outcome`` and
+      the verdict source ``deferred``), ``llm`` (every pair to the LLM judge, through the cache),
+      ``auto`` (rule tier first, the LLM for what it defers).
+    * ``failure_policy``: ``raise`` stops training with an error naming the endpoint and how
+      many pairs failed; ``mask`` gives every rollout of an affected group the same reward 0
+      (zero advantage) and counts the group in ``speciarl/masked_groups_total``.
     """
 
     kind: str = "offline"
     deferred_outcome: Category = Category.WRONG
+    failure_policy: str = "raise"
+    llm: LLMSettings = field(default_factory=LLMSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
 
     def __post_init__(self) -> None:
         if self.kind not in JUDGE_KINDS:
             raise ValueError(f"judge.kind={self.kind!r} is not supported (expected one of {JUDGE_KINDS})")
+        if self.failure_policy not in FAILURE_POLICIES:
+            raise ValueError(f"judge.failure_policy={self.failure_policy!r} is not one of {FAILURE_POLICIES}")
         object.__setattr__(self, "deferred_outcome", Category.coerce(self.deferred_outcome))
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> JudgeSettings:
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown judge setting(s) {unknown} (known: {sorted(known)})")
-        return cls(**values)
+        return _from_mapping(cls, values, "judge", llm=LLMSettings.from_mapping, cache=CacheSettings.from_mapping)
 
     def build_verifier(self):
-        """A fresh verifier for this process (clients are never shared across processes)."""
-        from speciarl_verl.judge.offline import OfflineVerifier
+        """A fresh verifier for this process. Network clients and files open on first use."""
+        from speciarl_verl.judge.tiered import TieredVerifier
 
-        return OfflineVerifier(deferred_outcome=self.deferred_outcome)
+        return TieredVerifier(self)

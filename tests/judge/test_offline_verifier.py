@@ -3,7 +3,15 @@ import asyncio
 import pytest
 
 from speciarl_verl import Category
-from speciarl_verl.judge import JudgeSettings, OfflineVerifier, Verdict, VerificationRequest, Verifier, decide_offline
+from speciarl_verl.judge import (
+    JudgeSettings,
+    OfflineVerifier,
+    TieredVerifier,
+    Verdict,
+    VerificationRequest,
+    Verifier,
+    decide_offline,
+)
 
 C = Category
 
@@ -64,7 +72,7 @@ def test_deferred_outcome_is_configurable():
 def test_judge_settings_validate_and_build():
     settings = JudgeSettings.from_mapping({"kind": "offline", "deferred_outcome": "abstain"})
     assert settings.deferred_outcome is C.ABSTAIN
-    assert isinstance(settings.build_verifier(), OfflineVerifier)
+    assert isinstance(settings.build_verifier(), TieredVerifier)
     with pytest.raises(ValueError, match="judge.kind='gpt'"):
         JudgeSettings(kind="gpt")
     with pytest.raises(ValueError, match=r"unknown judge setting\(s\) \['endpoint'\]"):

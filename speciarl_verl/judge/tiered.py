@@ -1,0 +1,232 @@
+"""The verifier the reward uses: rule tier, then cache, then one LLM call per unique pair.
+
+For a batch of requests:
+
+1. ``offline``/``auto``: the rule tier decides what it can (:mod:`.offline`);
+   ``offline`` gives the rest ``deferred_outcome`` (source ``deferred``).
+2. Identical pairs (same normalised ground truth and prediction) collapse to one key.
+3. Keys found in this process's memo or in the shared store are ``cache`` hits.
+4. Each remaining key is judged once: a key already in flight in this process is awaited
+   (``dedup``); otherwise the store's claim decides which worker calls the LLM (``llm``)
+   and which waits for the stored verdict (``dedup``).
+5. A pair whose call fails (retries exhausted, a 4xx, a reply outside the labels) makes
+   :meth:`TieredVerifier.verify` raise :class:`~speciarl_verl.judge.verifier.JudgeError`
+   carrying every verdict that was reached; nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from speciarl_verl.core.categories import Category
+from speciarl_verl.judge.coalesce import Coalescer
+from speciarl_verl.judge.llm_judge import InvalidVerdictError, LLMJudge, cap_prediction
+from speciarl_verl.judge.offline import decide_offline
+from speciarl_verl.judge.settings import CacheSettings, JudgeSettings
+from speciarl_verl.judge.transport import JudgeTransportError
+from speciarl_verl.judge.verdict_store import VerdictStore, cache_key, judge_fingerprint, open_verdict_store
+from speciarl_verl.judge.verifier import JudgeError, Verdict, VerificationRequest
+
+__all__ = ["TieredVerifier", "OfflineVerifier"]
+
+_MEMO_SIZE = 200_000
+
+
+class TieredVerifier:
+    """Implements :class:`~speciarl_verl.judge.verifier.Verifier` for every ``judge.kind``.
+
+    Store traffic is coalesced: the lookups, claims and writes of all pairs that arrive
+    within a millisecond (verl calls the reward manager once per rollout, thousands at a
+    time) go to the store as one batch each.
+    """
+
+    def __init__(self, settings: JudgeSettings, store: VerdictStore | None = None):
+        self.settings = settings
+        self.llm = LLMJudge(settings.llm) if settings.kind != "offline" else None
+        self._fingerprint = judge_fingerprint(self.llm.identity) if self.llm is not None else ""
+        self._store = store
+        self._memo: OrderedDict[str, Category] = OrderedDict()
+        self._keys: dict[tuple[str, str], str] = {}
+        self._in_flight: dict[str, asyncio.Future] = {}
+        self._waiters: dict[str, asyncio.Future] = {}
+        self._poller: asyncio.Task | None = None
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lookup: Coalescer[str, str] = Coalescer(lambda keys: self.store.get_many(keys))
+        self._claim: Coalescer[str, bool] = Coalescer(self._claim_batch)
+        self._put: Coalescer[tuple[str, str], bool] = Coalescer(self._put_batch)
+
+    @property
+    def store(self) -> VerdictStore:
+        if self._store is None:
+            self._store = open_verdict_store(self.settings.cache)
+        return self._store
+
+    def key(self, request: VerificationRequest) -> str:
+        assert self.llm is not None
+        prediction = cap_prediction(request.prediction, self.settings.llm.max_prediction_chars)
+        raw = (request.ground_truth, prediction)
+        key = self._keys.get(raw)
+        if key is None:
+            if len(self._keys) > _MEMO_SIZE:
+                self._keys.clear()
+            key = self._keys[raw] = cache_key(request.ground_truth, prediction, self._fingerprint)
+        return key
+
+    async def verify(self, requests: Sequence[VerificationRequest]) -> list[Verdict]:
+        verdicts: list[Verdict | None] = [None] * len(requests)
+        pending: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            if self.settings.kind in ("offline", "auto"):
+                decided = decide_offline(request)
+                if decided is not None:
+                    verdicts[i] = Verdict(decided, "offline")
+                    continue
+                if self.settings.kind == "offline":
+                    verdicts[i] = Verdict(self.settings.deferred_outcome, "deferred")
+                    continue
+            key = self.key(request)
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                verdicts[i] = Verdict(self._memo[key], "cache")
+            else:
+                pending.setdefault(key, []).append(i)
+        if not pending:
+            return verdicts  # type: ignore[return-value]
+
+        keys = list(pending)
+        if len(keys) == 1:  # the reward manager's case: one rollout per call, no task to spawn
+            try:
+                results: list = [await self._resolve(keys[0], requests[pending[keys[0]][0]])]
+            except Exception as error:
+                results = [error]
+        else:
+            results = await asyncio.gather(
+                *(self._resolve(key, requests[pending[key][0]]) for key in keys), return_exceptions=True
+            )
+        failures: list[BaseException] = []
+        for key, result in zip(keys, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, JudgeTransportError | InvalidVerdictError):
+                    raise result
+                failures.append(result)
+                continue
+            first, *rest = pending[key]
+            verdicts[first] = result
+            for i in rest:
+                verdicts[i] = Verdict(result.category, "dedup" if result.source == "llm" else result.source)
+        if failures:
+            endpoint = getattr(failures[-1], "endpoint", None)
+            failed = sum(v is None for v in verdicts)
+            raise JudgeError(
+                f"judge failed for {failed} of {len(requests)} pair(s) (last endpoint {endpoint}): {failures[-1]}",
+                verdicts,
+                endpoint,
+            )
+        return verdicts  # type: ignore[return-value]
+
+    def _remember(self, key: str, label: str | Category) -> Category:
+        category = Category.coerce(label)
+        self._memo[key] = category
+        self._memo.move_to_end(key)
+        if len(self._memo) > _MEMO_SIZE:
+            self._memo.popitem(last=False)
+        return category
+
+    async def _claim_batch(self, keys: list[str]) -> dict[str, bool]:
+        claimed = await self.store.claim_many(keys, self.owner, self.settings.cache.lease_s)
+        return {key: True for key in claimed}
+
+    async def _put_batch(self, items: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+        await self.store.put_many(dict(items), self.owner)
+        return {item: True for item in items}
+
+    async def _resolve(self, key: str, request: VerificationRequest) -> Verdict:
+        """Judge ``key`` once per process: later callers await the first one's future."""
+        if key in self._in_flight:
+            verdict = await asyncio.shield(self._in_flight[key])
+            return Verdict(verdict.category, "dedup" if verdict.source == "llm" else verdict.source)
+        future = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception never retrieved"
+        self._in_flight[key] = future
+        try:
+            label = await self._lookup(key)
+            if label is not None:
+                verdict = Verdict(self._remember(key, label), "cache")
+            else:
+                verdict = await self._judge_across_workers(key, request)
+        except BaseException as error:
+            future.set_exception(error)
+            raise
+        else:
+            future.set_result(verdict)
+            return verdict
+        finally:
+            del self._in_flight[key]
+
+    async def _judge_across_workers(self, key: str, request: VerificationRequest) -> Verdict:
+        store = self.store
+        assert self.llm is not None
+        while True:
+            if await self._claim(key):
+                try:
+                    done = await self._lookup(key)  # finished between our lookup and our claim?
+                    if done is not None:
+                        await store.release(key, self.owner)
+                        return Verdict(self._remember(key, done), "dedup")
+                    category, latency = await self.llm.judge(request.ground_truth, request.prediction)
+                except BaseException:
+                    await store.release(key, self.owner)
+                    raise
+                await self._put((key, category.value))
+                self._remember(key, category)
+                return Verdict(category, "llm", latency)
+            # Another worker is judging this pair: wait for its verdict; if its claim goes away
+            # without one (it failed, or its lease lapsed), try to claim the pair ourselves.
+            label = await self._wait_for(key)
+            if label is not None:
+                return Verdict(self._remember(key, label), "dedup")
+
+    async def _wait_for(self, key: str) -> str | None:
+        future = asyncio.get_running_loop().create_future()
+        self._waiters[key] = future
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll_waiters())
+        return await future
+
+    async def _poll_waiters(self) -> None:
+        """One query pair per interval for every pair this process waits on (not one per pair)."""
+        store, interval = self.store, self.settings.cache.poll_interval_s
+        while self._waiters:
+            await asyncio.sleep(interval)
+            keys = list(self._waiters)
+            try:
+                found = await store.get_many(keys)
+                held = await store.claimed([k for k in keys if k not in found])
+            except Exception as error:  # the store failed: the waiters fail with it
+                for key in keys:
+                    self._waiters.pop(key).set_exception(error)
+                continue
+            for key in keys:
+                if key in found:
+                    self._waiters.pop(key).set_result(found[key])
+                elif key not in held:
+                    self._waiters.pop(key).set_result(None)
+
+    async def aclose(self) -> None:
+        if self.llm is not None:
+            await self.llm.aclose()
+        if self._store is not None:
+            await self._store.aclose()
+
+
+class OfflineVerifier(TieredVerifier):
+    """The rule tier alone (``judge.kind=offline``): no network, no cache."""
+
+    def __init__(self, deferred_outcome: Category | str = Category.WRONG):
+        settings = JudgeSettings(kind="offline", deferred_outcome=deferred_outcome, cache=CacheSettings(backend="none"))
+        super().__init__(settings)

@@ -1,0 +1,174 @@
+"""A local OpenAI-compatible judge server with controllable latency, capacity and faults.
+
+It answers ``POST /v1/chat/completions`` like a judge model would: it reads the JSON pair
+out of the user message, decides the category with the offline rule tier (``wrong`` where
+the rules cannot decide), and replies with that label. ``latency_s`` is added to every
+request and at most ``max_concurrency`` requests are served at once, so a benchmark can
+compare a client against the theoretical limit. ``fault`` makes it misbehave:
+
+* ``status:<code>``: answer every request with that HTTP status;
+* ``hang``: never answer (until the client gives up);
+* ``bad_label``: answer 200 with a label outside the set;
+* ``drop``: close the connection without answering;
+* ``not_json``: answer 200 with a body that is not a chat completion;
+* ``flaky:<n>``: answer 503 to the first ``n`` requests, then behave.
+
+``GET /version`` reports ``vllm_version`` (``None``: 404, like a non-vLLM server);
+``GET /stats`` the number of chat requests and the most served at once.
+
+Run it as its own process (benchmarks do, so the server does not share the client's
+interpreter): ``python -m speciarl_verl.testing.fake_judge_server --latency 0.02
+--max-concurrency 32``; it prints ``PORT <n>`` once it listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from speciarl_verl.judge.offline import decide_offline
+from speciarl_verl.judge.verifier import VerificationRequest
+
+__all__ = ["FakeJudgeServer"]
+
+_PAIR = re.compile(r"```json\s*(\{.*?\})\s*```", re.DOTALL)
+
+
+@dataclass
+class FakeJudgeServer:
+    latency_s: float = 0.0
+    max_concurrency: int = 1024
+    fault: str | None = None
+    vllm_version: str | None = "0.30.0"
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self.port = 0
+        self.calls = 0
+        self.max_seen_concurrency = 0
+        self._active = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> FakeJudgeServer:
+        self._thread = threading.Thread(target=self._serve, name="fake-judge", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake judge server did not start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        assert self._thread is not None
+        self._thread.join(10)
+
+    def _serve(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._start())
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.close()
+
+    async def _start(self) -> None:
+        self._semaphore = asyncio.Semaphore(self.max_concurrency)
+        self._closing = asyncio.Event()
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/version", self._version)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/stats", self._stats)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - aiohttp exposes no public accessor
+
+    async def _shutdown(self) -> None:
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _version(self, request: web.Request) -> web.Response:
+        if self.vllm_version is None:
+            raise web.HTTPNotFound()
+        return web.json_response({"version": self.vllm_version})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"calls": self.calls, "max_seen_concurrency": self.max_seen_concurrency})
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake-judge", "object": "model"}]})
+
+    def judge_label(self, body: dict[str, Any]) -> str:
+        """The label a sensible judge would give the pair in ``body`` (rule tier, else wrong)."""
+        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        pair = json.loads(_PAIR.search(user).group(1))
+        category = decide_offline(VerificationRequest(pair["ground_truth"], pair["prediction"]))
+        return category.value if category is not None else "wrong"
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        self.calls += 1
+        fault = self.fault or ""
+        if fault.startswith("flaky:") and self.calls <= int(fault.split(":")[1]):
+            return web.json_response({"error": "warming up"}, status=503)
+        if fault.startswith("status:"):
+            return web.json_response({"error": "injected"}, status=int(fault.split(":")[1]))
+        if fault == "hang":
+            await self._closing.wait()  # answer nothing until the server stops
+        if fault == "drop":
+            request.transport.close()
+            return web.Response()
+        async with self._semaphore:
+            self._active += 1
+            self.max_seen_concurrency = max(self.max_seen_concurrency, self._active)
+            try:
+                if self.latency_s:
+                    await asyncio.sleep(self.latency_s)
+            finally:
+                self._active -= 1
+        if fault == "not_json":
+            return web.Response(text="<html>proxy error</html>", content_type="text/html")
+        label = "probably specific" if fault == "bad_label" else self.judge_label(body)
+        return web.json_response(
+            {
+                "id": f"cmpl-{self.calls}",
+                "object": "chat.completion",
+                "model": body.get("model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": label}, "finish_reason": "stop"}],
+            }
+        )
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="a local OpenAI-compatible judge server for tests and benchmarks")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every chat request")
+    parser.add_argument("--max-concurrency", type=int, default=1024, help="chat requests served at once")
+    parser.add_argument("--fault", default=None)
+    args = parser.parse_args()
+    server = FakeJudgeServer(latency_s=args.latency, max_concurrency=args.max_concurrency, fault=args.fault)
+    with server:
+        print(f"PORT {server.port}", flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
