@@ -13,12 +13,20 @@ def validate(config):
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
 
 
-def test_speciarl_grpo_composes_and_validates(compose):
-    config = compose()
+def test_speciarl_grpo_composes_and_validates():
+    from dataclasses import replace
+
+    from speciarl_verl.config.compose import compose_config
+    from speciarl_verl.judge import JudgeSettings
+
+    config = compose_config()
     validate(config)
     assert config.reward.reward_manager.name == "speciarl"
     assert group_stage_class(config) is GroupRewardReplayBuffer
-    assert RewardSettings.from_verl_config(config) == RewardSettings()
+    settings = RewardSettings.from_verl_config(config)
+    # every key of the yaml is a field with the dataclass default, except the judge's kind (auto on GPU nodes)
+    assert settings == replace(RewardSettings(), judge=replace(JudgeSettings(), kind="auto"))
+    assert settings.judge.llm.model == "Qwen/Qwen3-30B-A3B-Instruct-2507"
     assert (config.algorithm.adv_estimator, config.actor_rollout_ref.rollout.n, config.data.train_batch_size) == (
         "grpo",
         10,

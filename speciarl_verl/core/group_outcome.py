@@ -13,10 +13,12 @@ __all__ = ["GroupOutcome"]
 class GroupOutcome:
     """The verdicts and rewards of the rollouts of one prompt, in session order.
 
-    ``categories[i]`` is ``None`` when rollout ``i`` could not be parsed.
-    ``short`` marks a group that finished with fewer rollouts than were asked
-    for (some sessions failed). ``sources[i]`` says who gave the verdict
-    (``offline``, ``deferred``, ``llm``, ``cache``; ``None`` when unparsed).
+    ``categories[i]`` is ``None`` when rollout ``i`` has no verdict: it could
+    not be parsed, or (``judge_failed[i]``) the judge failed on it. ``short``
+    marks a group that finished with fewer rollouts than were asked for (some
+    sessions failed); ``masked`` one whose rewards were zeroed because the judge
+    failed. ``sources[i]`` says who gave the verdict (``offline``, ``deferred``,
+    ``cache``, ``llm``, ``dedup``); ``latencies[i]`` is the LLM round trip.
     """
 
     uid: str
@@ -25,12 +27,15 @@ class GroupOutcome:
     short: bool = False
     sources: tuple[str | None, ...] = field(default=())
     noised: tuple[bool, ...] = field(default=())
+    judge_failed: tuple[bool, ...] = field(default=())
+    latencies: tuple[float | None, ...] = field(default=())
+    masked: bool = False
 
     def __post_init__(self) -> None:
         n = len(self.categories)
         if len(self.rewards) != n:
             raise ValueError(f"group {self.uid}: {n} categories but {len(self.rewards)} rewards")
-        for name in ("sources", "noised"):
+        for name in ("sources", "noised", "judge_failed", "latencies"):
             value = getattr(self, name)
             if value and len(value) != n:
                 raise ValueError(f"group {self.uid}: {n} categories but {len(value)} {name}")

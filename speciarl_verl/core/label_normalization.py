@@ -12,6 +12,7 @@ point between digits.
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 __all__ = ["normalize_label"]
 
@@ -30,6 +31,7 @@ def _strip_latin_accents(text: str) -> str:
     return unicodedata.normalize("NFC", "".join(out))
 
 
+@lru_cache(maxsize=1 << 16)  # a pure function called with the same few thousand labels every step
 def normalize_label(label: str) -> str:
     """Fold ``label`` to its matching key.
 

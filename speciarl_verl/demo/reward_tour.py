@@ -84,6 +84,7 @@ def _run(args, status):
         overrides=[
             f"actor_rollout_ref.model.path={tokenizer_dir}",
             f"reward.num_workers={args.workers}",
+            "reward.reward_kwargs.judge.kind=offline",  # no judge model on a CPU machine
             f"data.train_batch_size={len(groups)}",
             f"actor_rollout_ref.rollout.n={n}",
             *args.overrides,

@@ -40,7 +40,13 @@ from speciarl_verl.core.step_metrics import METRIC_PREFIX, step_metrics
 from speciarl_verl.reward_settings import RewardSettings
 from speciarl_verl.rollout_record import RolloutRecord
 
-__all__ = ["GroupRewardStage", "GroupRewardReplayBuffer", "GroupRewardReplayBufferAsync", "split_trajectory_key"]
+__all__ = [
+    "GroupRewardStage",
+    "GroupRewardReplayBuffer",
+    "GroupRewardReplayBufferAsync",
+    "JudgeFailedError",
+    "split_trajectory_key",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +58,10 @@ _FORWARDED_KWARGS = (
     "max_inflight_gen_batches",
     "sync_refill_failed_groups",
 )
+
+
+class JudgeFailedError(RuntimeError):
+    """The judge could not score some rollouts and ``judge.failure_policy`` is ``raise``."""
 
 
 def split_trajectory_key(key: str) -> tuple[str, int, int]:
@@ -165,6 +175,8 @@ class GroupRewardStage:
         self._outcomes: dict[str, dict[str, GroupOutcome]] = defaultdict(dict)
         # groups scored since the last training sample (evicted ones included)
         self._scored_since_sample: dict[str, int] = defaultdict(int)
+        # partition -> uid -> first judge error message in the group (for the error raised)
+        self._errors: dict[str, dict[str, str]] = defaultdict(dict)
 
     # -- verl hooks ---------------------------------------------------------------------------
 
@@ -212,12 +224,17 @@ class GroupRewardStage:
             for key, scores, extra in zip(keys, data["rm_scores"].unbind(0), data["extra_fields"], strict=True):
                 stored[key] = (scores, getattr(extra, "data", extra))
 
-        new_scores: list[torch.Tensor] = []
-        new_extras: list[dict] = []
-        for uid in sorted(new_uids):
-            outcome, per_key = self._score_group(
+        scored = {
+            uid: self._score_group(
                 uid, partition_id, keys_by_uid.get(uid, []), stored, short=uid in self.failure_keys[partition_id]
             )
+            for uid in sorted(new_uids)
+        }
+        self._apply_failure_policy(partition_id, {uid: outcome for uid, (outcome, _) in scored.items()})
+
+        new_scores: list[torch.Tensor] = []
+        new_extras: list[dict] = []
+        for uid, (outcome, per_key) in scored.items():
             outcomes[uid] = outcome
             self._scored_since_sample[partition_id] += 1
             for key in (key for _, _, key in sorted(keys_by_uid.get(uid, []))):
@@ -232,6 +249,19 @@ class GroupRewardStage:
                 }
             )
             tq.kv_batch_put(keys=keys, partition_id=partition_id, fields=fields)
+
+    def _apply_failure_policy(self, partition_id: str, outcomes: Mapping[str, GroupOutcome]) -> None:
+        """Stop the run on judge failures unless ``judge.failure_policy=mask``."""
+        failed = {uid: sum(o.judge_failed) for uid, o in outcomes.items() if any(o.judge_failed)}
+        if not failed or self.reward_settings.judge.failure_policy == "mask":
+            return
+        raise JudgeFailedError(
+            f"the judge failed on {sum(failed.values())} rollout(s) in {len(failed)} group(s) of partition "
+            f"{partition_id!r} (judge.failure_policy=raise). First error: {self._first_error(partition_id, failed)}"
+        )
+
+    def _first_error(self, partition_id: str, failed: Mapping[str, int]) -> str:
+        return self._errors.get(partition_id, {}).get(next(iter(failed)), "unknown")
 
     def _score_group(
         self,
@@ -250,11 +280,15 @@ class GroupRewardStage:
             final_key = sessions[session][-1]  # the final output of a multi-output session holds its reward
             extra = stored[final_key][1]
             info = extra.get("reward_extra_info") if isinstance(extra, Mapping) else None
-            records.append(RolloutRecord.from_extra_info(info or {}, where=f"trajectory {final_key}"))
+            record = RolloutRecord.from_extra_info(info or {}, where=f"trajectory {final_key}")
+            if record.judge_error:
+                self._errors[partition_id].setdefault(uid, record.judge_error)
+            records.append(record)
 
         settings = self.reward_settings
-        validation = partition_id == VALIDATION_PARTITION
-        if validation:
+        judge_failed = tuple(record.status == "judge_error" for record in records)
+        masked = any(judge_failed)  # under failure_policy=raise the stage stops before anything is written
+        if partition_id == VALIDATION_PARTITION:
             categories = [record.verdict for record in records]
             rewards = [settings.validation_score(category) for category in categories]
             penalties = [0.0] * len(records)
@@ -262,6 +296,8 @@ class GroupRewardStage:
             categories = [record.category for record in records]
             rewards = settings.training_rewards(categories)
             penalties = [record.overlong_penalty for record in records]
+        if masked:  # one reward for the whole group: zero advantage, nothing learnt from a failed judge
+            rewards, penalties = [0.0] * len(records), [0.0] * len(records)
         outcome = GroupOutcome(
             uid=uid,
             categories=tuple(categories),
@@ -269,12 +305,17 @@ class GroupRewardStage:
             short=short,
             sources=tuple(record.verdict_source for record in records),
             noised=tuple(record.noised for record in records),
+            judge_failed=judge_failed,
+            latencies=tuple(record.judge_latency_s for record in records),
+            masked=masked,
         )
 
         per_key: dict[str, tuple[torch.Tensor, dict]] = {}
         group_best = outcome.best_for_evaluation
         for session, record, reward, penalty in zip(session_ids, records, rewards, penalties, strict=True):
-            updated = replace(record, acc=reward, group_best=group_best, group_size=len(records)).to_extra_info()
+            updated = replace(
+                record, acc=reward, group_best=group_best, group_size=len(records), masked=masked
+            ).to_extra_info()
             for key in sessions[session]:
                 scores, extra = stored[key]
                 if scores.numel() == 0:

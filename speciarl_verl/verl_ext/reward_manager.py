@@ -26,7 +26,7 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from speciarl_verl.core.answer_parsing import parse_answer
 from speciarl_verl.core.verdict_noise import apply_verdict_noise, noise_rng
-from speciarl_verl.judge.verifier import VerificationRequest
+from speciarl_verl.judge.verifier import JudgeError, VerificationRequest
 from speciarl_verl.reward_settings import RewardSettings
 from speciarl_verl.rollout_record import RolloutRecord
 from speciarl_verl.verl_ext.config_checks import check_group_stage
@@ -36,6 +36,7 @@ __all__ = ["SpeciaRewardManager", "REWARD_MANAGER_NAME"]
 logger = logging.getLogger(__name__)
 
 REWARD_MANAGER_NAME = "speciarl"
+INLINE_DECODE_TOKENS = 1024
 
 
 def _as_tuple(value: Any) -> tuple[str, ...]:
@@ -69,14 +70,21 @@ class SpeciaRewardManager(RewardManagerBase):
         self.verifier = self.settings.judge.build_verifier()
 
     async def run_single(self, data: DataProto) -> dict:
-        item = data[-1]  # multi-output trajectories are scored on their final output
-        response_ids = item.batch["responses"]
+        # A multi-output trajectory is scored on its final output (row -1). Reading the tensors
+        # directly skips building a one-row DataProto per call.
+        response_ids = data.batch["responses"][-1]
         response_length = int(response_ids.shape[-1])
-        valid_length = int(item.batch["attention_mask"][-response_length:].sum())
-        valid_ids = response_ids[:valid_length]
-        text = await self.loop.run_in_executor(None, lambda: self.tokenizer.decode(valid_ids, skip_special_tokens=True))
+        valid_length = int(data.batch["attention_mask"][-1][-response_length:].sum())
+        valid_ids = response_ids[:valid_length].tolist()  # a list: transformers converts tensors slowly
+        if valid_length <= INLINE_DECODE_TOKENS:
+            # a short decode takes microseconds, less than the hop to a worker thread
+            text = self.tokenizer.decode(valid_ids, skip_special_tokens=True)
+        else:
+            text = await self.loop.run_in_executor(
+                None, lambda: self.tokenizer.decode(valid_ids, skip_special_tokens=True)
+            )
 
-        row = item.non_tensor_batch
+        row = {key: values[-1] for key, values in data.non_tensor_batch.items()}
         data_source = str(row.get("data_source", ""))
         extra_info = row.get("extra_info") or {}
         ground_truth = (row.get("reward_model") or {}).get("ground_truth")
@@ -88,8 +96,9 @@ class SpeciaRewardManager(RewardManagerBase):
 
         settings = self.settings
         answer = parse_answer(text, max_words=settings.max_answer_words)
-        verdict = source = category = None
+        verdict = source = category = latency = error = None
         noised = False
+        status = "unparseable" if answer is None else "judged"
         if answer is not None:
             request = VerificationRequest(
                 ground_truth=ground_truth,
@@ -98,23 +107,23 @@ class SpeciaRewardManager(RewardManagerBase):
                 parents=_as_tuple(extra_info.get("parents")),
                 synonyms=_as_tuple(extra_info.get("synonyms")),
             )
-            (result,) = await self.verifier.verify([request])
-            verdict, source = result.category, result.source
-            category = verdict
-            if settings.noise_rate > 0.0:
-                rng = noise_rng(
-                    settings.noise_seed,
-                    row.get("global_steps"),
-                    data_source,
-                    row.get("index"),
-                    ground_truth,
-                    row.get("session_id"),
-                )
-                category, noised = apply_verdict_noise(verdict, settings.noise_rate, rng)
+            try:
+                (result,) = await self.verifier.verify([request])
+            except JudgeError as failure:
+                # Recorded, not raised: verl would only log a raising rollout and train on without it.
+                # The group stage applies judge.failure_policy (stop the run, or mask the group).
+                status, error = "judge_error", str(failure)
+            else:
+                verdict, source, latency = result.category, result.source, result.latency_s
+                category = verdict
+        if status == "judged" and settings.noise_rate > 0.0:
+            key = (row.get("global_steps"), data_source, row.get("index"), ground_truth, row.get("session_id"))
+            category, noised = apply_verdict_noise(verdict, settings.noise_rate, noise_rng(settings.noise_seed, *key))
 
-        provisional = settings.provisional_reward(category)
+        provisional = 0.0 if status == "judge_error" else settings.provisional_reward(category)
         penalty = settings.overlong.penalty(valid_length)
         record = RolloutRecord(
+            status=status,
             answer=answer,
             verdict=verdict,
             verdict_source=source,
@@ -122,5 +131,7 @@ class SpeciaRewardManager(RewardManagerBase):
             noised=noised,
             overlong_penalty=penalty,
             acc=provisional,
+            judge_latency_s=latency,
+            judge_error=error,
         )
         return {"reward_score": provisional + penalty, "reward_extra_info": record.to_extra_info()}

@@ -45,11 +45,37 @@ def test_all_unparseable_group_has_no_best():
 
 
 def test_empty_batch_reports_counts_only():
-    assert step_metrics([]) == {
-        "speciarl/groups_total": 0.0,
-        "speciarl/rollouts_total": 0.0,
-        "speciarl/short_groups_total": 0.0,
-    }
+    metrics = step_metrics([])
+    assert all(name.endswith("_total") for name in metrics)
+    assert set(metrics.values()) == {0.0}
+
+
+def test_judge_traffic_failures_and_latency_quantiles():
+    groups = [
+        outcome(
+            "a",
+            [C.SPECIFIC, C.SPECIFIC, C.GENERIC, C.WRONG],
+            [1, 1, 0, 0],
+            sources=("llm", "dedup", "cache", "offline"),
+            latencies=(0.2, None, None, None),
+        ),
+        outcome(
+            "b",
+            [C.WRONG, None, None, C.ABSTAIN],
+            [0, 0, 0, 0],
+            sources=("llm", None, None, "llm"),
+            latencies=(0.4, None, None, 1.0),
+            judge_failed=(False, True, False, False),
+            masked=True,
+        ),
+    ]
+    m = step_metrics(groups)
+    assert (m["speciarl/judge/calls_total"], m["speciarl/judge/dedup_total"]) == (3, 1)
+    assert (m["speciarl/judge/cache_hits_total"], m["speciarl/judge/failures_total"]) == (1, 1)
+    assert m["speciarl/masked_groups_total"] == 1
+    assert m["speciarl/judge/offline_share"] == pytest.approx(1 / 6)
+    assert m["speciarl/parse_failure_rate"] == pytest.approx(1 / 8)  # the judge failure is not a parse failure
+    assert (m["speciarl/judge/latency_p50_s"], m["speciarl/judge/latency_p95_s"]) == (0.4, 1.0)
 
 
 def test_outcome_validates_lengths():

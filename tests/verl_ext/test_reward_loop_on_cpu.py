@@ -22,7 +22,13 @@ pytestmark = pytest.mark.ray
 def reward_loop(local_cluster, tokenizer_dir):
     from speciarl_verl.config.compose import compose_config
 
-    config = compose_config(overrides=[f"actor_rollout_ref.model.path={tokenizer_dir}", "reward.num_workers=2"])
+    config = compose_config(
+        overrides=[
+            f"actor_rollout_ref.model.path={tokenizer_dir}",
+            "reward.num_workers=2",
+            "reward.reward_kwargs.judge.kind=offline",
+        ]
+    )
     manager = RewardLoopManager(config)
     yield manager
     for worker in manager.reward_loop_workers:
