@@ -1,0 +1,19 @@
+"""Dataset adapters: one module per benchmark, registered by ``data_source`` name.
+
+Importing this package registers the built-in adapters (``cub200``, ``fgvc_aircraft``,
+``flowers102``, ``food101``, ``oxford_pets``, ``stanford_cars``); :func:`get_adapter`
+returns one by name.
+"""
+
+from speciarl_verl.data.adapters import (  # noqa: F401 - importing registers the adapters
+    cub200,
+    fgvc_aircraft,
+    flowers102,
+    food101,
+    oxford_pets,
+    stanford_cars,
+)
+from speciarl_verl.data.adapters.base import DatasetAdapter
+from speciarl_verl.data.adapters.registry import adapter_names, get_adapter, register_adapter
+
+__all__ = ["DatasetAdapter", "get_adapter", "adapter_names", "register_adapter"]

@@ -1,0 +1,123 @@
+"""The contract every dataset adapter fulfils, and the small file helpers they share."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from speciarl_verl.core.label_normalization import normalize_label
+from speciarl_verl.data.shipped_lists import class_names, synonyms_of
+from speciarl_verl.data.source_record import ClassInfo, DataSourceError, ProblemLog, SourceRecord
+
+__all__ = ["DatasetAdapter", "find_layout_root", "read_lines", "dedupe_parents", "relative_name"]
+
+
+class DatasetAdapter(ABC):
+    """Reads one benchmark in the layout its authors distribute.
+
+    Subclasses set ``name`` (the ``data_source`` string), ``splits`` (the split names of
+    the official layout), ``class_list`` (the shipped class-name file) and, if the CoOp
+    split JSON exists for the dataset, ``coop_image_dir`` (the folder its paths are
+    relative to). They implement :meth:`read_raw` and, where the naming rule is not
+    "underscores become spaces", :meth:`ground_truth` and :meth:`parents`.
+    """
+
+    name: ClassVar[str]
+    splits: ClassVar[tuple[str, ...]]
+    class_list: ClassVar[str]
+    coop_image_dir: ClassVar[str | None] = None
+
+    @abstractmethod
+    def read_raw(self, root: Path, split: str, problems: ProblemLog) -> list[SourceRecord]:
+        """The records of ``split`` from the extracted archive at ``root`` (or a folder above it)."""
+
+    def ground_truth(self, class_name: str) -> str:
+        """The natural name of a class from the dataset's own spelling of it."""
+        return " ".join(class_name.replace("_", " ").split())
+
+    def parents(self, class_name: str) -> tuple[str, ...]:
+        """Coarser names of a class that follow from its name alone (nearest first)."""
+        return ()
+
+    def class_info(self, class_id: int, class_name: str, parents: Sequence[str] | None = None) -> ClassInfo:
+        """A :class:`ClassInfo` by this dataset's rules; ``parents`` overrides :meth:`parents`."""
+        truth = self.ground_truth(class_name)
+        found = self.parents(class_name) if parents is None else tuple(parents)
+        return ClassInfo(
+            class_id=class_id,
+            class_name=class_name,
+            ground_truth=truth,
+            parents=dedupe_parents(truth, found),
+            synonyms=synonyms_of(self.name, truth),
+        )
+
+    def class_for_name(self, name: str) -> ClassInfo | None:
+        """Match a class name from another source (HF ``ClassLabel``, CoOp JSON) to the official list.
+
+        Names are compared after this dataset's naming rule and label normalisation, so
+        ``"abyssinian"`` finds Pets' ``"Abyssinian"`` and ``"001.Black_footed_Albatross"``
+        finds CUB's class 0. Returns None for a name that is not in the shipped list.
+        """
+        key = normalize_label(self.ground_truth(name))
+        for class_id, official in enumerate(class_names(self.class_list)):
+            if normalize_label(self.ground_truth(official)) == key:
+                return self.class_info(class_id, official)
+        return None
+
+    def locate(self, root: Path) -> Path:
+        """The folder under ``root`` that CoOp split paths are relative to (the parent of ``coop_image_dir``)."""
+        raise DataSourceError(f"{self.name}: no CoOp split file format is defined for this dataset")
+
+    def check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise DataSourceError(
+                f"{self.name}: unknown split {split!r} for the official layout; choose from {', '.join(self.splits)}"
+            )
+
+
+def dedupe_parents(ground_truth: str, parents: Sequence[str]) -> tuple[str, ...]:
+    """Drop empty parents and those that fold to the ground truth or to a nearer parent.
+
+    >>> dedupe_parents("F/A-18", ["F/A-18", "McDonnell Douglas"])
+    ('McDonnell Douglas',)
+    """
+    seen = {normalize_label(ground_truth)}
+    kept: list[str] = []
+    for parent in parents:
+        key = normalize_label(parent)
+        if key and key not in seen:
+            seen.add(key)
+            kept.append(parent)
+    return tuple(kept)
+
+
+def find_layout_root(root: Path, marker: str, wrappers: Sequence[str], dataset: str) -> Path:
+    """The folder under ``root`` that holds ``marker``, looking inside the usual wrapper folders.
+
+    Users point ``--root`` at the extracted archive or at the folder that holds it; both work.
+    """
+    root = Path(root)
+    for candidate in (root, *(root / w for w in wrappers)):
+        if (candidate / marker).exists():
+            return candidate
+    looked = ", ".join(str(root / w / marker) for w in ("", *wrappers))
+    raise DataSourceError(f"{dataset}: no {marker} found under {root} (looked for {looked})")
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a text list file (line ``n`` at index ``n - 1``); a missing file is a clear error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataSourceError(f"missing file: {path}") from None
+    return [line.rstrip("\r\n") for line in text.splitlines()]
+
+
+def relative_name(path: Path, root: Path) -> str:
+    """``path`` relative to the dataset root the user gave, with forward slashes (the parquet's ``source_file``)."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()

@@ -1,0 +1,91 @@
+"""What an adapter hands the builder: one labelled image of a dataset, and how bad input is reported.
+
+An adapter turns a dataset's own files into :class:`SourceRecord` objects without opening
+any image; the builder reads and checks the image bytes later. Every record knows where it
+came from (``origin``: the list file and line, or the Hugging Face row) so an error can
+name it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ClassInfo", "SourceRecord", "DataSourceError", "ProblemLog"]
+
+
+class DataSourceError(ValueError):
+    """Bad input: a missing or corrupt file, an unknown class, an empty split, a malformed line."""
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One class of a dataset, as the parquet row will carry it.
+
+    ``class_id`` is 0-based in the dataset's official class order; ``class_name`` is the
+    dataset's own spelling (``"001.Black_footed_Albatross"``); ``ground_truth`` the natural
+    name the reward compares against; ``parents`` the coarser names of the class from the
+    dataset's own hierarchy, nearest first; ``synonyms`` other exact names.
+    """
+
+    class_id: int
+    class_name: str
+    ground_truth: str
+    parents: tuple[str, ...] = ()
+    synonyms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One image of a split, not yet read.
+
+    Exactly one of ``image_path`` (a file on disk) and ``image_loader`` (returns the encoded
+    bytes, e.g. of a Hugging Face row) is set. ``source_file`` is what the parquet records as the image's origin
+    (a path relative to the dataset root, or ``hf:<split>/<row>``); ``origin`` is where the
+    record was listed (``"images.txt line 17"``), for error messages.
+    """
+
+    data_source: str
+    split: str
+    image_id: str
+    cls: ClassInfo
+    source_file: str
+    origin: str
+    image_path: Path | None = None
+    image_loader: Callable[[], bytes] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if (self.image_path is None) == (self.image_loader is None):
+            raise ValueError(f"{self.origin}: a record needs exactly one of image_path and image_loader")
+
+    def read_image(self) -> bytes:
+        """The encoded image bytes; a missing file is a :class:`DataSourceError` naming the record."""
+        if self.image_loader is not None:
+            return self.image_loader()
+        try:
+            return self.image_path.read_bytes()
+        except FileNotFoundError:
+            raise DataSourceError(f"{self.origin}: image file missing: {self.image_path}") from None
+        except OSError as exc:
+            raise DataSourceError(f"{self.origin}: cannot read image file {self.image_path}: {exc}") from exc
+
+
+class ProblemLog:
+    """Collects bad-input problems: raises on the first one, or (``skip_bad``) records it and goes on.
+
+    >>> log = ProblemLog(skip_bad=True)
+    >>> log.report("images.txt line 3: unknown class id 999")
+    >>> log.problems
+    ['images.txt line 3: unknown class id 999']
+    """
+
+    def __init__(self, skip_bad: bool = False) -> None:
+        self.skip_bad = skip_bad
+        self.problems: list[str] = []
+
+    def report(self, message: str) -> None:
+        """Raise :class:`DataSourceError` with ``message``, or record it when skipping bad input."""
+        if not self.skip_bad:
+            raise DataSourceError(message + " (pass --skip-bad / skip_bad=True to skip such rows and report them)")
+        self.problems.append(message)
