@@ -1,6 +1,6 @@
 """Score the answers of one GRPO group with SpeciaRL's pure API (no verl, no GPU).
 
-    python examples/score_one_image.py
+python examples/score_one_image.py
 """
 
 import asyncio

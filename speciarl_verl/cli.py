@@ -13,7 +13,12 @@ from collections.abc import Sequence
 
 __all__ = ["main", "build_parser", "SUBCOMMAND_MODULES"]
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ("speciarl_verl.demo.cli",)
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "speciarl_verl.data.cli",
+    "speciarl_verl.judge.cli",
+    "speciarl_verl.evaluation.cli",
+    "speciarl_verl.demo.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,276 @@
+"""``speciarl eval predict | judge | report | agree``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register", "judge_mapping", "run_names"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval", help="evaluate a model: predict, judge, report (correctness / specificity / HM), judge agreement"
+    )
+    commands = parser.add_subparsers(dest="eval_command", required=True, metavar="STEP")
+    _add_predict(commands)
+    _add_judge(commands)
+    _add_report(commands)
+    _add_agree(commands)
+
+
+def _guarded(step: str, body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn the errors a user can fix (bad input, missing extra) into one line on stderr and exit code 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        from speciarl_verl.evaluation.vllm_predictor import MissingGpuExtraError
+
+        try:
+            return body(args)
+        except (ValueError, FileNotFoundError, MissingGpuExtraError) as error:
+            print(f"speciarl eval {step}: error: {error}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _key_values(items: Sequence[str], option: str) -> dict[str, Any]:
+    """``KEY=VALUE`` items as a mapping; values are YAML scalars, dotted keys nest (``llm.model=X``).
+
+    >>> _key_values(["llm.model=m", "llm.max_in_flight=8", "kind=llm"], "--judge-set")
+    {'llm': {'model': 'm', 'max_in_flight': 8}, 'kind': 'llm'}
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        parts = [part.strip() for part in key.split(".")]
+        if not sep or not all(parts):
+            raise ValueError(f"{option} expects KEY=VALUE, got {item!r}")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{option}: {key!r} sets a key under a value that is not a mapping")
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``extra``, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------- predict
+
+
+def _add_predict(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("predict", help="answers from a model with vLLM offline (needs the [gpu] extra)")
+    p.add_argument("--data", action="append", required=True, type=Path, help="dataset parquet (repeatable)")
+    p.add_argument("--model", required=True, help="base model path or name")
+    p.add_argument("--adapter", type=Path, help="LoRA adapter folder (PEFT format)")
+    p.add_argument("--out", required=True, type=Path, help="predictions JSONL (resumed if it exists)")
+    p.add_argument("--mode", choices=("greedy", "best-of-n"), default="greedy")
+    p.add_argument("--n", type=int, default=64, help="answers per image in best-of-n mode (default 64)")
+    p.add_argument("--temperature", type=float, default=0.6, help="best-of-n sampling temperature (default 0.6)")
+    p.add_argument("--top-p", type=float, default=0.95, help="best-of-n nucleus size (default 0.95)")
+    p.add_argument("--max-new-tokens", type=int, default=2048)
+    p.add_argument("--prompt", dest="prompt_name", help="use this registered policy prompt instead of the dataset's")
+    p.add_argument("--batch-size", type=int, default=256, help="images per generate call")
+    p.add_argument("--limit", type=int, help="only the first N dataset rows")
+    p.add_argument("--max-answer-words", type=int, help="answers longer than this many words count as unparseable")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE", help="extra vllm.LLM argument")
+    p.set_defaults(func=_guarded("predict", _predict))
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from speciarl_verl.evaluation.prediction_requests import DecodingSettings
+    from speciarl_verl.evaluation.vllm_predictor import PredictConfig, run_predictions
+
+    if args.mode == "greedy":
+        decoding = DecodingSettings.greedy(args.max_new_tokens)
+    else:
+        decoding = DecodingSettings.best_of_n(args.n, args.temperature, args.top_p, args.max_new_tokens)
+    config = PredictConfig(
+        data=tuple(args.data),
+        model=args.model,
+        out=args.out,
+        adapter=args.adapter,
+        decoding=decoding,
+        prompt_name=args.prompt_name,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        max_answer_words=args.max_answer_words,
+        seed=args.seed,
+        engine_args=_key_values(args.engine_arg, "--engine-arg"),
+    )
+    answered = run_predictions(config)
+    print(f"answered {answered} image(s) in this run -> {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- judge
+
+
+def judge_mapping(kind: str | None, config_file: Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Judge settings as a mapping: the YAML file, then ``--judge`` (kind), then ``--judge-set`` entries."""
+    import yaml
+
+    mapping: dict[str, Any] = {}
+    if config_file is not None:
+        loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_file}: expected a mapping of judge settings, got {type(loaded).__name__}")
+        mapping.update(loaded)
+    if kind is not None:
+        mapping["kind"] = kind
+    return _merge(mapping, _key_values(overrides, "--judge-set"))
+
+
+def _add_judge(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("judge", help="verdicts for a predictions JSONL (resumable)")
+    p.add_argument("--predictions", required=True, type=Path, help="predictions JSONL")
+    p.add_argument("--out", required=True, type=Path, help="verdicts JSONL (resumed if it exists)")
+    p.add_argument("--judge", help="judge kind (e.g. offline, llm, auto); overrides the config file's 'kind'")
+    p.add_argument("--judge-config", type=Path, help="YAML mapping of judge settings (JudgeSettings fields)")
+    p.add_argument("--judge-set", action="append", default=[], metavar="KEY=VALUE", help="one more judge setting")
+    p.add_argument("--batch-size", type=int, default=256, help="answers per verifier call")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_guarded("judge", _judge))
+
+
+def _judge(args: argparse.Namespace) -> int:
+    from speciarl_verl.evaluation.judging import judge_predictions
+    from speciarl_verl.judge import verifier as contract
+
+    judge_failure = getattr(contract, "JudgeError", ())  # the LLM judge's error type, where it exists
+    try:
+        summary = judge_predictions(
+            args.predictions,
+            args.out,
+            judge_mapping(args.judge, args.judge_config, args.judge_set),
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )
+    except judge_failure as error:
+        print(
+            f"speciarl eval judge: error: {error}\nThe verdicts reached so far are in {args.out}; "
+            "run the same command again to judge the rest.",
+            file=sys.stderr,
+        )
+        return 1
+    sources = ", ".join(f"{k} {v}" for k, v in sorted(summary.verdict_sources.items())) or "-"
+    print(
+        f"{summary.predictions} answers: {summary.already_judged} already judged, {summary.judged} judged now "
+        f"(by source: {sources}) -> {args.out}"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------- report
+
+
+def run_names(paths: Sequence[Path], names: Sequence[str] | None) -> list[str]:
+    """Names for the runs: given ones, else file stems (made unique with the parent folder).
+
+    >>> run_names([Path("a/verdicts.jsonl"), Path("b/verdicts.jsonl")], None)
+    ['a/verdicts', 'b/verdicts']
+    """
+    if names:
+        if len(names) != len(paths):
+            raise ValueError(f"{len(names)} --name for {len(paths)} --verdicts")
+        if len(set(names)) != len(names):
+            raise ValueError(f"--name values must be unique, got {list(names)}")
+        return list(names)
+    stems = [p.stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    longer = [f"{p.parent.name}/{p.stem}" for p in paths]
+    return longer if len(set(longer)) == len(longer) else [f"{i}:{p}" for i, p in enumerate(paths)]
+
+
+def _labels(value: str | None) -> list[str] | None:
+    return None if value is None else [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("report", help="correctness, specificity, HM, best-of-N and plots from verdict files")
+    p.add_argument("--verdicts", action="append", required=True, type=Path, help="verdicts JSONL (repeatable)")
+    p.add_argument("--name", action="append", help="run name for each --verdicts, in order")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument(
+        "--train-domain",
+        action="append",
+        help="data source trained on (repeatable; default cub200; 'none' for none); others are out of domain",
+    )
+    p.add_argument(
+        "--correct-set",
+        help="comma-separated labels counted as correct (default: generic, less specific, specific, more specific)",
+    )
+    p.add_argument(
+        "--specific-set", help="comma-separated labels counted as specific (default: specific, more specific)"
+    )
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (0: no intervals)")
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=_guarded("report", _report))
+
+
+def _report(args: argparse.Namespace) -> int:
+    from speciarl_verl.evaluation.metrics import CategorySets
+    from speciarl_verl.evaluation.records import load_verdicts
+    from speciarl_verl.evaluation.report import ReportSettings, RunVerdicts, build_report
+    from speciarl_verl.evaluation.report_files import write_report
+
+    domains = args.train_domain or ["cub200"]
+    train = tuple(d for d in domains if d.lower() != "none")
+    settings = ReportSettings(
+        train_domains=train,
+        sets=CategorySets.from_labels(_labels(args.correct_set), _labels(args.specific_set)),
+        replicates=args.bootstrap,
+        confidence=args.confidence,
+        seed=args.seed,
+    )
+    names = run_names(args.verdicts, args.name)
+    runs = [RunVerdicts(n, load_verdicts(p), str(p)) for n, p in zip(names, args.verdicts, strict=True)]
+    written = write_report(build_report(runs, settings), args.out, plots=not args.no_plots)
+    print(f"report -> {written['markdown']}")
+    return 0
+
+
+# ---------------------------------------------------------------- agree
+
+
+def _add_agree(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("agree", help="agreement of two judges on the same answers (confusion, kappa)")
+    p.add_argument("--verdicts", action="append", required=True, type=Path, help="give exactly two")
+    p.add_argument("--name", action="append", help="names for the two judges, in order")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--top", type=int, default=10, help="how many disagreeing pairs to list")
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=_guarded("agree", _agree))
+
+
+def _agree(args: argparse.Namespace) -> int:
+    from speciarl_verl.evaluation.agreement import AgreementInputs, compare_verdicts, write_agreement
+    from speciarl_verl.evaluation.records import load_verdicts
+
+    if len(args.verdicts) != 2:
+        raise ValueError(f"give exactly two --verdicts, got {len(args.verdicts)}")
+    name_a, name_b = run_names(args.verdicts, args.name)
+    inputs = AgreementInputs(name_a, load_verdicts(args.verdicts[0]), name_b, load_verdicts(args.verdicts[1]))
+    written = write_agreement(compare_verdicts(inputs, top=args.top), args.out, plot=not args.no_plots)
+    print(f"agreement -> {written['markdown']}")
+    return 0

@@ -1,0 +1,208 @@
+"""``speciarl eval judge``: verdicts for a predictions file, resumable.
+
+Answers that could not be parsed get ``category: null`` without a judge call.
+The others go to the configured verifier in batches; each finished batch is
+appended to the verdicts file and flushed, so an interrupted run loses at most
+the batch in flight. Running again skips every ``(sample_id, prediction_index)``
+already in the verdicts file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speciarl_verl.evaluation.jsonl_io import JsonlAppender, drop_torn_tail
+from speciarl_verl.evaluation.records import (
+    UNPARSEABLE_SOURCE,
+    PredictionRecord,
+    VerdictRecord,
+    load_predictions,
+    load_verdicts,
+)
+from speciarl_verl.judge.verifier import VerificationRequest, Verifier
+
+__all__ = ["JudgeRunSummary", "judge_predictions", "verification_request", "judge_name"]
+
+
+@dataclass(frozen=True)
+class JudgeRunSummary:
+    """What one ``judge`` call did."""
+
+    predictions: int
+    already_judged: int
+    judged: int
+    unparseable: int
+    verdict_sources: Mapping[str, int] = field(default_factory=dict)
+
+
+def verification_request(prediction: PredictionRecord) -> VerificationRequest:
+    """The judge request for a parsed answer (dataset parents and synonyms carried through)."""
+    if prediction.answer is None:
+        raise ValueError(f"sample {prediction.sample_id!r} answer {prediction.prediction_index} was not parsed")
+    return VerificationRequest(
+        ground_truth=prediction.ground_truth,
+        prediction=prediction.answer,
+        data_source=prediction.data_source,
+        parents=prediction.parents,
+        synonyms=prediction.synonyms,
+    )
+
+
+def judge_name(settings: Mapping[str, Any]) -> str:
+    """A short name for the judge configuration, stored in each verdict row: ``kind``, plus the
+    LLM model when one is named (``llm.model``).
+
+    >>> judge_name({"kind": "llm", "llm": {"model": "Llama-3.3-70B-Instruct"}}), judge_name({})
+    ('llm:Llama-3.3-70B-Instruct', 'offline')
+    """
+    kind = str(settings.get("kind", "offline"))
+    llm = settings.get("llm")
+    model = llm.get("model") if isinstance(llm, Mapping) else None
+    return f"{kind}:{model}" if model and kind != "offline" else kind
+
+
+def judge_predictions(
+    predictions_path: str | Path,
+    out_path: str | Path,
+    judge_settings: Mapping[str, Any] | None = None,
+    *,
+    batch_size: int = 256,
+    verifier: Verifier | None = None,
+    progress: bool = True,
+) -> JudgeRunSummary:
+    """Judge every answer of ``predictions_path`` not yet in ``out_path``; append the verdicts.
+
+    ``judge_settings`` is handed to ``JudgeSettings.from_mapping`` unchanged
+    (``{"kind": "offline"}`` by default); ``verifier`` replaces the verifier it
+    would build. Refuses a verdicts file that holds answers the predictions do not.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    settings = dict(judge_settings or {})
+    predictions = load_predictions(predictions_path)
+    known = {p.key: p for p in predictions}
+    out_path = Path(out_path)
+    done: set[tuple[str, int]] = set()
+    if out_path.exists():
+        drop_torn_tail(out_path)
+        for verdict in load_verdicts(out_path):
+            prediction = known.get(verdict.key)
+            if prediction is None or prediction.data_source != verdict.data_source:
+                raise ValueError(
+                    f"{out_path}: holds a verdict for sample {verdict.sample_id!r} answer "
+                    f"{verdict.prediction_index} ({verdict.data_source}) that {predictions_path} does not have; "
+                    "is it the verdicts file of another predictions file?"
+                )
+            done.add(verdict.key)
+    pending = [p for p in predictions if p.key not in done]
+    sources: Counter[str] = Counter()
+    if pending:
+        owned = verifier is None
+        name = judge_name(settings)
+        if owned:
+            from speciarl_verl.judge.settings import JudgeSettings
+
+            built = JudgeSettings.from_mapping(settings)
+            name = judge_name(
+                {"kind": built.kind, "llm": {"model": getattr(getattr(built, "llm", None), "model", None)}}
+            )
+            verifier = built.build_verifier()
+        run = _judge_all(pending, verifier, out_path, batch_size, name, sources, progress, owned)
+        asyncio.run(run)
+    return JudgeRunSummary(
+        predictions=len(predictions),
+        already_judged=len(done),
+        judged=len(pending),
+        unparseable=sources.get(UNPARSEABLE_SOURCE, 0),
+        verdict_sources=dict(sources),
+    )
+
+
+async def _judge_all(
+    pending: Sequence[PredictionRecord],
+    verifier: Verifier,
+    out_path: Path,
+    batch_size: int,
+    judge: str,
+    sources: Counter[str],
+    progress: bool,
+    close_verifier: bool,
+) -> None:
+    from tqdm.auto import tqdm
+
+    # One event loop for every batch: an LLM judge may keep a client bound to it.
+    try:
+        with (
+            JsonlAppender(out_path) as sink,
+            tqdm(total=len(pending), desc="judging", unit="answer", disable=not progress or None) as bar,
+        ):
+            for start in range(0, len(pending), batch_size):
+                batch = pending[start : start + batch_size]
+                verdicts, failure = await _judge_batch(batch, verifier, judge)
+                sink.write_many(v.to_json() for v in verdicts)
+                sink.flush()
+                sources.update(str(v.source) for v in verdicts)
+                bar.update(len(verdicts))
+                if failure is not None:
+                    raise failure
+    finally:
+        if close_verifier:
+            await _close(verifier)
+
+
+async def _judge_batch(
+    batch: Sequence[PredictionRecord], verifier: Verifier, judge: str
+) -> tuple[list[VerdictRecord], Exception | None]:
+    """Verdicts for ``batch``, and the judge's error if part of it failed.
+
+    A judge error that carries per-request results (``error.verdicts``, ``None``
+    where a request failed, as the LLM judge's ``JudgeError`` does) still yields
+    the verdicts that were reached; the failed answers are left for the next run.
+    """
+    parsed = [p for p in batch if p.answer is not None]
+    failure: Exception | None = None
+    try:
+        answers = await verifier.verify([verification_request(p) for p in parsed]) if parsed else []
+    except Exception as error:
+        partial = getattr(error, "verdicts", None)
+        if partial is None or len(partial) != len(parsed):
+            raise
+        answers, failure = list(partial), error
+    if len(answers) != len(parsed):
+        raise RuntimeError(f"the verifier returned {len(answers)} verdicts for {len(parsed)} requests")
+    by_key = {p.key: v for p, v in zip(parsed, answers, strict=True) if v is not None}
+    out = []
+    for prediction in batch:
+        verdict = by_key.get(prediction.key)
+        if prediction.answer is not None and verdict is None:
+            continue  # the judge failed on it; a later run picks it up
+        out.append(
+            VerdictRecord(
+                sample_id=prediction.sample_id,
+                data_source=prediction.data_source,
+                prediction_index=prediction.prediction_index,
+                category=None if verdict is None else verdict.category,
+                source=UNPARSEABLE_SOURCE if verdict is None else verdict.source,
+                ground_truth=prediction.ground_truth,
+                answer=prediction.answer,
+                judge=judge,
+            )
+        )
+    return out, failure
+
+
+async def _close(verifier: Verifier) -> None:
+    """Close the verifier's clients if it has any (``aclose`` or ``close``, sync or async)."""
+    for name in ("aclose", "close"):
+        method = getattr(verifier, name, None)
+        if callable(method):
+            result = method()
+            if inspect.isawaitable(result):
+                await result
+            return

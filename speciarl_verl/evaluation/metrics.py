@@ -1,0 +1,219 @@
+"""Evaluation metrics: one per-item metric and aggregations over a category histogram.
+
+Kept apart, and each registered by name, so a new metric needs no change to the report:
+
+* an **item metric** turns one verdict row into a histogram key (built in:
+  ``category``: the wire label, or ``"unparseable"``);
+* an **aggregation** turns a histogram (key -> count, possibly fractional, as
+  produced by best-of-k selection) into one number, given the
+  :class:`CategorySets` that say which categories count as correct and as specific.
+
+Built-in aggregations (our reading of the paper; its exact wording was not available):
+
+* ``correctness`` = (predictions in the *correct* set) / (all predictions, unparseable included);
+* ``specificity`` = (predictions in the *specific* set) / (predictions in the *correct* set),
+  0 when nothing is correct;
+* ``hm`` = 2 * correctness * specificity / (correctness + specificity), 0 when both are 0.
+
+Defaults: correct = {generic, less specific, specific, more specific};
+specific = {specific, more specific}. Abstain, wrong and unparseable answers are not correct.
+
+Adding a metric::
+
+    @register_aggregation("exact_rate")
+    def exact_rate(histogram, sets):
+        return histogram.get("specific", 0.0) / max(sum(histogram.values()), 1e-12)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from speciarl_verl.core.categories import CORRECT_CATEGORIES, Category
+from speciarl_verl.evaluation.records import VerdictRecord
+
+__all__ = [
+    "UNPARSEABLE",
+    "HISTOGRAM_KEYS",
+    "CategorySets",
+    "ItemMetric",
+    "Aggregation",
+    "register_item_metric",
+    "get_item_metric",
+    "item_metric_names",
+    "register_aggregation",
+    "get_aggregation",
+    "aggregation_names",
+    "harmonic_mean",
+    "histogram",
+    "aggregate_all",
+]
+
+#: Histogram key of an answer that could not be parsed.
+UNPARSEABLE = "unparseable"
+
+#: Keys of the ``category`` histogram, finest first, unparseable last.
+HISTOGRAM_KEYS: tuple[str, ...] = (
+    Category.MORE_SPECIFIC.value,
+    Category.SPECIFIC.value,
+    Category.LESS_SPECIFIC.value,
+    Category.GENERIC.value,
+    Category.ABSTAIN.value,
+    Category.WRONG.value,
+    UNPARSEABLE,
+)
+
+ItemMetric = Callable[[VerdictRecord], Hashable]
+Aggregation = Callable[[Mapping[str, float], "CategorySets"], float]
+_T = TypeVar("_T")
+
+_ITEM_METRICS: dict[str, ItemMetric] = {}
+_AGGREGATIONS: dict[str, Aggregation] = {}
+
+
+@dataclass(frozen=True)
+class CategorySets:
+    """Which histogram keys count as *correct*, and which of those as *specific*.
+
+    >>> CategorySets.from_labels(correct=["specific", "more specific"], specific=["more specific"]).specific
+    frozenset({'more specific'})
+    """
+
+    correct: frozenset[str] = field(default_factory=lambda: frozenset(c.value for c in CORRECT_CATEGORIES))
+    specific: frozenset[str] = field(
+        default_factory=lambda: frozenset({Category.SPECIFIC.value, Category.MORE_SPECIFIC.value})
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("correct", "specific"):
+            labels = frozenset(Category.coerce(label).value for label in getattr(self, name))
+            if not labels:
+                raise ValueError(f"the {name!r} category set is empty")
+            object.__setattr__(self, name, labels)
+        if not self.specific <= self.correct:
+            extra = sorted(self.specific - self.correct)
+            raise ValueError(f"specific categories {extra} are not in the correct set {sorted(self.correct)}")
+
+    @classmethod
+    def from_labels(cls, correct: Iterable[str] | None = None, specific: Iterable[str] | None = None) -> CategorySets:
+        """Build from wire labels; ``None`` keeps the default for that set."""
+        values: dict[str, Any] = {}
+        if correct is not None:
+            values["correct"] = frozenset(correct)
+        if specific is not None:
+            values["specific"] = frozenset(specific)
+        return cls(**values)
+
+    def describe(self) -> dict[str, list[str]]:
+        order = {key: i for i, key in enumerate(HISTOGRAM_KEYS)}
+        return {name: sorted(getattr(self, name), key=order.__getitem__) for name in ("correct", "specific")}
+
+
+def _registrar(registry: dict[str, _T], kind: str) -> Callable[[str], Callable[[_T], _T]]:
+    def register(name: str) -> Callable[[_T], _T]:
+        def add(function: _T) -> _T:
+            if name in registry and registry[name] is not function:
+                raise ValueError(f"{kind} {name!r} is already registered with another function")
+            registry[name] = function
+            return function
+
+        return add
+
+    return register
+
+
+def _getter(registry: dict[str, _T], kind: str) -> Callable[[str], _T]:
+    def get(name: str) -> _T:
+        if name not in registry:
+            raise ValueError(f"Unknown {kind}: {name!r} (known: {', '.join(sorted(registry))})")
+        return registry[name]
+
+    return get
+
+
+#: ``@register_item_metric("name")`` on ``fn(verdict: VerdictRecord) -> hashable key``.
+register_item_metric = _registrar(_ITEM_METRICS, "item metric")
+get_item_metric = _getter(_ITEM_METRICS, "item metric")
+#: ``@register_aggregation("name")`` on ``fn(histogram: Mapping[str, float], sets: CategorySets) -> float``.
+register_aggregation = _registrar(_AGGREGATIONS, "aggregation")
+get_aggregation = _getter(_AGGREGATIONS, "aggregation")
+
+
+def item_metric_names() -> list[str]:
+    return sorted(_ITEM_METRICS)
+
+
+def aggregation_names() -> list[str]:
+    """Registered aggregations, the three built-ins first."""
+    builtin = ("correctness", "specificity", "hm")
+    return [*(n for n in builtin if n in _AGGREGATIONS), *sorted(set(_AGGREGATIONS) - set(builtin))]
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    """2ab / (a + b), and 0 when both are 0.
+
+    >>> round(harmonic_mean(0.742, 0.846), 4), harmonic_mean(0.0, 0.0)
+    (0.7906, 0.0)
+    """
+    return 0.0 if a + b == 0 else 2.0 * a * b / (a + b)
+
+
+def histogram(values: Iterable[Hashable]) -> dict[str, float]:
+    """Count item-metric values; the category keys always appear (with 0), others are added.
+
+    >>> histogram(["specific", "specific", "unparseable"])["specific"]
+    2.0
+    """
+    counts: dict[str, float] = dict.fromkeys(HISTOGRAM_KEYS, 0.0)
+    for value in values:
+        key = str(value)
+        counts[key] = counts.get(key, 0.0) + 1.0
+    return counts
+
+
+def aggregate_all(counts: Mapping[str, float], sets: CategorySets, names: Iterable[str] | None = None) -> dict:
+    """Every registered aggregation (or those in ``names``) of one histogram."""
+    return {name: float(get_aggregation(name)(counts, sets)) for name in (names or aggregation_names())}
+
+
+@register_item_metric("category")
+def category(verdict: VerdictRecord) -> str:
+    """The verdict's wire label, or ``"unparseable"``."""
+    return UNPARSEABLE if verdict.category is None else verdict.category.value
+
+
+def _share(part: float, whole: float) -> float:
+    return 0.0 if whole <= 0 else part / whole
+
+
+@register_aggregation("correctness")
+def correctness(counts: Mapping[str, float], sets: CategorySets) -> float:
+    """Share of all predictions that fall in the correct set.
+
+    >>> correctness({"specific": 3, "generic": 1, "wrong": 3, "unparseable": 1}, CategorySets())
+    0.5
+    """
+    return _share(sum(counts.get(key, 0.0) for key in sets.correct), sum(counts.values()))
+
+
+@register_aggregation("specificity")
+def specificity(counts: Mapping[str, float], sets: CategorySets) -> float:
+    """Share of the correct predictions that fall in the specific set (0 when none is correct).
+
+    >>> specificity({"specific": 3, "generic": 1, "wrong": 3, "unparseable": 1}, CategorySets())
+    0.75
+    """
+    correct = sum(counts.get(key, 0.0) for key in sets.correct)
+    return _share(sum(counts.get(key, 0.0) for key in sets.specific), correct)
+
+
+@register_aggregation("hm")
+def hm(counts: Mapping[str, float], sets: CategorySets) -> float:
+    """Harmonic mean of correctness and specificity.
+
+    >>> round(hm({"specific": 3, "generic": 1, "wrong": 3, "unparseable": 1}, CategorySets()), 4)
+    0.6
+    """
+    return harmonic_mean(correctness(counts, sets), specificity(counts, sets))

@@ -1,0 +1,49 @@
+"""Write a report to a folder: ``report.json``, ``report.md`` and the PNG plots, each atomically."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from speciarl_verl.evaluation.jsonl_io import write_atomically
+
+__all__ = ["write_report", "PLOT_FILES"]
+
+#: File name of each plot, by the key of :data:`~speciarl_verl.evaluation.plots.PLOT_SIZES`.
+PLOT_FILES: Mapping[str, str] = {
+    "category_bars": "category_bars.png",
+    "specificity_vs_correctness": "specificity_vs_correctness.png",
+    "best_of_n": "best_of_n.png",
+}
+
+
+def _has_best_of_n(report: Mapping[str, Any]) -> bool:
+    return any("best_of_n" in block for run in report["runs"].values() for block in run["per_source"].values())
+
+
+def write_report(report: Mapping[str, Any], out_dir: str | Path, plots: bool = True) -> dict[str, Path]:
+    """Write the files; returns ``{"json": ..., "markdown": ..., <plot name>: ...}``.
+
+    The best-of-N plot is drawn only when some run has several answers per image.
+    """
+    from speciarl_verl.evaluation import plots as figures
+    from speciarl_verl.evaluation.report_markdown import render_markdown
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    if plots:
+        drawers = {
+            "category_bars": figures.category_bars_png,
+            "specificity_vs_correctness": figures.specificity_vs_correctness_png,
+        }
+        if _has_best_of_n(report):
+            drawers["best_of_n"] = figures.best_of_n_png
+        for name, draw in drawers.items():
+            written[name] = write_atomically(out_dir / PLOT_FILES[name], draw(report))
+    written["json"] = write_atomically(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    titles = {name.replace("_", " "): path.name for name, path in written.items() if path.suffix == ".png"}
+    written["markdown"] = write_atomically(out_dir / "report.md", render_markdown(report, titles))
+    return written

@@ -1,0 +1,136 @@
+"""Render a report dict (from :func:`~speciarl_verl.evaluation.report.build_report`) as Markdown."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from speciarl_verl.evaluation.metrics import HISTOGRAM_KEYS
+
+__all__ = ["render_markdown"]
+
+_TITLES = {"correctness": "Corr.", "specificity": "Spec.", "hm": "HM"}
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _with_interval(block: Mapping[str, Any], name: str, ci_key: str = "ci") -> str:
+    text = _num(block.get(name))
+    interval = block.get(ci_key, {}).get(name)
+    return f"{text} [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else text
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align_right_from: int = 1) -> list[str]:
+    marks = ["---" if i < align_right_from else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _title(name: str) -> str:
+    return _TITLES.get(name, name)
+
+
+def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None = None) -> str:
+    """The report as Markdown: definitions, comparison across runs, one section per run, plots."""
+    settings, definitions, runs = report["settings"], report["definitions"], report["runs"]
+    names: list[str] = list(report["aggregations"])
+    train = set(settings["train_domains"])
+    lines = ["# Evaluation report", ""]
+    lines += [f"- run `{name}`: {run.get('source_file') or '(in memory)'}" for name, run in runs.items()]
+    lines += [
+        f"- training domain(s): {', '.join(sorted(train)) or 'none'}; every other data source is out of domain",
+        f"- intervals: {settings['confidence']:.0%} percentile bootstrap over images, "
+        f"{settings['bootstrap_replicates']} replicates, seed {settings['seed']}",
+        "",
+        "## Metric definitions",
+        "",
+        f"- correct set: {', '.join(definitions['correct'])}",
+        f"- specific set: {', '.join(definitions['specific'])}",
+    ]
+    lines += [f"- **{key}**: {definitions[key]}" for key in ("correctness", "specificity", "hm")]
+    lines += [f"- {key}: {definitions[key]}" for key in ("weighting", "best_of_n", "ood_mean", "interval")]
+    lines += [""]
+
+    lines += ["## Out-of-domain mean", ""]
+    rows = []
+    for name, run in runs.items():
+        ood = run["ood_mean"]
+        if ood is None:
+            rows.append([f"`{name}`", "(no out-of-domain source)", *["-"] * len(names)])
+            continue
+        rows.append([f"`{name}`", ", ".join(ood["sources"]), *(_with_interval(ood, n) for n in names)])
+    lines += _table(["run", "sources", *map(_title, names)], rows, align_right_from=2)
+
+    sources = sorted({s for run in runs.values() for s in run["per_source"]})
+    if len(runs) > 1:
+        lines += ["## Side by side (correctness / specificity / HM)", ""]
+        rows = []
+        for source in sources:
+            cells = []
+            for run in runs.values():
+                block = run["per_source"].get(source)
+                cells.append("-" if block is None else " / ".join(_num(block[n]) for n in _CSH))
+            label = f"{source} (training domain)" if source in train else source
+            rows.append([label, *cells])
+        rows.append(
+            [
+                "**out-of-domain mean**",
+                *(
+                    " / ".join(_num(run["ood_mean"][n]) for n in _CSH) if run["ood_mean"] else "-"
+                    for run in runs.values()
+                ),
+            ]
+        )
+        lines += _table(["data source", *(f"`{n}`" for n in runs)], rows)
+
+    for name, run in runs.items():
+        lines += _run_section(name, run, names, train)
+
+    if plots:
+        lines += ["## Plots", ""]
+        lines += [f"![{title}]({path})" for title, path in plots.items()]
+        lines += [""]
+    return "\n".join(lines)
+
+
+_CSH = ("correctness", "specificity", "hm")
+
+
+def _run_section(name: str, run: Mapping[str, Any], names: Sequence[str], train: set[str]) -> list[str]:
+    lines = [f"## Run `{name}`", "", "Category counts over all answers, then the metrics (with intervals).", ""]
+    rows = []
+    for source, block in run["per_source"].items():
+        label = f"{source} (training domain)" if source in train else source
+        counts = [str(block["counts"].get(key, 0)) for key in HISTOGRAM_KEYS]
+        rows.append([label, str(block["n"]), str(block["images"]), *counts, *(_with_interval(block, n) for n in names)])
+    ood = run["ood_mean"]
+    if ood is not None:
+        rows.append(
+            ["**out-of-domain mean**", "", "", *[""] * len(HISTOGRAM_KEYS), *(_with_interval(ood, n) for n in names)]
+        )
+    lines += _table(["data source", "n", "images", *HISTOGRAM_KEYS, *map(_title, names)], rows)
+
+    bon_sources = {s: b["best_of_n"] for s, b in run["per_source"].items() if "best_of_n" in b}
+    if bon_sources:
+        ks = sorted({k for b in bon_sources.values() for k in b["k"]})
+        lines += [
+            f"### Best-of-N: correctness / specificity / HM of the best of k answers (`{name}`)",
+            "",
+        ]
+        rows = []
+        for source, bon in bon_sources.items():
+            rows.append([source, *(_bon_cell(bon, k) for k in ks)])
+        if ood is not None and "best_of_n" in ood:
+            rows.append(["**out-of-domain mean**", *(_bon_cell(ood["best_of_n"], k) for k in ks)])
+        lines += _table(["data source", *(f"k={k}" for k in ks)], rows)
+    return lines
+
+
+def _bon_cell(bon: Mapping[str, Any], k: int) -> str:
+    if k not in bon["k"]:
+        return "-"
+    i = bon["k"].index(k)
+    return " / ".join(_num(bon[n][i]) for n in _CSH)

@@ -1,0 +1,97 @@
+import itertools
+import math
+import random
+
+import numpy as np
+import pytest
+
+from speciarl_verl.evaluation.metrics import HISTOGRAM_KEYS
+from speciarl_verl.evaluation.pass_at_k import (
+    HISTOGRAM_LEVEL,
+    best_of_k_distribution,
+    best_of_k_matrix,
+    best_prediction_index,
+    k_values,
+    pass_at_k,
+)
+
+
+def brute_force_pass_at_k(n: int, c: int, k: int) -> float:
+    successes = [True] * c + [False] * (n - c)
+    subsets = list(itertools.combinations(range(n), k))
+    return sum(any(successes[i] for i in subset) for subset in subsets) / len(subsets)
+
+
+@pytest.mark.parametrize("n", range(1, 9))
+def test_pass_at_k_matches_enumeration_over_all_subsets(n):
+    for c in range(n + 1):
+        for k in range(1, n + 1):
+            assert pass_at_k(n, c, k) == pytest.approx(brute_force_pass_at_k(n, c, k), abs=1e-12), (n, c, k)
+
+
+def test_pass_at_k_is_stable_for_large_n():
+    # The binomial form overflows floats here; the product form must still agree with exact integers.
+    n, c, k = 2000, 7, 64
+    exact = 1 - math.comb(n - c, k) / math.comb(n, k)
+    assert pass_at_k(n, c, k) == pytest.approx(exact, rel=1e-9)
+    assert pass_at_k(64, 1, 64) == 1.0
+    assert pass_at_k(64, 0, 64) == 0.0
+
+
+def test_pass_at_k_refuses_impossible_arguments():
+    for n, c, k in ((4, 5, 1), (4, 1, 5), (4, 1, 0), (4, -1, 1)):
+        with pytest.raises(ValueError, match="pass@k needs"):
+            pass_at_k(n, c, k)
+
+
+def brute_force_best_of_k(values: list[str], k: int) -> np.ndarray:
+    out = np.zeros(len(HISTOGRAM_KEYS))
+    subsets = list(itertools.combinations(range(len(values)), k))
+    for subset in subsets:
+        best = max((values[i] for i in subset), key=HISTOGRAM_LEVEL.__getitem__)
+        out[HISTOGRAM_KEYS.index(best)] += 1
+    return out / len(subsets)
+
+
+def test_best_of_k_distribution_matches_enumeration():
+    rng = random.Random(7)
+    for _ in range(40):
+        n = rng.randint(1, 7)
+        values = [rng.choice(HISTOGRAM_KEYS) for _ in range(n)]
+        for k in range(1, n + 1):
+            got = best_of_k_distribution(values, k)
+            assert got == pytest.approx(brute_force_best_of_k(values, k), abs=1e-12), (values, k)
+            assert got.sum() == pytest.approx(1.0)
+
+
+def test_best_of_all_answers_is_the_single_best_answer():
+    rng = random.Random(3)
+    for _ in range(30):
+        values = [rng.choice(HISTOGRAM_KEYS) for _ in range(rng.randint(1, 9))]
+        best = values[best_prediction_index(values)]
+        expected = np.zeros(len(HISTOGRAM_KEYS))
+        expected[HISTOGRAM_KEYS.index(best)] = 1
+        assert best_of_k_distribution(values, len(values)) == pytest.approx(expected)
+
+
+def test_selection_prefers_more_specific_and_breaks_ties_by_lowest_index():
+    assert best_prediction_index(["specific", "more specific", "more specific"]) == 1
+    assert best_prediction_index(["wrong", "unparseable", "abstain"]) == 2
+    assert best_prediction_index(["unparseable", "unparseable"]) == 0
+
+
+def test_best_of_one_is_the_plain_share_of_each_category():
+    rows = best_of_k_matrix([["specific", "wrong"], ["generic", "generic"]], 1)
+    assert rows.shape == (2, len(HISTOGRAM_KEYS))
+    assert rows[0][HISTOGRAM_KEYS.index("specific")] == 0.5
+    assert rows[1][HISTOGRAM_KEYS.index("generic")] == 1.0
+
+
+def test_unknown_item_values_are_refused():
+    with pytest.raises(ValueError, match="no evaluation level"):
+        best_of_k_distribution(["specific", "maybe"], 1)
+
+
+def test_k_values_end_at_n():
+    assert k_values(64) == [1, 2, 4, 8, 16, 32, 64]
+    assert k_values(10) == [1, 2, 4, 8, 10]

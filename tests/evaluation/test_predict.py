@@ -1,0 +1,189 @@
+"""The CPU-testable part of ``speciarl eval predict``: rows -> requests -> messages, resuming, refusals."""
+
+import base64
+import importlib.util
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from speciarl_verl.cli import main as speciarl
+from speciarl_verl.evaluation.prediction_requests import (
+    DecodingSettings,
+    chat_messages,
+    prediction_rows,
+    request_from_row,
+)
+from speciarl_verl.evaluation.records import load_predictions
+from speciarl_verl.evaluation.vllm_predictor import (
+    PredictConfig,
+    completed_samples,
+    lora_rank,
+    pending_requests,
+    settings_path,
+)
+
+
+def png(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (6, 4), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def verl_row(i: int, source: str = "fgvc_aircraft") -> dict:
+    return {
+        "data_source": source,
+        "prompt": [{"role": "user", "content": "<image>Classify the image. Answer inside <answer> </answer>."}],
+        "images": [{"bytes": png((i * 40 % 256, 10, 200))}],
+        "ability": "fine-grained classification",
+        "reward_model": {"style": "model", "ground_truth": f"class {i}"},
+        "extra_info": {"index": i, "image_id": f"img{i:03d}", "parents": ["family"], "synonyms": []},
+    }
+
+
+@pytest.fixture
+def parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "test.parquet"
+    pq.write_table(pa.Table.from_pylist([verl_row(i) for i in range(5)]), path)
+    return path
+
+
+def test_row_becomes_chat_messages_with_the_image_inlined():
+    row = verl_row(3)
+    request = request_from_row(row, "t.parquet:row 3")
+    assert request.sample_id == "fgvc_aircraft/img003"
+    assert request.parents == ("family",)
+    messages = chat_messages(request)
+    assert [m["role"] for m in messages] == ["user"]
+    image_part, text_part = messages[0]["content"]
+    header, payload = image_part["image_url"]["url"].split(",", 1)
+    assert header == "data:image/png;base64"
+    assert base64.b64decode(payload) == row["images"][0]["bytes"]
+    assert text_part == {"type": "text", "text": "Classify the image. Answer inside <answer> </answer>."}
+
+
+def test_instruction_override_and_block_content():
+    row = verl_row(1)
+    row["prompt"] = [
+        {"role": "system", "content": "Be brief."},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Look: "}, {"type": "image"}, {"type": "text", "text": "?"}],
+        },
+    ]
+    messages = chat_messages(request_from_row(row, "w"))
+    assert messages[0] == {"role": "system", "content": [{"type": "text", "text": "Be brief."}]}
+    assert [part["type"] for part in messages[1]["content"]] == ["text", "image_url", "text"]
+    override = chat_messages(request_from_row(row, "w", instruction="Name the aircraft variant."))
+    assert len(override) == 1 and override[0]["content"][1]["text"] == "Name the aircraft variant."
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r.update(images=[]), "marks 1 image"),
+        (lambda r: r.update(reward_model={"ground_truth": ""}), "ground_truth is missing"),
+        (lambda r: r.pop("data_source"), "missing column 'data_source'"),
+        (lambda r: r.update(extra_info={}), "no sample id"),
+        (lambda r: r["extra_info"].update(parents="family"), "parents must be a list"),
+    ],
+)
+def test_bad_dataset_rows_name_the_row(change, message):
+    row = verl_row(2)
+    change(row)
+    with pytest.raises(ValueError, match=message) as excinfo:
+        request_from_row(row, "data.parquet:row 2")
+    assert str(excinfo.value).startswith("data.parquet:row 2: ")
+
+
+def test_not_an_image_is_reported():
+    row = verl_row(0)
+    row["images"] = [{"bytes": b"definitely not a png"}]
+    with pytest.raises(ValueError, match="not an image"):
+        chat_messages(request_from_row(row, "w"))
+
+
+def test_prediction_rows_parse_answers_and_carry_the_hierarchy(tmp_path):
+    request = request_from_row(verl_row(4), "w")
+    texts = ["<think>t</think><answer>737-800</answer>", "no answer tag", "<answer>a b c d e f</answer>"]
+    rows = prediction_rows(request, texts, max_answer_words=5)
+    assert [r["prediction_index"] for r in rows] == [0, 1, 2]
+    assert [r["answer"] for r in rows] == ["737-800", None, None]
+    assert rows[0]["parents"] == ["family"] and rows[0]["response"] == texts[0]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [r.answer for r in load_predictions(path)] == ["737-800", None, None]  # the judge reads them back
+
+
+def test_resume_skips_finished_images_and_drops_partial_ones(parquet, tmp_path):
+    out = tmp_path / "predictions.jsonl"
+    config = PredictConfig(data=(parquet,), model="m", out=out, decoding=DecodingSettings.best_of_n(n=2))
+    assert [r.sample_id for r in pending_requests(config)] == [f"fgvc_aircraft/img{i:03d}" for i in range(5)]
+
+    finished = [request_from_row(verl_row(i), "w") for i in (0, 2)]
+    rows = [row for r in finished for row in prediction_rows(r, ["<answer>x</answer>", "<answer>y</answer>"])]
+    rows += prediction_rows(request_from_row(verl_row(3), "w"), ["<answer>x</answer>"])  # partial: 1 of 2
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"sample_id": "torn')
+    settings_path(out).write_text(json.dumps(config.identity()))
+    pending = [r.sample_id for r in pending_requests(config)]
+    assert pending == ["fgvc_aircraft/img001", "fgvc_aircraft/img003", "fgvc_aircraft/img004"]
+    assert completed_samples(out, 2) == {"fgvc_aircraft/img000", "fgvc_aircraft/img002"}
+    assert len(load_predictions(out)) == 4  # partial sample and torn line are gone
+
+    limited = PredictConfig(data=(parquet,), model="m", out=out, decoding=config.decoding, limit=2)
+    assert [r.sample_id for r in pending_requests(limited)] == ["fgvc_aircraft/img001"]
+
+
+def test_resume_refuses_other_settings_or_unknown_files(parquet, tmp_path):
+    out = tmp_path / "predictions.jsonl"
+    out.write_text(json.dumps(prediction_rows(request_from_row(verl_row(0), "w"), ["<answer>x</answer>"])[0]) + "\n")
+    config = PredictConfig(data=(parquet,), model="m", out=out)
+    with pytest.raises(ValueError, match="exists without predictions.jsonl.settings.json"):
+        list(pending_requests(config))
+    settings_path(out).write_text(json.dumps(config.identity()))
+    other = PredictConfig(data=(parquet,), model="m", out=out, adapter=tmp_path / "lora")
+    with pytest.raises(ValueError, match="was written with other settings"):
+        list(pending_requests(other))
+
+
+def test_repeated_sample_ids_in_the_dataset_are_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "dup.parquet"
+    pq.write_table(pa.Table.from_pylist([verl_row(1), verl_row(1)]), path)
+    config = PredictConfig(data=(path,), model="m", out=tmp_path / "p.jsonl")
+    with pytest.raises(ValueError, match=rf"{path}:row 1: sample id 'fgvc_aircraft/img001' repeats"):
+        list(pending_requests(config))
+
+
+def test_decoding_settings():
+    assert DecodingSettings.greedy().sampling_kwargs()["temperature"] == 0.0
+    bon = DecodingSettings.best_of_n()
+    assert (bon.n, bon.temperature, bon.top_p) == (64, 0.6, 0.95)
+    with pytest.raises(ValueError, match="same greedy answer"):
+        DecodingSettings(n=4, temperature=0.0)
+    with pytest.raises(ValueError, match="top_p"):
+        DecodingSettings(top_p=0.0)
+
+
+def test_lora_rank_is_rounded_up_to_a_rank_vllm_supports(tmp_path):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 24, "lora_alpha": 48}))
+    assert lora_rank(tmp_path) == 32
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 64}))
+    assert lora_rank(tmp_path) == 64
+    with pytest.raises(ValueError, match="no adapter_config.json"):
+        lora_rank(tmp_path / "missing")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
+def test_predict_without_vllm_fails_with_a_clear_message(parquet, tmp_path, capsys):
+    out = tmp_path / "p.jsonl"
+    code = speciarl(["eval", "predict", "--data", str(parquet), "--model", "some/model", "--out", str(out)])
+    assert code == 1
+    assert "needs the [gpu] extra: vLLM" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,86 @@
+import json
+
+import pytest
+
+from speciarl_verl.core.categories import Category
+from speciarl_verl.evaluation.records import load_predictions, load_verdicts
+
+
+def prediction(**overrides):
+    row = {
+        "sample_id": "fgvc_aircraft/0056978",
+        "data_source": "fgvc_aircraft",
+        "ground_truth": "BAE 146-200",
+        "prediction_index": 0,
+        "response": "<think>four engines, high wing</think><answer>BAE 146</answer>",
+    }
+    row.update(overrides)
+    return row
+
+
+def test_answer_is_parsed_from_the_response_when_absent(tmp_path, jsonl_writer):
+    path = jsonl_writer(
+        tmp_path / "p.jsonl",
+        [
+            prediction(),
+            prediction(prediction_index=1, response="no tags at all"),
+            prediction(prediction_index=2, response="ignored", answer="Avro RJ85"),
+            prediction(prediction_index=3, answer=None, parents=["BAE 146"], synonyms=["Avro RJ85"]),
+        ],
+    )
+    records = load_predictions(path)
+    assert [r.answer for r in records] == ["BAE 146", None, "Avro RJ85", None]
+    assert records[3].parents == ("BAE 146",) and records[3].synonyms == ("Avro RJ85",)
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "message"),
+    [
+        (prediction(sample_id=""), "'sample_id' must be a non-empty string"),
+        ({k: v for k, v in prediction().items() if k != "ground_truth"}, "missing key 'ground_truth'"),
+        (prediction(prediction_index=-1), "'prediction_index' must be an integer >= 0"),
+        (prediction(prediction_index=True), "'prediction_index' must be an integer >= 0"),
+        ({k: v for k, v in prediction().items() if k != "response"}, "needs 'response'"),
+        (prediction(answer=3), "'answer' must be a string or null"),
+        (prediction(parents="BAE 146"), "'parents' must be a list of strings"),
+        (["not", "an", "object"], "expected a JSON object"),
+    ],
+)
+def test_bad_prediction_rows_name_file_and_line(tmp_path, jsonl_writer, bad_row, message):
+    path = jsonl_writer(tmp_path / "p.jsonl", [prediction(prediction_index=5), bad_row])
+    with pytest.raises(ValueError, match=message) as excinfo:
+        load_predictions(path)
+    assert str(excinfo.value).startswith(f"{path}:2: ")
+
+
+def test_invalid_json_names_file_and_line(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps(prediction()) + "\n\n{not json\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{path}:3: not valid JSON"):
+        load_predictions(path)
+
+
+def test_repeated_answer_and_conflicting_sample_facts_are_refused(tmp_path, jsonl_writer):
+    path = jsonl_writer(tmp_path / "dup.jsonl", [prediction(), prediction(response="<answer>x</answer>")])
+    with pytest.raises(ValueError, match=rf"{path}:2: .*repeats line 1"):
+        load_predictions(path)
+    path = jsonl_writer(tmp_path / "gt.jsonl", [prediction(), prediction(prediction_index=1, ground_truth="A320")])
+    with pytest.raises(ValueError, match=rf"{path}:2: .*but line 1 says"):
+        load_predictions(path)
+
+
+def test_verdict_rows_are_validated_with_file_and_line(tmp_path, jsonl_writer):
+    good = {"sample_id": "a", "data_source": "cub200", "prediction_index": 0, "category": "Less Specific"}
+    path = jsonl_writer(tmp_path / "v.jsonl", [good, dict(good, prediction_index=1, category=None)])
+    records = load_verdicts(path)
+    assert [r.category for r in records] == [Category.LESS_SPECIFIC, None]
+
+    path = jsonl_writer(tmp_path / "bad.jsonl", [good, dict(good, prediction_index=1, category="kind of right")])
+    with pytest.raises(ValueError, match=rf"^{path}:2: not a verdict category: 'kind of right'"):
+        load_verdicts(path)
+    path = jsonl_writer(tmp_path / "missing.jsonl", [{k: v for k, v in good.items() if k != "category"}])
+    with pytest.raises(ValueError, match=rf"^{path}:1: missing key 'category'"):
+        load_verdicts(path)
+    path = jsonl_writer(tmp_path / "src.jsonl", [good, dict(good, prediction_index=1, data_source="food101")])
+    with pytest.raises(ValueError, match=rf"^{path}:2: sample 'a' has data_source 'food101'"):
+        load_verdicts(path)
