@@ -1,3 +1,3 @@
-from speciarl_verl.demo.reward_tour import main
+from speciarl_verl.demo.tour import main
 
 raise SystemExit(main())

@@ -6,12 +6,12 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="score recorded rollouts through verl's reward loop on CPU")
+    parser = subparsers.add_parser("demo", help="the CPU tour: data, reward loop, recipe dry run, report")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the demo (see --help of the demo)")
     parser.set_defaults(func=lambda args: _run(args.args))
 
 
 def _run(argv: list[str]) -> int:
-    from speciarl_verl.demo.reward_tour import main
+    from speciarl_verl.demo.tour import main
 
     return main(argv)

@@ -1,6 +1,6 @@
-"""``make demo``: recorded rollouts through verl's reward loop and SpeciaRL's group stage, on CPU.
+"""Demo step 2: recorded rollouts through verl's reward loop and SpeciaRL's group stage, on CPU.
 
-Steps, each with verl 0.9.1's real component:
+Each part is verl 0.9.1's real component:
 
 1. compose the shipped ``speciarl_grpo`` Hydra config;
 2. tokenize the recorded answers with a tiny offline Qwen-style tokenizer;
@@ -16,54 +16,14 @@ Steps, each with verl 0.9.1's real component:
 
 from __future__ import annotations
 
-import argparse
 import tempfile
-import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["run_reward_step", "print_reward_step"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m speciarl_verl.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--rollouts", help="recorded rollouts JSONL (default: the file shipped with the package)")
-    parser.add_argument("--workers", type=int, default=2, help="RewardLoopWorker actors (reward.num_workers)")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. +reward.reward_kwargs.scheme=static")
-    args = parser.parse_args(argv)
-
-    from rich.console import Console
-
-    _quiet_library_noise()
-    console = Console()
-    started = time.perf_counter()
-    with console.status("starting Ray, TransferQueue and the reward loop...") as status:
-        from speciarl_verl.testing.local_cluster import start_local_cluster, stop_local_cluster
-
-        start_local_cluster()
-        try:
-            result = _run(args, status)
-        finally:
-            stop_local_cluster()
-    _print(console, *result)
-    console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/dim]")
-    return 0
-
-
-def _quiet_library_noise() -> None:
-    """verl warns at import about missing accelerators and optional engines; the demo knows."""
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"verl\..*")
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"verl\..*")
-    for name in ("verl", "verl.plugin.platform.platform_manager"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    logging.getLogger().setLevel(logging.ERROR)
-
-
-def _run(args, status):
+def run_reward_step(rollouts_path, workers: int, overrides, status):
     import ray
     import torch
     import transfer_queue as tq
@@ -76,18 +36,18 @@ def _run(args, status):
     from speciarl_verl.testing.tiny_tokenizer import build_tiny_tokenizer
     from speciarl_verl.testing.verl_rollouts import Rollout, finish_prompt, put_prompts, put_rollouts, score_rollouts
 
-    groups = load_recorded_groups(args.rollouts)
+    groups = load_recorded_groups(rollouts_path)
     tokenizer_dir = Path(tempfile.mkdtemp(prefix="speciarl-demo-tokenizer-"))
     tokenizer = build_tiny_tokenizer(tokenizer_dir, corpus=[r for g in groups for r in g.responses])
     n = max(len(g.responses) for g in groups)
     config = compose_config(
         overrides=[
             f"actor_rollout_ref.model.path={tokenizer_dir}",
-            f"reward.num_workers={args.workers}",
+            f"reward.num_workers={workers}",
             "reward.reward_kwargs.judge.kind=offline",  # no judge model on a CPU machine
             f"data.train_batch_size={len(groups)}",
             f"actor_rollout_ref.rollout.n={n}",
-            *args.overrides,
+            *overrides,
         ]
     )
 
@@ -131,7 +91,7 @@ def _run(args, status):
     return groups, rollouts, ordered, advantages[:, 0].tolist(), metrics, config
 
 
-def _print(console, groups, rollouts, ordered, advantages, metrics, config) -> None:
+def print_reward_step(console, groups, rollouts, ordered, advantages, metrics, config) -> None:
     from rich.table import Table
 
     kwargs = config.reward.reward_kwargs
@@ -172,7 +132,3 @@ def _print(console, groups, rollouts, ordered, advantages, metrics, config) -> N
         if name.startswith("speciarl/"):
             metric_table.add_row(name, f"{metrics[name]:.3f}")
     console.print(metric_table)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
