@@ -205,8 +205,10 @@ class GroupRewardStage:
     def _score_terminal_groups(self, partition_id: str) -> None:
         terminal = self.finished_keys[partition_id] | self.failure_keys[partition_id]
         outcomes = self._outcomes[partition_id]
+        errors = self._errors[partition_id]
         for uid in outcomes.keys() - terminal:  # consumed by the trainer or evicted
             del outcomes[uid]
+            errors.pop(uid, None)
         new_uids = terminal - outcomes.keys()
         if not new_uids:
             return
