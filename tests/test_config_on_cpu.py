@@ -1,6 +1,9 @@
 """The shipped Hydra config composes on verl's ppo_trainer and passes verl's own validation."""
 
+import copy
+
 import pytest
+from omegaconf import open_dict
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import validate_config
 
@@ -10,7 +13,15 @@ from speciarl_verl.verl_ext.group_stage import GroupRewardReplayBuffer
 
 
 def validate(config):
-    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    """verl's validate_config, on a copy with lora_rank=0.
+
+    With LoRA on and rollout.name=vllm, validate_config imports vLLM (to round the rank to one vLLM
+    supports), and vLLM cannot be installed beside the CPU torch; tests/recipes asserts the LoRA keys.
+    """
+    checked = copy.deepcopy(config)
+    with open_dict(checked):
+        checked.actor_rollout_ref.model.lora_rank = 0
+    validate_config(config=checked, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
 
 
 def test_speciarl_grpo_composes_and_validates():
