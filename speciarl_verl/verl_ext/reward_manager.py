@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 REWARD_MANAGER_NAME = "speciarl"
 INLINE_DECODE_TOKENS = 1024
+#: The dataset and trajectory columns the reward reads.
+_ROW_KEYS = ("data_source", "extra_info", "reward_model", "index", "global_steps", "session_id")
 
 
 def _as_tuple(value: Any) -> tuple[str, ...]:
@@ -84,7 +86,8 @@ class SpeciaRewardManager(RewardManagerBase):
                 None, lambda: self.tokenizer.decode(valid_ids, skip_special_tokens=True)
             )
 
-        row = {key: values[-1] for key, values in data.non_tensor_batch.items()}
+        columns = data.non_tensor_batch
+        row = {key: columns[key][-1] for key in _ROW_KEYS if key in columns}
         data_source = str(row.get("data_source", ""))
         extra_info = row.get("extra_info") or {}
         ground_truth = (row.get("reward_model") or {}).get("ground_truth")
