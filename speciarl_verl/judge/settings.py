@@ -8,6 +8,7 @@ how to reach an LLM judge (:class:`LLMSettings`), and where verdicts are cached
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -109,8 +110,11 @@ class LLMSettings:
 class CacheSettings:
     """Where verdicts of the LLM tier are kept across steps, workers and runs.
 
-    * ``sqlite`` (default): one file shared by the reward workers of a node (WAL mode);
-      ``path`` defaults to ``$XDG_CACHE_HOME/speciarl_verl/verdicts.sqlite``.
+    * ``sqlite`` (default): one file shared by the reward workers of a node (WAL mode). ``path``
+      defaults to a node-local file in the system temporary folder
+      (``/tmp/speciarl_verl-<uid>/verdicts.sqlite``): SQLite's locking is not safe on network file
+      systems, where home directories often live. Point ``path`` at a local disk to keep
+      verdicts across runs.
     * ``redis``: one server shared by every node (``redis_url``).
     * ``none``: no persistence (duplicates within a process are still judged once).
 
@@ -138,8 +142,7 @@ class CacheSettings:
     def sqlite_path(self) -> Path:
         if self.path:
             return Path(self.path).expanduser()
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        return base / "speciarl_verl" / "verdicts.sqlite"
+        return Path(tempfile.gettempdir()) / f"speciarl_verl-{os.getuid()}" / "verdicts.sqlite"
 
 
 @dataclass(frozen=True)
