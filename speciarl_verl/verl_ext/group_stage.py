@@ -22,7 +22,6 @@ validation metrics are per-category rates, not a group reward of one.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import replace
@@ -47,8 +46,6 @@ __all__ = [
     "JudgeFailedError",
     "split_trajectory_key",
 ]
-
-logger = logging.getLogger(__name__)
 
 VALIDATION_PARTITION = "val"
 _FORWARDED_KWARGS = (
@@ -175,8 +172,6 @@ class GroupRewardStage:
         self._outcomes: dict[str, dict[str, GroupOutcome]] = defaultdict(dict)
         # groups scored since the last training sample (evicted ones included)
         self._scored_since_sample: dict[str, int] = defaultdict(int)
-        # partition -> uid -> first judge error message in the group (for the error raised)
-        self._errors: dict[str, dict[str, str]] = defaultdict(dict)
 
     # -- verl hooks ---------------------------------------------------------------------------
 
@@ -205,10 +200,8 @@ class GroupRewardStage:
     def _score_terminal_groups(self, partition_id: str) -> None:
         terminal = self.finished_keys[partition_id] | self.failure_keys[partition_id]
         outcomes = self._outcomes[partition_id]
-        errors = self._errors[partition_id]
         for uid in outcomes.keys() - terminal:  # consumed by the trainer or evicted
             del outcomes[uid]
-            errors.pop(uid, None)
         new_uids = terminal - outcomes.keys()
         if not new_uids:
             return
@@ -232,38 +225,32 @@ class GroupRewardStage:
             )
             for uid in sorted(new_uids)
         }
-        self._apply_failure_policy(partition_id, {uid: outcome for uid, (outcome, _) in scored.items()})
+        self._apply_failure_policy(partition_id, [(outcome, records) for outcome, records, _ in scored.values()])
 
-        new_scores: list[torch.Tensor] = []
-        new_extras: list[dict] = []
-        for uid, (outcome, per_key) in scored.items():
+        rewritten: dict[str, tuple[torch.Tensor, dict]] = {}
+        for uid, (outcome, _, per_key) in scored.items():
             outcomes[uid] = outcome
             self._scored_since_sample[partition_id] += 1
-            for key in (key for _, _, key in sorted(keys_by_uid.get(uid, []))):
-                scores, extra = per_key[key]
-                new_scores.append(scores)
-                new_extras.append(extra)
-        if keys:
+            rewritten.update(per_key)
+        if rewritten:
             fields = tu.get_tensordict(
                 {
-                    "rm_scores": torch.nested.as_nested_tensor(new_scores, layout=torch.jagged),
-                    "extra_fields": new_extras,
+                    "rm_scores": torch.nested.as_nested_tensor([s for s, _ in rewritten.values()], layout=torch.jagged),
+                    "extra_fields": [extra for _, extra in rewritten.values()],
                 }
             )
-            tq.kv_batch_put(keys=keys, partition_id=partition_id, fields=fields)
+            tq.kv_batch_put(keys=list(rewritten), partition_id=partition_id, fields=fields)
 
-    def _apply_failure_policy(self, partition_id: str, outcomes: Mapping[str, GroupOutcome]) -> None:
+    def _apply_failure_policy(self, partition_id: str, groups: list[tuple[GroupOutcome, list[RolloutRecord]]]) -> None:
         """Stop the run on judge failures unless ``judge.failure_policy=mask``."""
-        failed = {uid: sum(o.judge_failed) for uid, o in outcomes.items() if any(o.judge_failed)}
+        failed = [(outcome, records) for outcome, records in groups if any(outcome.judge_failed)]
         if not failed or self.reward_settings.judge.failure_policy == "mask":
             return
+        first_error = next(r.judge_error for r in failed[0][1] if r.judge_error)
         raise JudgeFailedError(
-            f"the judge failed on {sum(failed.values())} rollout(s) in {len(failed)} group(s) of partition "
-            f"{partition_id!r} (judge.failure_policy=raise). First error: {self._first_error(partition_id, failed)}"
+            f"the judge failed on {sum(sum(o.judge_failed) for o, _ in failed)} rollout(s) in {len(failed)} "
+            f"group(s) of partition {partition_id!r} (judge.failure_policy=raise). First error: {first_error}"
         )
-
-    def _first_error(self, partition_id: str, failed: Mapping[str, int]) -> str:
-        return self._errors.get(partition_id, {}).get(next(iter(failed)), "unknown")
 
     def _score_group(
         self,
@@ -272,7 +259,8 @@ class GroupRewardStage:
         members: list[tuple[int, int, str]],
         stored: Mapping[str, tuple[torch.Tensor, dict]],
         short: bool,
-    ) -> tuple[GroupOutcome, dict[str, tuple[torch.Tensor, dict]]]:
+    ) -> tuple[GroupOutcome, list[RolloutRecord], dict[str, tuple[torch.Tensor, dict]]]:
+        """The group's outcome, its records (session order) and its rewritten trajectories (key order)."""
         sessions: dict[int, list[str]] = defaultdict(list)
         for session, _, key in sorted(members):
             sessions[session].append(key)
@@ -282,10 +270,7 @@ class GroupRewardStage:
             final_key = sessions[session][-1]  # the final output of a multi-output session holds its reward
             extra = stored[final_key][1]
             info = extra.get("reward_extra_info") if isinstance(extra, Mapping) else None
-            record = RolloutRecord.from_extra_info(info or {}, where=f"trajectory {final_key}")
-            if record.judge_error:
-                self._errors[partition_id].setdefault(uid, record.judge_error)
-            records.append(record)
+            records.append(RolloutRecord.from_extra_info(info or {}, where=f"trajectory {final_key}"))
 
         settings = self.reward_settings
         judge_failed = tuple(record.status == "judge_error" for record in records)
@@ -327,7 +312,7 @@ class GroupRewardStage:
                 reward_info = dict(extra.get("reward_extra_info") or {})
                 reward_info.update(updated)
                 per_key[key] = (scores, {**extra, "reward_extra_info": reward_info})
-        return outcome, per_key
+        return outcome, records, per_key
 
 
 class GroupRewardReplayBuffer(GroupRewardStage, ReplayBuffer):

@@ -17,7 +17,6 @@ reward.reward_manager.name=SpeciaRewardManager``.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from verl import DataProto
@@ -32,8 +31,6 @@ from speciarl_verl.rollout_record import RolloutRecord
 from speciarl_verl.verl_ext.config_checks import check_group_stage
 
 __all__ = ["SpeciaRewardManager", "REWARD_MANAGER_NAME"]
-
-logger = logging.getLogger(__name__)
 
 REWARD_MANAGER_NAME = "speciarl"
 INLINE_DECODE_TOKENS = 1024
