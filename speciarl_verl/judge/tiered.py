@@ -37,6 +37,11 @@ __all__ = ["TieredVerifier", "OfflineVerifier"]
 _MEMO_SIZE = 200_000
 
 
+def _for_a_duplicate(verdict: Verdict) -> Verdict:
+    """The verdict an identical pair gets from ``verdict``: an LLM call made for another pair is a ``dedup``."""
+    return Verdict(verdict.category, "dedup") if verdict.source == "llm" else verdict
+
+
 class TieredVerifier:
     """Implements :class:`~speciarl_verl.judge.verifier.Verifier` for every ``judge.kind``.
 
@@ -118,7 +123,7 @@ class TieredVerifier:
             first, *rest = pending[key]
             verdicts[first] = result
             for i in rest:
-                verdicts[i] = Verdict(result.category, "dedup" if result.source == "llm" else result.source)
+                verdicts[i] = _for_a_duplicate(result)
         if failures:
             endpoint = getattr(failures[-1], "endpoint", None)
             failed = sum(v is None for v in verdicts)
@@ -148,8 +153,7 @@ class TieredVerifier:
     async def _resolve(self, key: str, request: VerificationRequest) -> Verdict:
         """Judge ``key`` once per process: later callers await the first one's future."""
         if key in self._in_flight:
-            verdict = await asyncio.shield(self._in_flight[key])
-            return Verdict(verdict.category, "dedup" if verdict.source == "llm" else verdict.source)
+            return _for_a_duplicate(await asyncio.shield(self._in_flight[key]))
         future = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception never retrieved"
         self._in_flight[key] = future
