@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speciarl_verl.evaluation.jsonl_io import write_atomically
 from speciarl_verl.evaluation.metrics import HISTOGRAM_KEYS, UNPARSEABLE
 from speciarl_verl.evaluation.records import VerdictRecord
+from speciarl_verl.jsonl_io import write_atomically
 
 __all__ = ["compare_verdicts", "write_agreement", "AgreementInputs"]
 

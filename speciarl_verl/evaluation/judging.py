@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speciarl_verl.evaluation.jsonl_io import JsonlAppender, drop_torn_tail
 from speciarl_verl.evaluation.records import (
     UNPARSEABLE_SOURCE,
     PredictionRecord,
@@ -25,6 +24,7 @@ from speciarl_verl.evaluation.records import (
     load_predictions,
     load_verdicts,
 )
+from speciarl_verl.jsonl_io import JsonlAppender, drop_torn_tail
 from speciarl_verl.judge.verifier import VerificationRequest, Verifier
 
 __all__ = ["JudgeRunSummary", "judge_predictions", "verification_request", "judge_name"]

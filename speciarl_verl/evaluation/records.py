@@ -33,7 +33,7 @@ from typing import Any
 
 from speciarl_verl.core.answer_parsing import parse_answer
 from speciarl_verl.core.categories import Category
-from speciarl_verl.evaluation.jsonl_io import read_jsonl
+from speciarl_verl.jsonl_io import read_jsonl
 
 __all__ = [
     "PredictionRecord",

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from speciarl_verl.evaluation.jsonl_io import write_atomically
+from speciarl_verl.jsonl_io import write_atomically
 
 __all__ = ["write_report", "PLOT_FILES"]
 

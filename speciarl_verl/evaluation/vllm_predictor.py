@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speciarl_verl.evaluation.jsonl_io import JsonlAppender, drop_torn_tail, read_jsonl, write_atomically
 from speciarl_verl.evaluation.prediction_requests import (
     DecodingSettings,
     PredictionRequest,
@@ -25,6 +24,7 @@ from speciarl_verl.evaluation.prediction_requests import (
     request_from_row,
 )
 from speciarl_verl.evaluation.records import load_predictions
+from speciarl_verl.jsonl_io import JsonlAppender, drop_torn_tail, read_jsonl, write_atomically
 
 __all__ = [
     "MissingGpuExtraError",

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from speciarl_verl.jsonl_io import JsonlAppender, drop_torn_tail, read_jsonl
 
 __all__ = ["register", "verify_file"]
 
@@ -58,47 +59,27 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from error
-            for key in ("ground_truth", "prediction"):
-                if not isinstance(row.get(key), str):
-                    raise ValueError(f"{path}:{number}: '{key}' must be a string, got {row.get(key)!r}")
-            yield number, row
+    for number, row in read_jsonl(path):
+        for key in ("ground_truth", "prediction"):
+            if not isinstance(row.get(key), str):
+                raise ValueError(f"{path}:{number}: '{key}' must be a string, got {row.get(key)!r}")
+        yield number, row
 
 
 def _done_rows(output: Path, rows: list[tuple[int, dict[str, Any]]]) -> int:
     """How many leading input rows OUT already holds (checked pair by pair)."""
     if not output.exists():
         return 0
+    drop_torn_tail(output)  # a line cut by an interruption: redo from there
     done = 0
-    with output.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                previous = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a line cut by an interruption: redo from here
-            if done >= len(rows):
-                raise ValueError(f"{output} has more rows than the input; it belongs to another input")
-            number, row = rows[done]
-            if (previous.get("ground_truth"), previous.get("prediction")) != (row["ground_truth"], row["prediction"]):
-                raise ValueError(f"{output} row {done + 1} does not match input line {number}; use a new --output")
-            done += 1
-    _truncate_to_rows(output, done)
+    for _, previous in read_jsonl(output):
+        if done >= len(rows):
+            raise ValueError(f"{output} has more rows than the input; it belongs to another input")
+        number, row = rows[done]
+        if (previous.get("ground_truth"), previous.get("prediction")) != (row["ground_truth"], row["prediction"]):
+            raise ValueError(f"{output} row {done + 1} does not match input line {number}; use a new --output")
+        done += 1
     return done
-
-
-def _truncate_to_rows(output: Path, rows: int) -> None:
-    lines = output.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if line.strip()][:rows]
-    output.write_text("".join(line if line.endswith("\n") else line + "\n" for line in kept), encoding="utf-8")
 
 
 async def verify_file(settings, input_path: Path, output_path: Path) -> dict[str, int]:
@@ -113,9 +94,8 @@ async def verify_file(settings, input_path: Path, output_path: Path) -> dict[str
     done = _done_rows(output_path, rows)
     counts = {"rows": len(rows), "resumed": done, "offline": 0, "cache": 0, "llm": 0, "dedup": 0, "failed": 0}
     verifier = TieredVerifier(settings) if settings.kind != "offline" else None
-    output_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with Progress() as progress, output_path.open("a", encoding="utf-8") as out:
+        with Progress() as progress, JsonlAppender(output_path) as out:
             task = progress.add_task("judging", total=len(rows), completed=done)
             for start in range(done, len(rows), CHUNK):
                 chunk = rows[start : start + CHUNK]
@@ -140,8 +120,11 @@ async def verify_file(settings, input_path: Path, output_path: Path) -> dict[str
                         progress.console.print(f"[red]{error}[/red]")
                         break  # keep the output a clean prefix of the input; rerun to resume
                     results = [(v.category.value, v.source) for v in verdicts]
-                for (_, row), (category, source) in zip(chunk, results, strict=True):
-                    out.write(json.dumps({**row, "category": category, "source": source}, ensure_ascii=False) + "\n")
+                out.write_many(
+                    {**row, "category": category, "source": source}
+                    for (_, row), (category, source) in zip(chunk, results, strict=True)
+                )
+                for _, source in results:
                     counts[source] += 1
                 out.flush()
                 progress.advance(task, len(chunk))

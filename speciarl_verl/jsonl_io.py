@@ -1,4 +1,7 @@
-"""Reading and writing the evaluator's files without ever leaving half a file behind.
+"""Reading and writing JSONL and result files without ever leaving half a file behind.
+
+Shared by the evaluator and ``speciarl verify``.
+
 
 * :func:`read_jsonl` yields ``(line_number, object)`` and names ``file:line`` on bad JSON;
 * :class:`JsonlAppender` appends whole lines and flushes them to disk, so a run that
