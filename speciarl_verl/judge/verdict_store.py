@@ -290,12 +290,12 @@ class RedisVerdictStore(VerdictStore):
         if not labels:
             return
         client = await self._conn()
-        async with client.pipeline(transaction=False) as pipe:
+        async with client.pipeline(transaction=False) as pipe:  # one round trip for the whole batch
             for key, label in labels.items():
                 pipe.set(self._verdict(key), label, nx=True)
+            for key in labels:
+                await self._release_script(keys=[self._claim(key)], args=[owner], client=pipe)
             await pipe.execute()
-        for key in labels:
-            await self._release_script(keys=[self._claim(key)], args=[owner])
 
     async def release(self, key: str, owner: str) -> None:
         await self._conn()
