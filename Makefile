@@ -1,24 +1,31 @@
 # Two commands for a fresh machine:
-#   make demo   create .venv if missing, install, run the main job on CPU
+#   make demo   create .venv if missing, install the locked environment, run the main job on CPU
 #   make test   same set-up, run the whole test suite
+# and one for maintainers:
+#   make lock   re-resolve requirements/*.lock and gpu-constraints.txt (after a dependency change)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# torch first: verl does not pin it, and an unpinned resolve pulls the newest CUDA build.
-TORCH_PINS := torch==2.14.1 torchvision==0.29.1
-CPU_PINS := verl==0.9.1 transformers==5.10.4 qwen-vl-utils==0.0.14
+UV := $(VENV)/bin/uv
+LOCK := requirements/cpu-test.lock
+# uv installs the lock; its own version is the one the lock pins.
+UV_VERSION := $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' $(LOCK))
+# Package indexes this machine's pip is configured with (a local wheel mirror, say) are offered to
+# uv as well; the hashes in the lock decide what may be installed, whichever index serves it.
+PIP_INDEXES := $(shell $(PYTHON) -m pip config get global.extra-index-url 2>/dev/null)
+UV_INDEXES := $(if $(PIP_INDEXES),$(addprefix --extra-index-url ,$(PIP_INDEXES)) --index-strategy unsafe-best-match)
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled \
 	TOKENIZERS_PARALLELISM=false RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lock lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml Makefile | $(PY)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_PINS)
-	$(PY) -m pip install --quiet -e ".[train,test]" $(CPU_PINS)
+$(VENV)/.installed: $(LOCK) pyproject.toml Makefile | $(PY)
+	$(PY) -m pip install --quiet uv==$(UV_VERSION)
+	$(UV) pip sync --quiet --python $(PY) --require-hashes $(UV_INDEXES) $(LOCK)
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -28,6 +35,9 @@ demo: install
 
 test: install
 	$(OFFLINE) $(PY) -m pytest -q
+
+lock: install
+	UV=$(UV) bash requirements/lock.sh
 
 lint: install
 	$(PY) -m ruff check speciarl_verl tests examples benchmarks
