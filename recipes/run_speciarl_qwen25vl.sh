@@ -324,7 +324,6 @@ fi
 judge_pid=""
 train_pid=""
 
-# shellcheck disable=SC2317  # stop_group and cleanup run from the EXIT trap
 stop_group() {
     # stop_group PID NAME SIGNAL GRACE_SECONDS: SIGNAL to the process group, then SIGTERM, then SIGKILL
     local pid=$1 name=$2 signal=$3 grace=$4 waited=0
@@ -345,7 +344,6 @@ stop_group() {
     wait "$pid" 2>/dev/null || true
 }
 
-# shellcheck disable=SC2317
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
@@ -413,6 +411,5 @@ set -m # training in its own process group: Ray and vLLM workers are stopped wit
 "${train_command[@]}" </dev/null &
 train_pid=$!
 set +m
-status=0
-wait "$train_pid" || status=$?
-exit "$status"
+# the training's exit status is the script's (set -e); the EXIT trap stops whatever is left
+wait "$train_pid"
