@@ -17,9 +17,19 @@ from speciarl_verl.prompts import (
     policy_prompt_names,
     register_policy_prompt,
 )
-from speciarl_verl.prompts.builtin_prompts import BUILTIN_PROMPT_TEXTS
+from speciarl_verl.prompts.builtin_prompts import BUILTIN_PROMPT_TEXTS, LAYOUT
 
-BUILTINS = ["general", "specific", "calibrated", "elimination", "high_precision", "max_correctness", "max_specificity"]
+BUILTINS = [
+    "general",
+    "specific",
+    "calibrated",
+    "elimination",
+    "high_precision",
+    "max_correctness",
+    "max_specificity",
+    "open_general",
+    "open_specific",
+]
 
 
 def test_all_builtins_are_registered_and_general_is_the_default():
@@ -29,13 +39,22 @@ def test_all_builtins_are_registered_and_general_is_the_default():
 
 
 @pytest.mark.parametrize("name", BUILTINS)
-def test_each_builtin_asks_for_think_and_answer_tags(name):
+def test_each_builtin_states_the_think_then_answer_layout(name):
     prompt = get_policy_prompt(name)
     assert prompt.name == name and "<image>" not in prompt.text
-    for tag in ("<think>", "</think>", "<answer>", "</answer>"):
-        assert prompt.text.count(tag) == 1, (name, tag)
+    # the layout is spelled out literally, once, and is the last thing the policy reads
+    assert prompt.text.count(LAYOUT) == 1 and prompt.text.endswith(LAYOUT), name
+    assert LAYOUT == "<think> ... </think> <answer> ... </answer>"
     assert prompt.user_content == "<image>" + prompt.text
     assert len(prompt.version) == 12 and int(prompt.version, 16) >= 0
+
+
+@pytest.mark.parametrize("name", ["general", "specific"])
+def test_the_methods_prompts_ask_to_classify_without_an_open_question(name):
+    text = get_policy_prompt(name).text
+    assert text.startswith("Classify the image")
+    assert "?" not in text and "step by step" not in text
+    assert "single label" in text and "None" in text
 
 
 @pytest.mark.parametrize("name", BUILTINS)
