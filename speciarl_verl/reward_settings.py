@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from speciarl_verl.core.answer_parsing import PARSE_MODES, ParseMode
 from speciarl_verl.core.categories import Category
 from speciarl_verl.core.group_reward import GROUP_MODES, group_rewards
 from speciarl_verl.core.static_reward import get_static_table, static_reward
@@ -79,6 +80,9 @@ class RewardSettings:
       per-category table (``static_table``: reward3, scala1, scala2, scala3).
     * ``format_penalty``: reward of an answer that cannot be parsed.
     * ``max_answer_words``: longer answers count as unparseable (``None``: no cap).
+    * ``parse_mode``: which ``<answer>`` block counts: ``first`` (the method's reading: the first
+      block, tags case-sensitive) or ``strict`` (exactly one block, any tag case); see
+      :func:`speciarl_verl.core.answer_parsing.parse_answer`.
     * ``noise_rate`` / ``noise_seed``: synthetic verdict noise for the robustness
       ablation (training only; validation always sees the judge's verdict).
     * ``validation_table``: the per-item validation score (``acc`` and ``reward``
@@ -91,6 +95,7 @@ class RewardSettings:
     static_table: str = "reward3"
     format_penalty: float = -1.0
     max_answer_words: int | None = None
+    parse_mode: ParseMode = "first"
     noise_rate: float = 0.0
     noise_seed: int = 0
     validation_table: str = "reward3"
@@ -108,6 +113,8 @@ class RewardSettings:
             raise ValueError(f"reward_kwargs.format_penalty must be finite, got {self.format_penalty}")
         if self.max_answer_words is not None and self.max_answer_words < 1:
             raise ValueError(f"reward_kwargs.max_answer_words must be null or >= 1, got {self.max_answer_words}")
+        if self.parse_mode not in PARSE_MODES:
+            raise ValueError(f"reward_kwargs.parse_mode={self.parse_mode!r} is not one of {PARSE_MODES}")
         if not 0.0 <= self.noise_rate <= 1.0:
             raise ValueError(f"reward_kwargs.noise_rate must be within [0, 1], got {self.noise_rate}")
 

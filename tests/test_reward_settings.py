@@ -51,6 +51,7 @@ def test_dapo_overlong_keys_are_understood():
         ({"static_table": "base"}, "Unknown static reward table: 'base'"),
         ({"noise_rate": 1.5}, "noise_rate"),
         ({"max_answer_words": 0}, "max_answer_words"),
+        ({"parse_mode": "lenient"}, "parse_mode='lenient' is not one of"),
         ({"format_penalty": float("nan")}, "format_penalty"),
         ({"reward_mode": "all"}, r"unknown reward.reward_kwargs key\(s\) \['reward_mode'\]"),
         ({"overlong_buffer_cfg": {"enable": True, "len": 512}}, "max_resp_len"),
