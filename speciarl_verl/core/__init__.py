@@ -11,7 +11,7 @@ from speciarl_verl.core.categories import (
 )
 from speciarl_verl.core.group_outcome import GroupOutcome
 from speciarl_verl.core.group_reward import GROUP_MODES, best_category, group_rewards
-from speciarl_verl.core.label_normalization import normalize_label
+from speciarl_verl.core.label_normalization import normalize_for_judge, normalize_label
 from speciarl_verl.core.static_reward import get_static_table, register_static_table, static_reward, static_table_names
 from speciarl_verl.core.step_metrics import step_metrics
 from speciarl_verl.core.verdict_noise import apply_verdict_noise, noise_rng, perturb_category
@@ -25,6 +25,7 @@ __all__ = [
     "UNPARSEABLE_LEVEL",
     "parse_answer",
     "normalize_label",
+    "normalize_for_judge",
     "group_rewards",
     "best_category",
     "GROUP_MODES",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import unicodedata
 from functools import lru_cache
 
-__all__ = ["normalize_label"]
+__all__ = ["normalize_label", "normalize_for_judge"]
 
 _APOSTROPHES = frozenset("'\u2019\u02bc\u2018`\u00b4")
 _KEPT_SYMBOLS = frozenset("/&+")
@@ -62,3 +62,23 @@ def normalize_label(label: str) -> str:
         else:
             out.append(" ")
     return " ".join("".join(out).split())
+
+
+def normalize_for_judge(text: str) -> str:
+    """The method's cleaning of both strings before they reach the LLM judge.
+
+    Every character that is not a letter, a digit, a dash or whitespace becomes a space
+    (Unicode categories L*, N*, Pd); then lower case; whitespace runs collapse to one space
+    and the ends are stripped. Unlike :func:`normalize_label` it keeps dashes and drops
+    ``/``, ``&``, ``+`` and decimal points: it is what the judge reads, not a matching key.
+
+    >>> normalize_for_judge("Black-footed Albatross"), normalize_for_judge("Anna's Hummingbird")
+    ('black-footed albatross', 'anna s hummingbird')
+    >>> normalize_for_judge("F/A-18"), normalize_for_judge("St. Bernard"), normalize_for_judge("A340-500")
+    ('f a-18', 'st bernard', 'a340-500')
+    """
+    kept = [
+        ch if ch.isspace() or unicodedata.category(ch)[0] in "LN" or unicodedata.category(ch) == "Pd" else " "
+        for ch in text
+    ]
+    return " ".join("".join(kept).lower().split())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from speciarl_verl.core.categories import Category
+from speciarl_verl.core.label_normalization import normalize_for_judge
 from speciarl_verl.judge.prompt import JudgePrompt, get_judge_prompt, load_judge_prompts
 from speciarl_verl.judge.settings import LLMSettings
 from speciarl_verl.judge.transport import EndpointPool
@@ -60,10 +61,13 @@ class LLMJudge:
                 "enable_thinking": s.enable_thinking,
                 "max_prediction_chars": s.max_prediction_chars,
             },
+            "input_text": s.input_text,
         }
 
     async def judge(self, ground_truth: str, prediction: str) -> tuple[Category, float]:
         """The judge's category for the pair and the request's round-trip time."""
+        if self.settings.input_text == "normalized":
+            ground_truth, prediction = normalize_for_judge(ground_truth), normalize_for_judge(prediction)
         messages = self.prompt.messages(ground_truth, cap_prediction(prediction, self.settings.max_prediction_chars))
         completion = await self.pool.complete(messages)
         reply = completion.text.strip()

@@ -21,6 +21,7 @@ __all__ = ["JudgeSettings", "LLMSettings", "CacheSettings", "JUDGE_KINDS", "FAIL
 JUDGE_KINDS = ("offline", "llm", "auto")
 FAILURE_POLICIES = ("raise", "mask")
 CONSTRAINED_DECODING = ("auto", "structured_outputs", "guided_choice", "none")
+JUDGE_INPUTS = ("normalized", "raw")
 CACHE_BACKENDS = ("sqlite", "redis", "none")
 
 
@@ -53,13 +54,16 @@ class LLMSettings:
       any other 4xx fails at once.
     * ``max_in_flight``: requests in flight per process; ``requests_per_second``: optional cap.
     * ``max_prediction_chars``: predictions are cut to this length before they reach the judge.
+    * ``input_text``: ``normalized`` (the method's cleaning of both strings: lower case, punctuation
+      other than dashes dropped, whitespace collapsed; see
+      :func:`speciarl_verl.core.label_normalization.normalize_for_judge`) or ``raw``.
     * ``api_key_env``: name of an environment variable holding a bearer token (read when the
       client is created, never at import).
     """
 
     endpoints: tuple[str, ...] = ("http://127.0.0.1:8001/v1",)
     model: str = "Qwen/Qwen3-30B-A3B-Instruct-2507"
-    prompt: str = "speciarl_v1"
+    prompt: str = "speciarl_v2"
     prompt_file: str | None = None
     constrained_decoding: str = "auto"
     enable_thinking: bool = False
@@ -71,6 +75,7 @@ class LLMSettings:
     max_in_flight: int = 64
     requests_per_second: float | None = None
     max_prediction_chars: int = 200
+    input_text: str = "normalized"
     api_key_env: str | None = None
 
     def __post_init__(self) -> None:
@@ -85,6 +90,8 @@ class LLMSettings:
             raise ValueError(
                 f"judge.llm.constrained_decoding={self.constrained_decoding!r} is not one of {CONSTRAINED_DECODING}"
             )
+        if self.input_text not in JUDGE_INPUTS:
+            raise ValueError(f"judge.llm.input_text={self.input_text!r} is not one of {JUDGE_INPUTS}")
         for name in ("max_tokens", "max_in_flight", "max_prediction_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"judge.llm.{name} must be >= 1, got {getattr(self, name)}")

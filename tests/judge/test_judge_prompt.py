@@ -37,11 +37,11 @@ def test_version_tracks_the_text():
 
 
 def test_registry_and_file_loading(tmp_path):
-    assert get_judge_prompt("speciarl_v1") is DEFAULT_JUDGE_PROMPT
+    assert get_judge_prompt("speciarl_v2") is DEFAULT_JUDGE_PROMPT
     with pytest.raises(ValueError, match="Unknown judge prompt: 'nope'"):
         get_judge_prompt("nope")
     with pytest.raises(ValueError, match="already registered"):
-        register_judge_prompt(JudgePrompt("speciarl_v1", "other", "{pair}"))
+        register_judge_prompt(JudgePrompt("speciarl_v2", "other", "{pair}"))
     path = tmp_path / "prompts.json"
     path.write_text(json.dumps([{"name": "terse", "system": "Grade.", "user_template": "Pair: {pair}"}]))
     (prompt,) = load_judge_prompts(path)
