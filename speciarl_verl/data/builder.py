@@ -15,16 +15,21 @@ Python API::
 
 Rules:
 
-* **Sampling.** A subset of ``n`` is drawn per source with ``random.Random(f"{seed}/{dataset}/{split}")``
-  (a permutation of the split, first ``n`` taken), so a source's draw does not depend on
-  the other sources of a mixed build, and a single build equals the same source inside a
-  mixed one. Rows appear in draw order; without a subset, in the dataset's own order.
+* **Sampling** (``BuildOptions.sampler``). ``per_source`` (the default): a subset of ``n`` is
+  drawn per source with ``random.Random(f"{seed}/{dataset}/{split}")`` (a permutation of the
+  split, first ``n`` taken), so a source's draw does not depend on the other sources of a
+  mixed build, and a single build equals the same source inside a mixed one. ``reference``:
+  the method's own draw, one ``random.Random(seed)`` shared by the sources in the order given,
+  each subset ``rng.sample(range(available), n)`` over the split's own image order, so a
+  source's draw depends on the sources before it. Rows appear in draw order; without a
+  subset, in the dataset's own order (and the reference generator is not advanced).
 * **Determinism.** Same inputs, seed and options -> byte-identical parquet and manifest
   (fixed schema, fixed writer options, fixed row-group size, nothing time-dependent).
 * **Bad input** (a missing image, an undecodable image, an unknown class, a malformed line)
   raises :class:`DataSourceError` naming the file and line/row. With ``skip_bad=True`` the
-  row is skipped and listed in the report and the manifest; a subset then takes the next
-  images of its permutation so it still reaches ``n`` if the split has enough good images.
+  row is skipped and listed in the report and the manifest; a ``per_source`` subset then takes
+  the next images of its permutation so it still reaches ``n`` if the split has enough good
+  images (a ``reference`` draw is exactly the method's ``n`` images, so it comes out short).
   A split with no images is always an error.
 * **Atomic output.** The parquet and the manifest are written to temporary files in the
   output folder and renamed into place only when complete.
@@ -54,6 +59,7 @@ from speciarl_verl.prompts.registry import PolicyPrompt
 __all__ = ["SourceSpec", "BuildOptions", "SourceSummary", "BuildReport", "list_records", "build_parquet"]
 
 SOURCE_KINDS = ("auto", "raw", "hf")
+SAMPLERS = ("per_source", "reference")
 MANIFEST_FORMAT = "speciarl-parquet-manifest/1"
 
 
@@ -98,9 +104,10 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """How to build: seed, prompt name, bad-input policy, per-image pixel bounds, progress bar, workers."""
+    """How to build: seed, sampler, prompt name, bad-input policy, per-image pixel bounds, progress bar, workers."""
 
     seed: int = 42
+    sampler: str = "per_source"
     prompt: str = "general"
     skip_bad: bool = False
     min_pixels: int | None = None
@@ -111,6 +118,8 @@ class BuildOptions:
     hf_cache_dir: str | None = None
 
     def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         for name in ("min_pixels", "max_pixels"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -182,7 +191,8 @@ def list_records(spec: SourceSpec, problems: ProblemLog, hf_cache_dir: str | Non
     return adapter.read_raw(Path(spec.root), spec.split, problems)
 
 
-def _draw_order(spec: SourceSpec, available: int, seed: int) -> list[int]:
+def _draw_order(spec: SourceSpec, available: int, options: BuildOptions, shared: random.Random) -> list[int]:
+    """Indices of the split's records in the order they are written (see "Sampling" above)."""
     if spec.subset is None:
         return list(range(available))
     if spec.subset > available:
@@ -190,7 +200,9 @@ def _draw_order(spec: SourceSpec, available: int, seed: int) -> list[int]:
             f"{spec.dataset} split {spec.split!r}: asked for a subset of {spec.subset} but only {available} "
             f"images are listed under {spec.root}"
         )
-    rng = random.Random(f"{seed}/{spec.dataset}/{spec.split}")
+    if options.sampler == "reference":
+        return shared.sample(range(available), spec.subset)
+    rng = random.Random(f"{options.seed}/{spec.dataset}/{spec.split}")
     return rng.sample(range(available), available)
 
 
@@ -235,6 +247,7 @@ def _manifest(report_rows: int, sha: str, out: Path, options: BuildOptions, prom
         "sha256": sha,
         "rows": report_rows,
         "seed": options.seed,
+        "sampler": options.sampler,
         "prompt": {"name": prompt.name, "version": prompt.version, "text": prompt.text},
         "pixel_limits": None if limits is None else {"min_pixels": limits[0], "max_pixels": limits[1]},
         "skip_bad": options.skip_bad,
@@ -278,6 +291,7 @@ def build_parquet(
     out = Path(out)
 
     listed = []
+    reference_rng = random.Random(options.seed)  # drawn from in source order by the reference sampler only
     for spec in specs:
         problems = ProblemLog(options.skip_bad)
         records = list_records(spec, problems, options.hf_cache_dir)
@@ -286,7 +300,7 @@ def build_parquet(
                 f"{spec.dataset} split {spec.split!r} under {spec.root}: no images listed (empty split)"
                 + (f"; {len(problems.problems)} rows were skipped as bad" if problems.problems else "")
             )
-        listed.append((spec, records, problems, _draw_order(spec, len(records), options.seed)))
+        listed.append((spec, records, problems, _draw_order(spec, len(records), options, reference_rng)))
 
     schema = row_schema(with_pixel_limits=options.pixel_limits is not None)
     total = sum(spec.subset or len(records) for spec, records, _, _ in listed)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pyarrow.parquet as pq
 import pytest
 
-from speciarl_verl.data.builder import BuildOptions, SourceSpec, build_parquet, manifest_path
-from speciarl_verl.data.source_record import DataSourceError
+from speciarl_verl.data.builder import BuildOptions, SourceSpec, build_parquet, list_records, manifest_path
+from speciarl_verl.data.source_record import DataSourceError, ProblemLog
 from speciarl_verl.prompts import get_policy_prompt
 
 QUIET = BuildOptions(progress=False)
@@ -238,3 +239,29 @@ def test_unknown_prompt_is_refused_before_anything_is_written(food_root, tmp_pat
             BuildOptions(prompt="chatty", progress=False),
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_reference_sampler_draws_as_the_methods_code_does(cub_root, food_root, tmp_path):
+    # the method: one generator seeded once, then rng.sample over each split's own image order, sources in turn
+    def image_ids(dataset, root):
+        return [r.image_id for r in list_records(SourceSpec(dataset, root, "train"), ProblemLog())]
+
+    cub, food = image_ids("cub200", cub_root), image_ids("food101", food_root)
+    rng = random.Random(7)
+    expected = [cub[i] for i in rng.sample(range(len(cub)), 2)] + [food[i] for i in rng.sample(range(len(food)), 2)]
+    specs = [SourceSpec("cub200", cub_root, "train", subset=2), SourceSpec("food101", food_root, "train", subset=2)]
+    out = tmp_path / "mixed.parquet"
+    build_parquet(specs, out, BuildOptions(seed=7, sampler="reference", progress=False))
+    assert [r["extra_info"]["image_id"] for r in rows(out)] == expected
+    assert json.loads(manifest_path(out).read_text())["sampler"] == "reference"
+    # under our per-source sampler a source draws the same images alone as inside a mixed build
+    options = BuildOptions(seed=7, progress=False)
+    build_parquet(specs[1], tmp_path / "food.parquet", options)
+    build_parquet(specs, out, options)
+    food_alone = [r["extra_info"]["image_id"] for r in rows(tmp_path / "food.parquet")]
+    assert food_alone == [r["extra_info"]["image_id"] for r in rows(out)][2:]
+
+
+def test_an_unknown_sampler_is_refused():
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        BuildOptions(sampler="stratified")
