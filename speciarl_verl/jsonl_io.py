@@ -2,8 +2,10 @@
 
 Shared by the evaluator and ``speciarl verify``.
 
-
-* :func:`read_jsonl` yields ``(line_number, object)`` and names ``file:line`` on bad JSON;
+* :func:`read_jsonl` yields ``(line_number, value)``; a file that cannot be read, a line that
+  is not UTF-8 or not JSON raises :class:`~speciarl_verl.cli_errors.UserInputError` naming
+  ``file:line``; :func:`read_jsonl_objects` also checks that each line is an object with the
+  required fields of the right JSON type;
 * :class:`JsonlAppender` appends whole lines and flushes them to disk, so a run that
   is interrupted keeps every finished line; a torn last line (a crash mid-write) is
   cut off when the file is opened again;
@@ -19,23 +21,110 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_jsonl", "JsonlAppender", "write_atomically", "drop_torn_tail"]
+from speciarl_verl.cli_errors import UserInputError
+
+__all__ = [
+    "read_jsonl",
+    "read_jsonl_objects",
+    "check_field_type",
+    "json_type_name",
+    "JsonlAppender",
+    "write_atomically",
+    "drop_torn_tail",
+]
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, parsed)`` for every non-blank line of ``path`` (numbers start at 1).
 
-    Raises ``ValueError("FILE:LINE: not valid JSON (...)")`` on the first bad line.
+    Raises :class:`UserInputError` naming the file, and the line where there is one:
+    ``pairs.jsonl: cannot read it (No such file or directory)``,
+    ``pairs.jsonl:4: not valid JSON (Expecting value at column 1)``,
+    ``pairs.jsonl:9: not UTF-8 text (byte 0xff at column 3)``.
     """
     path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise UserInputError(f"{path}: cannot read it ({error.strerror or error})") from error
+    with handle:
+        # Bytes, decoded line by line: a decode error then names its own line, not a read buffer's.
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                message = f"{path}:{number}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1})"
+                raise UserInputError(message) from error
             if not line.strip():
                 continue
             try:
                 yield number, json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from error
+                raise UserInputError(
+                    f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno})"
+                ) from error
+
+
+def read_jsonl_objects(
+    path: str | Path, required: Mapping[str, type | tuple[type, ...]]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Like :func:`read_jsonl`, and every line must be a JSON object holding each ``required`` field
+    with a value of the given Python type(s); errors name ``file:line`` and the field.
+
+    Example: ``read_jsonl_objects("pairs.jsonl", {"ground_truth": str, "prediction": str})`` on a
+    line ``{"ground_truth": 7}`` raises ``pairs.jsonl:1: field 'ground_truth' must be a string, got an
+    integer (7)``; a line ``[1, 2]`` raises ``pairs.jsonl:1: expected a JSON object, got a list``.
+    """
+    for number, row in read_jsonl(path):
+        if not isinstance(row, dict):
+            raise UserInputError(f"{path}:{number}: expected a JSON object, got {json_type_name(row)}")
+        for key, expected in required.items():
+            if key not in row:
+                raise UserInputError(f"{path}:{number}: missing field {key!r}")
+            check_field_type(row[key], expected, f"{path}:{number}: field {key!r}")
+        yield number, row
+
+
+def check_field_type(value: Any, expected: type | tuple[type, ...], what: str) -> None:
+    """Raise :class:`UserInputError` ``"<what> must be <type>, got <type> (<value>)"`` unless ``value`` fits.
+
+    ``bool`` never passes for ``int`` or ``float`` (JSON keeps them apart; Python does not).
+
+    >>> check_field_type(True, int, "x.jsonl:1: field 'n'")
+    Traceback (most recent call last):
+    ...
+    speciarl_verl.cli_errors.UserInputError: x.jsonl:1: field 'n' must be an integer, got a boolean (true)
+    """
+    types = expected if isinstance(expected, tuple) else (expected,)
+    fits = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not fits:
+        wanted = " or ".join(_JSON_TYPE_NAMES.get(t, t.__name__) for t in types)
+        shown = json.dumps(value, ensure_ascii=False)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise UserInputError(f"{what} must be {wanted}, got {json_type_name(value)} ({shown})")
+
+
+def json_type_name(value: Any) -> str:
+    """What ``value`` is, in JSON's words.
+
+    >>> json_type_name([1]), json_type_name(None), json_type_name(2.5)
+    ('a list', 'null', 'a number')
+    """
+    for python_type, name in _JSON_TYPE_NAMES.items():
+        if type(value) is python_type:
+            return name
+    return type(value).__name__
+
+
+_JSON_TYPE_NAMES: dict[type, str] = {
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
 
 
 def drop_torn_tail(path: str | Path) -> bool:

@@ -7,12 +7,17 @@ Examples::
     speciarl data build-mixed --spec cub200=/data/CUB_200_2011:train:500 \\
         --spec food101=/data/food-101:train:500 --seed 42 --out data/mixed.parquet
     speciarl data list
+
+Bad input (an unknown dataset or prompt, a missing root, split file or image, an image
+that does not decode, a malformed list line) stops the build with one line naming the
+file and line or row, and exit code 2; ``--skip-bad`` skips bad rows and lists them.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+
+from speciarl_verl.cli_errors import UserInputError, user_input
 
 __all__ = ["register", "parse_mixed_spec"]
 
@@ -115,16 +120,13 @@ def _options(args: argparse.Namespace):
 
 def _build(args: argparse.Namespace, specs) -> int:
     from speciarl_verl.data.builder import build_parquet
-    from speciarl_verl.data.source_record import DataSourceError
     from speciarl_verl.prompts import load_policy_prompts
 
-    try:
+    # The builder's contract: bad input is a ValueError (DataSourceError for the dataset's files).
+    with user_input():
         if args.prompt_file:
             load_policy_prompts(args.prompt_file)
         report = build_parquet(specs, args.out, _options(args))
-    except (DataSourceError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     for summary in report.sources:
         spec = summary.spec
         print(
@@ -141,11 +143,8 @@ def _build(args: argparse.Namespace, specs) -> int:
 def _run_build(args: argparse.Namespace) -> int:
     from speciarl_verl.data.builder import SourceSpec
 
-    try:
+    with user_input():
         spec = SourceSpec(args.dataset, args.root, args.split, args.subset, args.split_file, args.source)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     return _build(args, [spec])
 
 
@@ -154,14 +153,14 @@ def _run_mixed(args: argparse.Namespace) -> int:
     for item in args.split_file:
         name, equals, path = item.partition("=")
         if not equals or not name or not path:
-            print(f"error: --split-file expects NAME=JSON, got {item!r}", file=sys.stderr)
-            return 1
+            raise UserInputError(f"--split-file expects NAME=JSON, got {item!r}")
         split_files[name] = path
-    try:
-        specs = [parse_mixed_spec(text, split_files) for text in args.spec]
-    except (argparse.ArgumentTypeError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    specs = []
+    for text in args.spec:
+        try:
+            specs.append(parse_mixed_spec(text, split_files))
+        except (argparse.ArgumentTypeError, ValueError) as error:
+            raise UserInputError(f"--spec {text!r}: {error}") from error
     return _build(args, specs)
 
 
@@ -170,7 +169,8 @@ def _run_list(args: argparse.Namespace) -> int:
     from speciarl_verl.prompts import get_policy_prompt, load_policy_prompts, policy_prompt_names
 
     if args.prompt_file:
-        load_policy_prompts(args.prompt_file)
+        with user_input():
+            load_policy_prompts(args.prompt_file)
     print("datasets (official-layout splits; CoOp split files add train/val/test):")
     for name in adapter_names():
         adapter = get_adapter(name)

@@ -17,25 +17,47 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main", "STEPS"]
+__all__ = ["main", "add_arguments", "selected_steps", "run", "STEPS"]
 
 STEPS = ("data", "reward", "recipe", "report")
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "run_speciarl_qwen25vl.sh"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m speciarl_verl.demo", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The tour's options, shared by ``python -m speciarl_verl.demo`` and ``speciarl demo``."""
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
     parser.add_argument("--rollouts", help="recorded rollouts JSONL (default: the file shipped with the package)")
     parser.add_argument("--workers", type=int, default=2, help="RewardLoopWorker actors (reward.num_workers)")
     parser.add_argument("--workdir", type=Path, help="where files are written (default: a new temporary folder)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the reward step")
-    args = parser.parse_args(argv)
-    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+
+
+def selected_steps(text: str) -> list[str]:
+    """``"data,report"`` -> ``["data", "report"]``; ``ValueError`` names an unknown step.
+
+    >>> selected_steps("report, data")
+    ['report', 'data']
+    """
+    steps = [s.strip() for s in text.split(",") if s.strip()]
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
-        parser.error(f"unknown step(s) {unknown}; choose from {', '.join(STEPS)}")
+        raise ValueError(f"unknown step(s) {unknown}; choose from {', '.join(STEPS)}")
+    return steps
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m speciarl_verl.demo", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        steps = selected_steps(args.steps)
+    except ValueError as error:
+        parser.error(str(error))
+    return run(args, steps)
+
+
+def run(args: argparse.Namespace, steps: Sequence[str]) -> int:
+    """The tour's ``steps`` with the options :func:`add_arguments` defines."""
     from rich.console import Console
     from rich.rule import Rule
 

@@ -1,12 +1,22 @@
-"""``speciarl eval predict | judge | report | agree``."""
+"""``speciarl eval predict | judge | report | agree``.
+
+The evaluator reports bad input as ``ValueError`` naming ``file:line`` (or ``file:row N``
+for a dataset parquet); each step turns it into one line on stderr and exit code 2. A judge
+that fails after its retries, or vLLM missing for ``predict``, is exit code 1. ``predict``
+checks its files (datasets, adapter, prompt name) before it needs a GPU.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from speciarl_verl.cli_errors import UserInputError, user_input
+
+if TYPE_CHECKING:
+    from speciarl_verl.evaluation.vllm_predictor import PredictConfig
 
 __all__ = ["register", "judge_mapping", "run_names"]
 
@@ -22,17 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_agree(commands)
 
 
-def _guarded(step: str, body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn the errors a user can fix (bad input, missing extra) into one line on stderr and exit code 1."""
+def _guarded(body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run a step with the evaluator's bad-input errors re-raised as ``UserInputError`` (exit 2): its
+    readers raise ``ValueError`` naming the file and line, and ``FileNotFoundError`` for an image path
+    in a dataset row that does not exist (outputs are created, never expected)."""
 
     def run(args: argparse.Namespace) -> int:
-        from speciarl_verl.evaluation.vllm_predictor import MissingGpuExtraError
-
-        try:
+        with user_input(ValueError, FileNotFoundError):
             return body(args)
-        except (ValueError, FileNotFoundError, MissingGpuExtraError) as error:
-            print(f"speciarl eval {step}: error: {error}", file=sys.stderr)
-            return 1
 
     return run
 
@@ -91,7 +98,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--max-answer-words", type=int, help="answers longer than this many words count as unparseable")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE", help="extra vllm.LLM argument")
-    p.set_defaults(func=_guarded("predict", _predict))
+    p.set_defaults(func=_guarded(_predict))
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -115,9 +122,30 @@ def _predict(args: argparse.Namespace) -> int:
         seed=args.seed,
         engine_args=_key_values(args.engine_arg, "--engine-arg"),
     )
+    _check_predict_inputs(config)
     answered = run_predictions(config)
     print(f"answered {answered} image(s) in this run -> {args.out}")
     return 0
+
+
+def _check_predict_inputs(config: PredictConfig) -> None:
+    """What can be checked without vLLM or a GPU: each dataset opens and its first row is a valid
+    request, the adapter folder holds a LoRA config, the prompt name is registered."""
+    import pyarrow as pa
+
+    from speciarl_verl.evaluation.vllm_predictor import lora_rank, read_requests
+    from speciarl_verl.prompts import get_policy_prompt
+
+    instruction = None if config.prompt_name is None else get_policy_prompt(config.prompt_name).text
+    for path in config.data:
+        if not path.is_file():
+            raise UserInputError(f"{path}: no such dataset file (--data)")
+        try:
+            next(read_requests([path], instruction, rows_per_batch=1), None)
+        except pa.ArrowException as error:
+            raise UserInputError(f"{path}: cannot read it as parquet ({error})") from error
+    if config.adapter is not None:
+        lora_rank(config.adapter)
 
 
 # ---------------------------------------------------------------- judge
@@ -129,9 +157,14 @@ def judge_mapping(kind: str | None, config_file: Path | None, overrides: Sequenc
 
     mapping: dict[str, Any] = {}
     if config_file is not None:
-        loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+        try:
+            loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+        except OSError as error:
+            raise UserInputError(f"{config_file}: cannot read it ({error.strerror or error})") from error
+        except yaml.YAMLError as error:
+            raise UserInputError(f"{config_file}: not valid YAML ({' '.join(str(error).split())})") from error
         if not isinstance(loaded, dict):
-            raise ValueError(f"{config_file}: expected a mapping of judge settings, got {type(loaded).__name__}")
+            raise UserInputError(f"{config_file}: expected a mapping of judge settings, got {type(loaded).__name__}")
         mapping.update(loaded)
     if kind is not None:
         mapping["kind"] = kind
@@ -147,14 +180,13 @@ def _add_judge(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--judge-set", action="append", default=[], metavar="KEY=VALUE", help="one more judge setting")
     p.add_argument("--batch-size", type=int, default=256, help="answers per verifier call")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_guarded("judge", _judge))
+    p.set_defaults(func=_guarded(_judge))
 
 
 def _judge(args: argparse.Namespace) -> int:
     from speciarl_verl.evaluation.judging import judge_predictions
-    from speciarl_verl.judge import verifier as contract
+    from speciarl_verl.judge.verifier import JudgeError
 
-    judge_failure = getattr(contract, "JudgeError", ())  # the LLM judge's error type, where it exists
     try:
         summary = judge_predictions(
             args.predictions,
@@ -163,13 +195,12 @@ def _judge(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             progress=not args.no_progress,
         )
-    except judge_failure as error:
-        print(
-            f"speciarl eval judge: error: {error}\nThe verdicts reached so far are in {args.out}; "
-            "run the same command again to judge the rest.",
-            file=sys.stderr,
-        )
-        return 1
+    except JudgeError as error:
+        raise JudgeError(
+            f"{error}. The verdicts reached so far are in {args.out}; run the same command again to judge the rest",
+            error.verdicts,
+            error.endpoint,
+        ) from error
     sources = ", ".join(f"{k} {v}" for k, v in sorted(summary.verdict_sources.items())) or "-"
     print(
         f"{summary.predictions} answers: {summary.already_judged} already judged, {summary.judged} judged now "
@@ -225,7 +256,7 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-plots", action="store_true")
-    p.set_defaults(func=_guarded("report", _report))
+    p.set_defaults(func=_guarded(_report))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -260,7 +291,7 @@ def _add_agree(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--top", type=int, default=10, help="how many disagreeing pairs to list")
     p.add_argument("--no-plots", action="store_true")
-    p.set_defaults(func=_guarded("agree", _agree))
+    p.set_defaults(func=_guarded(_agree))
 
 
 def _agree(args: argparse.Namespace) -> int:
@@ -268,7 +299,7 @@ def _agree(args: argparse.Namespace) -> int:
     from speciarl_verl.evaluation.records import load_verdicts
 
     if len(args.verdicts) != 2:
-        raise ValueError(f"give exactly two --verdicts, got {len(args.verdicts)}")
+        raise UserInputError(f"give exactly two --verdicts, got {len(args.verdicts)}")
     name_a, name_b = run_names(args.verdicts, args.name)
     inputs = AgreementInputs(name_a, load_verdicts(args.verdicts[0]), name_b, load_verdicts(args.verdicts[1]))
     written = write_agreement(compare_verdicts(inputs, top=args.top), args.out, plot=not args.no_plots)

@@ -57,13 +57,50 @@ def test_build_reports_bad_input_as_an_error_exit(cub_root, tmp_path, capsys):
         "--out",
         str(tmp_path / "cub.parquet"),
     ]
-    assert main(args) == 1
+    assert main(args) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: ") and "images.txt line 3: image file missing" in error
+    assert error.startswith("speciarl data build: ") and "images.txt line 3: image file missing" in error
+    assert error.count("\n") == 1
     assert not (tmp_path / "cub.parquet").exists()
     assert main([*args, "--skip-bad"]) == 0
     printed = capsys.readouterr().out
     assert "1 skipped" in printed and "skipped: " in printed and "Laysan_Albatross_0082_524" in printed
+
+
+def build_args(root, out, dataset="cub200", *extra):
+    return ["data", "build", "--dataset", dataset, "--root", str(root), "--split", "train", "--no-progress",
+            "--out", str(out), *extra]  # fmt: skip
+
+
+def test_unreadable_image_unknown_dataset_and_missing_root_are_one_line_exit_2(cub_root, tmp_path, capsys):
+    image = cub_root / "CUB_200_2011" / "images" / "002.Laysan_Albatross" / "Laysan_Albatross_0082_524.jpg"
+    image.write_bytes(b"not an image")
+    out = tmp_path / "cub.parquet"
+    cases = [
+        (build_args(cub_root, out), f"{cub_root}/CUB_200_2011/images.txt line 3 (CUB_200_2011/images/"
+         "002.Laysan_Albatross/Laysan_Albatross_0082_524.jpg): cannot decode image (UnidentifiedImageError"),
+        (build_args(cub_root, out, "birds"), "Unknown dataset: birds (known: cub200, "),
+        (build_args(tmp_path / "nowhere", out), f"cub200: no images.txt found under {tmp_path / 'nowhere'}"),
+        (build_args(cub_root, out, "cub200", "--prompt", "nope"), "Unknown policy prompt: nope"),
+        (build_args(cub_root, out, "cub200", "--subset", "0"), "subset must be positive, got 0"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        assert main(argv) == 2, message
+        err = capsys.readouterr().err
+        assert err.startswith(f"speciarl data build: {message}") and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_bad_mixed_specs_and_prompt_files_are_exit_2(tmp_path, capsys):
+    out = str(tmp_path / "m.parquet")
+    assert main(["data", "build-mixed", "--spec", "cub200", "--out", out]) == 2
+    assert capsys.readouterr().err == (
+        "speciarl data build-mixed: --spec 'cub200': expected NAME=ROOT:SPLIT[:N], got 'cub200'\n"
+    )
+    assert main(["data", "build-mixed", "--spec", "cub200=/x:train", "--split-file", "x.json", "--out", out]) == 2
+    assert capsys.readouterr().err == "speciarl data build-mixed: --split-file expects NAME=JSON, got 'x.json'\n"
+    assert main(["data", "list", "--prompt-file", str(tmp_path / "p.json")]) == 2
+    assert capsys.readouterr().err == f"speciarl data list: missing prompt file: {tmp_path / 'p.json'}\n"
 
 
 def test_build_mixed_with_a_coop_split_file_and_a_prompt_file(cub_root, pets_root, tmp_path):

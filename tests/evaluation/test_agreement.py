@@ -91,4 +91,4 @@ def test_agree_cli_writes_json_markdown_and_heatmap(tmp_path, verdict_factory, j
     text = (out / "agreement.md").read_text()
     assert "Cohen's kappa" in text and "| specific | less specific | 1 |" in text
     assert Image.open(out / "agreement_heatmap.png").size == PLOT_SIZES["agreement_heatmap"]
-    assert speciarl(["eval", "agree", "--verdicts", str(a), "--out", str(out)]) == 1
+    assert speciarl(["eval", "agree", "--verdicts", str(a), "--out", str(out)]) == 2

@@ -134,12 +134,12 @@ def test_cli_merges_config_file_and_flag_and_reports_bad_settings(tmp_path, json
             str(config),
         ]
     )
-    assert code == 1
+    assert code == 2
     assert "no_such_setting" in capsys.readouterr().err
 
     bad = jsonl_writer(tmp_path / "bad.jsonl", [dict(rows()[0], prediction_index="zero")])
     code = speciarl(["eval", "judge", "--predictions", str(bad), "--out", str(tmp_path / "x.jsonl")])
-    assert code == 1
+    assert code == 2
     assert f"{bad}:1: 'prediction_index' must be an integer" in capsys.readouterr().err
 
 

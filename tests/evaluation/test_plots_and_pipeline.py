@@ -106,6 +106,6 @@ def test_report_tour_returns_the_markdown_of_a_full_run(tmp_path):
 def test_report_cli_names_bad_verdict_lines(tmp_path, capsys):
     bad = tmp_path / "verdicts.jsonl"
     bad.write_text('{"sample_id": "a", "data_source": "x", "prediction_index": 0, "category": "good"}\n')
-    assert speciarl(["eval", "report", "--verdicts", str(bad), "--out", str(tmp_path / "r")]) == 1
+    assert speciarl(["eval", "report", "--verdicts", str(bad), "--out", str(tmp_path / "r")]) == 2
     assert f"{bad}:1: not a verdict category: 'good'" in capsys.readouterr().err
     assert not (tmp_path / "r" / "report.json").exists()
