@@ -57,6 +57,13 @@ def parse_mixed_spec(text: str, split_files: dict[str, str] | None = None):
 
 def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42, help="seed of the subset draw (default 42)")
+    parser.add_argument(
+        "--sampler",
+        choices=("per_source", "reference"),
+        default="per_source",
+        help="per_source (default): each source drawn on its own; reference: the method's own draw, one "
+        "generator seeded once and shared by the sources in the order given",
+    )
     parser.add_argument("--prompt", default="general", help="policy prompt name (default general; see `data list`)")
     parser.add_argument("--prompt-file", help="JSON/YAML file of extra prompts (name -> text) to choose from")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad rows and report them instead of failing")
@@ -108,6 +115,7 @@ def _options(args: argparse.Namespace):
 
     return BuildOptions(
         seed=args.seed,
+        sampler=args.sampler,
         prompt=args.prompt,
         skip_bad=args.skip_bad,
         min_pixels=args.min_pixels,

@@ -159,3 +159,15 @@ def test_list_shows_datasets_splits_and_prompts(capsys):
         "max_specificity",
     ):
         assert f"  {name} " in printed
+
+
+def test_reference_sampler_from_the_command_line(cub_root, tmp_path):
+    # the README's `speciarl data build --dataset cub200 --sampler reference --subset N --seed S`
+    out = tmp_path / "ref.parquet"
+    args = ["data", "build", "--dataset", "cub200", "--root", str(cub_root), "--split", "train", "--subset", "2"]
+    assert main([*args, "--seed", "3", "--sampler", "reference", "--no-progress", "--out", str(out)]) == 0
+    manifest = json.loads((tmp_path / "ref.manifest.json").read_text())
+    assert manifest["sampler"] == "reference" and manifest["rows"] == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--sampler", "shuffled", "--out", str(out)])
+    assert exit_info.value.code == 2
