@@ -53,6 +53,9 @@ EXPECTED_CHANGES = {
     "speciarl_grpo_data128": {"data.train_batch_size": 128},
     "speciarl_grpo_data1024": {},  # the data itself comes from the recipe (--train-subset 1024)
     "speciarl_grpo_data2048": {},
+    # another training domain: only the data differs, and it comes from the recipe (--train-file)
+    **{f"speciarl_grpo_{d}": {} for d in ("fgvc_aircraft", "flowers102", "food101", "oxford_pets")},
+    "speciarl_grpo_mixed": {"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 16},
     "speciarl_drgrpo": DRGRPO,
     "speciarl_drgrpo_reward3": {**DRGRPO, **STATIC},
     "speciarl_dapo": DAPO,
@@ -118,6 +121,7 @@ def test_main_recipe_is_the_paper_setting(composed):
     assert not excluded.fullmatch("model.language_model.layers.0.self_attn.q_proj")
     assert (actor.optim.lr, actor.optim.lr_warmup_steps_ratio, actor.optim.weight_decay) == (3e-5, 0.0, 0.01)
     assert (config.data.train_batch_size, actor.ppo_mini_batch_size, rollout.n) == (256, 128, 10)
+    assert config.data.seed == 1 and config.data.shuffle is True
     assert (actor.use_kl_loss, actor.kl_loss_type, actor.kl_loss_coef) == (True, "low_var_kl", 0.01)
     assert (config.data.max_prompt_length, config.data.max_response_length) == (2048, 2048)
     assert (rollout.name, rollout.tensor_model_parallel_size, rollout.gpu_memory_utilization) == ("vllm", 2, 0.6)

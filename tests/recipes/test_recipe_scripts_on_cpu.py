@@ -31,6 +31,11 @@ INVOCATIONS = [
     *[("run_group_size.sh", (n,), f"speciarl_grpo_n{n}", 3000) for n in ("5", "15")],
     *[("run_verdict_noise.sh", (p,), f"speciarl_grpo_noise{p}", 1024) for p in ("5", "10", "25")],
     *[("run_data_scaling.sh", (s,), f"speciarl_grpo_data{s}", int(s)) for s in ("128", "1024", "2048")],
+    # no CUB-200 training subset: the parquet is given (None)
+    *[
+        ("run_dataset_variation.sh", (d, "--train-file", f"sets/{d}.parquet"), f"speciarl_grpo_{d}", None)
+        for d in ("fgvc_aircraft", "flowers102", "food101", "oxford_pets", "mixed")
+    ],
 ]
 
 
@@ -59,7 +64,10 @@ def test_dry_run_prints_a_verl_command_that_validates(dry_run, validate_on_cpu, 
     validate_on_cpu(composed)
     check_group_stage(composed, RewardSettings.from_verl_config(composed))
 
-    train = tmp_path / "data" / f"cub200_train_{subset}_seed42.parquet"
+    if subset is None:
+        train = Path.cwd() / args[args.index("--train-file") + 1]
+    else:
+        train = tmp_path / "data" / f"cub200_train_{subset}_seed42.parquet"
     val = tmp_path / "data" / "cub200_test_500_seed42.parquet"
     assert (composed.data.train_files, composed.data.val_files) == (str(train), str(val))
     assert composed.trainer.n_gpus_per_node == 4
@@ -70,8 +78,9 @@ def test_dry_run_prints_a_verl_command_that_validates(dry_run, validate_on_cpu, 
     # the missing parquet files are built first, with arguments our own CLI accepts
     builds = [c for c in plan.commands if "speciarl_verl.cli" in c]
     parsed = [build_parser().parse_args(c[c.index("speciarl_verl.cli") + 1 :]) for c in builds]
+    expected = [("cub200", "train", subset, 42, str(train))] if subset is not None else []
     assert [(a.dataset, a.split, a.subset, a.seed, a.out) for a in parsed] == [
-        ("cub200", "train", subset, 42, str(train)),
+        *expected,
         ("cub200", "test", 500, 42, str(val)),
     ]
     judge_server = plan.command("vllm.entrypoints.openai.api_server")
@@ -138,7 +147,14 @@ def test_bad_options_exit_2_naming_the_option(run_script, args, message):
     assert result.returncode == 2 and message in result.stderr
 
 
-@pytest.mark.parametrize("script", ["run_reward_ablation.sh", "run_rl_method.sh", "run_data_scaling.sh"])
+def test_another_training_domain_needs_its_parquet(run_script):
+    result = run_script(ROOT / "recipes" / "run_dataset_variation.sh", "food101", "--dry-run")
+    assert result.returncode == 2 and "--train-file is required" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "script", ["run_reward_ablation.sh", "run_rl_method.sh", "run_data_scaling.sh", "run_dataset_variation.sh"]
+)
 def test_sibling_scripts_refuse_an_unknown_variant(run_script, script):
     result = run_script(ROOT / "recipes" / script, "grpo_with_extra_steps", "--dry-run")
     assert result.returncode == 2 and "usage:" in result.stderr
