@@ -2,7 +2,7 @@
 
 Rows are matched on ``(sample_id, prediction_index)``; answers present in only
 one file are counted and left out. Over the six categories plus
-``unparseable``: the confusion matrix (rows: judge A, columns: judge B), the
+``undecided`` and ``unparseable``: the confusion matrix (rows: judge A, columns: judge B), the
 share of identical verdicts, Cohen's kappa (chance-corrected agreement), the
 same two figures per data source, and the (A, B) pairs they disagree on most,
 with example answers.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speciarl_verl.evaluation.metrics import HISTOGRAM_KEYS, UNPARSEABLE
+from speciarl_verl.evaluation.metrics import HISTOGRAM_KEYS
 from speciarl_verl.evaluation.records import VerdictRecord
 from speciarl_verl.jsonl_io import write_atomically
 
@@ -37,7 +37,7 @@ class AgreementInputs:
 
 
 def _label(verdict: VerdictRecord) -> str:
-    return UNPARSEABLE if verdict.category is None else verdict.category.value
+    return verdict.outcome
 
 
 def _kappa(a: Sequence[str], b: Sequence[str]) -> float | None:

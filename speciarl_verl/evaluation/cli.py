@@ -152,10 +152,17 @@ def _check_predict_inputs(config: PredictConfig) -> None:
 
 
 def judge_mapping(kind: str | None, config_file: Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Judge settings as a mapping: the YAML file, then ``--judge`` (kind), then ``--judge-set`` entries."""
+    """Judge settings as a mapping: the YAML file (default: the shipped evaluation judge, an LLM),
+    then ``--judge`` (kind), then ``--judge-set`` entries. A file without ``kind`` means ``llm``.
+
+    >>> judge_mapping(None, None)["kind"], judge_mapping("offline", None, ["llm.max_in_flight=8"])["kind"]
+    ('llm', 'offline')
+    """
     import yaml
 
-    mapping: dict[str, Any] = {}
+    from speciarl_verl.evaluation.judging import default_judge_settings
+
+    mapping: dict[str, Any] = default_judge_settings() if config_file is None else {"kind": "llm"}
     if config_file is not None:
         try:
             loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
@@ -175,8 +182,18 @@ def _add_judge(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("judge", help="verdicts for a predictions JSONL (resumable)")
     p.add_argument("--predictions", required=True, type=Path, help="predictions JSONL")
     p.add_argument("--out", required=True, type=Path, help="verdicts JSONL (resumed if it exists)")
-    p.add_argument("--judge", help="judge kind (e.g. offline, llm, auto); overrides the config file's 'kind'")
-    p.add_argument("--judge-config", type=Path, help="YAML mapping of judge settings (JudgeSettings fields)")
+    p.add_argument(
+        "--judge",
+        choices=("llm", "auto", "offline"),
+        help="llm (default): every pair to the LLM judge; auto: rule tier, then the LLM; offline: rule tier "
+        "only, pairs it cannot decide are written as undecided (the report counts them apart)",
+    )
+    p.add_argument(
+        "--judge-config",
+        type=Path,
+        help="YAML mapping of judge settings (JudgeSettings fields; 'kind' defaults to llm); default: the shipped "
+        "eval_judge_llama3_70b.yaml (meta-llama/Llama-3.3-70B-Instruct via vllm serve on 127.0.0.1:8002)",
+    )
     p.add_argument("--judge-set", action="append", default=[], metavar="KEY=VALUE", help="one more judge setting")
     p.add_argument("--batch-size", type=int, default=256, help="answers per verifier call")
     p.add_argument("--no-progress", action="store_true")
@@ -204,8 +221,15 @@ def _judge(args: argparse.Namespace) -> int:
     sources = ", ".join(f"{k} {v}" for k, v in sorted(summary.verdict_sources.items())) or "-"
     print(
         f"{summary.predictions} answers: {summary.already_judged} already judged, {summary.judged} judged now "
-        f"(by source: {sources}) -> {args.out}"
+        f"by {summary.judge or '-'} (by source: {sources}; unparseable {summary.unparseable}; "
+        f"undecided {summary.undecided}) -> {args.out}"
     )
+    if summary.undecided:
+        print(
+            f"{summary.undecided} pair(s) the offline rule tier has no rule for are written as undecided; "
+            "`speciarl eval report` leaves them out of the metrics (--undecided wrong counts them as wrong); "
+            "--judge llm or auto decides them"
+        )
     return 0
 
 
@@ -252,6 +276,13 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--specific-set", help="comma-separated labels counted as specific (default: specific, more specific)"
     )
+    p.add_argument(
+        "--undecided",
+        default="exclude",
+        metavar="exclude|wrong|CATEGORY",
+        help="answers no judge decided (offline judge, no rule): exclude (default) leaves them out of every metric; "
+        "wrong (or another category) counts them as that; their count is reported either way",
+    )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (0: no intervals)")
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
@@ -273,6 +304,7 @@ def _report(args: argparse.Namespace) -> int:
         replicates=args.bootstrap,
         confidence=args.confidence,
         seed=args.seed,
+        undecided=args.undecided,
     )
     names = run_names(args.verdicts, args.name)
     runs = [RunVerdicts(n, load_verdicts(p), str(p)) for n, p in zip(names, args.verdicts, strict=True)]

@@ -1,10 +1,15 @@
 """``speciarl eval judge``: verdicts for a predictions file, resumable.
 
-Answers that could not be parsed get ``category: null`` without a judge call.
-The others go to the configured verifier in batches; each finished batch is
-appended to the verdicts file and flushed, so an interrupted run loses at most
-the batch in flight. Running again skips every ``(sample_id, prediction_index)``
-already in the verdicts file.
+The judge is the shipped evaluation judge (:data:`EVAL_JUDGE_CONFIG`: every pair to a
+Llama-3.3-70B-Instruct served by vLLM) unless the caller passes other settings. Answers that
+could not be parsed get ``category: null, reason: "unparseable"`` without a judge call. With
+``kind: offline`` a pair the rule tier has no rule for is written as it is, undecided
+(``category: null, source: "offline", reason: "undecided"``, as ``speciarl verify`` writes it),
+never as a guessed category; the report counts such answers apart.
+
+The parsed answers go to the verifier in batches; each finished batch is appended to the
+verdicts file and flushed, so an interrupted run loses at most the batch in flight. Running
+again skips every ``(sample_id, prediction_index)`` already in the verdicts file.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from speciarl_verl.evaluation.records import (
+    DEFERRED_SOURCE,
+    UNDECIDED,
+    UNPARSEABLE,
     UNPARSEABLE_SOURCE,
     PredictionRecord,
     VerdictRecord,
@@ -27,18 +35,44 @@ from speciarl_verl.evaluation.records import (
 from speciarl_verl.jsonl_io import JsonlAppender, drop_torn_tail
 from speciarl_verl.judge.verifier import VerificationRequest, Verifier
 
-__all__ = ["JudgeRunSummary", "judge_predictions", "verification_request", "judge_name"]
+__all__ = [
+    "EVAL_JUDGE_CONFIG",
+    "JudgeRunSummary",
+    "default_judge_settings",
+    "judge_predictions",
+    "verification_request",
+    "judge_name",
+]
+
+#: The shipped evaluation-judge settings (package data of :mod:`speciarl_verl.evaluation`).
+EVAL_JUDGE_CONFIG = "eval_judge_llama3_70b.yaml"
 
 
 @dataclass(frozen=True)
 class JudgeRunSummary:
-    """What one ``judge`` call did."""
+    """What one ``judge`` call did: ``undecided`` counts the answers of this call left undecided."""
 
     predictions: int
     already_judged: int
     judged: int
     unparseable: int
+    undecided: int = 0
+    judge: str | None = None
     verdict_sources: Mapping[str, int] = field(default_factory=dict)
+
+
+def default_judge_settings() -> dict[str, Any]:
+    """The shipped evaluation judge as a ``JudgeSettings`` mapping.
+
+    >>> default_judge_settings()["llm"]["model"]
+    'meta-llama/Llama-3.3-70B-Instruct'
+    """
+    from importlib import resources
+
+    import yaml
+
+    text = resources.files("speciarl_verl.evaluation").joinpath(EVAL_JUDGE_CONFIG).read_text(encoding="utf-8")
+    return yaml.safe_load(text)
 
 
 def verification_request(prediction: PredictionRecord) -> VerificationRequest:
@@ -78,13 +112,24 @@ def judge_predictions(
 ) -> JudgeRunSummary:
     """Judge every answer of ``predictions_path`` not yet in ``out_path``; append the verdicts.
 
-    ``judge_settings`` is handed to ``JudgeSettings.from_mapping`` unchanged
-    (``{"kind": "offline"}`` by default); ``verifier`` replaces the verifier it
-    would build. Refuses a verdicts file that holds answers the predictions do not.
+    ``judge_settings`` is handed to ``JudgeSettings.from_mapping`` (``None``: the shipped
+    evaluation judge, :func:`default_judge_settings`; a mapping without ``kind`` means ``llm``);
+    ``verifier`` replaces the verifier it would build. Refuses ``deferred_outcome`` (the
+    evaluation never files an undecided pair under a category; the report decides how to count
+    it) and a verdicts file that holds answers the predictions do not.
+
+    Example: ``judge_predictions("preds.jsonl", "verdicts.jsonl", {"kind": "offline"})``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    settings = dict(judge_settings or {})
+    settings = default_judge_settings() if judge_settings is None else dict(judge_settings)
+    settings.setdefault("kind", "llm")
+    if "deferred_outcome" in settings:
+        raise ValueError(
+            f"judge setting deferred_outcome={settings['deferred_outcome']!r} does not apply to evaluation: "
+            "undecided pairs are written as undecided; drop it, and choose how the report counts them with "
+            "`speciarl eval report --undecided exclude|wrong|<category>`"
+        )
     predictions = load_predictions(predictions_path)
     known = {p.key: p for p in predictions}
     out_path = Path(out_path)
@@ -102,16 +147,16 @@ def judge_predictions(
             done.add(verdict.key)
     pending = [p for p in predictions if p.key not in done]
     sources: Counter[str] = Counter()
+    name = judge_name(settings)
     if pending:
         owned = verifier is None
-        name = judge_name(settings)
         if owned:
             from speciarl_verl.judge.settings import JudgeSettings
 
             built = JudgeSettings.from_mapping(settings)
-            name = judge_name(
-                {"kind": built.kind, "llm": {"model": getattr(getattr(built, "llm", None), "model", None)}}
-            )
+            name = judge_name({"kind": built.kind, "llm": {"model": built.llm.model}})
+            if built.kind != "offline":
+                built.llm.api_key()  # an api_key_env naming an unset variable fails before any work
             verifier = built.build_verifier()
         run = _judge_all(pending, verifier, out_path, batch_size, name, sources, progress, owned)
         asyncio.run(run)
@@ -119,7 +164,9 @@ def judge_predictions(
         predictions=len(predictions),
         already_judged=len(done),
         judged=len(pending),
-        unparseable=sources.get(UNPARSEABLE_SOURCE, 0),
+        unparseable=sources.pop(UNPARSEABLE, 0),
+        undecided=sources.pop(UNDECIDED, 0),
+        judge=name if pending else None,
         verdict_sources=dict(sources),
     )
 
@@ -147,7 +194,7 @@ async def _judge_all(
                 verdicts, failure = await _judge_batch(batch, verifier, judge)
                 sink.write_many(v.to_json() for v in verdicts)
                 sink.flush()
-                sources.update(str(v.source) for v in verdicts)
+                sources.update(v.reason or str(v.source) for v in verdicts)
                 bar.update(len(verdicts))
                 if failure is not None:
                     raise failure
@@ -164,6 +211,8 @@ async def _judge_batch(
     A judge error that carries per-request results (``error.verdicts``, ``None``
     where a request failed, as the LLM judge's ``JudgeError`` does) still yields
     the verdicts that were reached; the failed answers are left for the next run.
+    A ``deferred`` verdict (the rule tier had no rule; its category is the training
+    placeholder) becomes an undecided row.
     """
     parsed = [p for p in batch if p.answer is not None]
     failure: Exception | None = None
@@ -182,16 +231,23 @@ async def _judge_batch(
         verdict = by_key.get(prediction.key)
         if prediction.answer is not None and verdict is None:
             continue  # the judge failed on it; a later run picks it up
+        if verdict is None:
+            category, source, reason = None, UNPARSEABLE_SOURCE, UNPARSEABLE
+        elif verdict.source == DEFERRED_SOURCE:
+            category, source, reason = None, "offline", UNDECIDED
+        else:
+            category, source, reason = verdict.category, verdict.source, None
         out.append(
             VerdictRecord(
                 sample_id=prediction.sample_id,
                 data_source=prediction.data_source,
                 prediction_index=prediction.prediction_index,
-                category=None if verdict is None else verdict.category,
-                source=UNPARSEABLE_SOURCE if verdict is None else verdict.source,
+                category=category,
+                source=source,
                 ground_truth=prediction.ground_truth,
                 answer=prediction.answer,
                 judge=judge,
+                reason=reason,
             )
         )
     return out, failure

@@ -3,20 +3,24 @@
 Kept apart, and each registered by name, so a new metric needs no change to the report:
 
 * an **item metric** turns one verdict row into a histogram key (built in:
-  ``category``: the wire label, or ``"unparseable"``);
+  ``category``: the wire label, ``"undecided"`` or ``"unparseable"``, see
+  :attr:`~speciarl_verl.evaluation.records.VerdictRecord.outcome`);
 * an **aggregation** turns a histogram (key -> count, possibly fractional, as
   produced by best-of-k selection) into one number, given the
   :class:`CategorySets` that say which categories count as correct and as specific.
 
 Built-in aggregations (our reading of the paper; its exact wording was not available):
 
-* ``correctness`` = (predictions in the *correct* set) / (all predictions, unparseable included);
+* ``correctness`` = (predictions in the *correct* set) / (all decided predictions, unparseable included);
 * ``specificity`` = (predictions in the *specific* set) / (predictions in the *correct* set),
   0 when nothing is correct;
 * ``hm`` = 2 * correctness * specificity / (correctness + specificity), 0 when both are 0.
 
 Defaults: correct = {generic, less specific, specific, more specific};
 specific = {specific, more specific}. Abstain, wrong and unparseable answers are not correct.
+``undecided`` answers (no judge decided them) are in no denominator: nothing is known about
+them. The report leaves them out before it aggregates, or files them under a category the
+user names (:func:`apply_undecided`).
 
 Adding a metric::
 
@@ -32,11 +36,16 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from speciarl_verl.core.categories import CORRECT_CATEGORIES, Category
-from speciarl_verl.evaluation.records import VerdictRecord
+from speciarl_verl.evaluation.records import UNDECIDED, UNPARSEABLE, VerdictRecord
 
 __all__ = [
     "UNPARSEABLE",
+    "UNDECIDED",
     "HISTOGRAM_KEYS",
+    "SCORED_KEYS",
+    "EXCLUDE",
+    "undecided_policy",
+    "apply_undecided",
     "CategorySets",
     "ItemMetric",
     "Aggregation",
@@ -51,11 +60,8 @@ __all__ = [
     "aggregate_all",
 ]
 
-#: Histogram key of an answer that could not be parsed.
-UNPARSEABLE = "unparseable"
-
-#: Keys of the ``category`` histogram, finest first, unparseable last.
-HISTOGRAM_KEYS: tuple[str, ...] = (
+#: Keys the metrics score, finest first, unparseable last (the evaluation order).
+SCORED_KEYS: tuple[str, ...] = (
     Category.MORE_SPECIFIC.value,
     Category.SPECIFIC.value,
     Category.LESS_SPECIFIC.value,
@@ -64,6 +70,10 @@ HISTOGRAM_KEYS: tuple[str, ...] = (
     Category.WRONG.value,
     UNPARSEABLE,
 )
+#: Keys of the ``category`` histogram: the scored keys with ``undecided`` before ``unparseable``.
+HISTOGRAM_KEYS: tuple[str, ...] = (*SCORED_KEYS[:-1], UNDECIDED, UNPARSEABLE)
+#: :func:`apply_undecided` policy that leaves undecided answers out of the metrics (the default).
+EXCLUDE = "exclude"
 
 ItemMetric = Callable[[VerdictRecord], Hashable]
 Aggregation = Callable[[Mapping[str, float], "CategorySets"], float]
@@ -173,6 +183,33 @@ def histogram(values: Iterable[Hashable]) -> dict[str, float]:
     return counts
 
 
+def undecided_policy(value: str) -> str:
+    """``exclude``, or the wire label of the category undecided answers are counted as.
+
+    >>> undecided_policy("exclude"), undecided_policy("Wrong")
+    ('exclude', 'wrong')
+    """
+    if value.strip().lower() == EXCLUDE:
+        return EXCLUDE
+    try:
+        return Category.coerce(value).value
+    except ValueError:
+        known = ", ".join(c.value for c in Category)
+        raise ValueError(f"undecided answers: expected 'exclude' or a category ({known}), got {value!r}") from None
+
+
+def apply_undecided(values: Iterable[str], policy: str) -> list[str]:
+    """``values`` without the undecided ones (``exclude``), or with them counted as ``policy``'s category.
+
+    >>> apply_undecided(["specific", "undecided", "wrong"], "exclude"), apply_undecided(["undecided"], "wrong")
+    (['specific', 'wrong'], ['wrong'])
+    """
+    policy = undecided_policy(policy)
+    if policy == EXCLUDE:
+        return [v for v in values if v != UNDECIDED]
+    return [policy if v == UNDECIDED else v for v in values]
+
+
 def aggregate_all(counts: Mapping[str, float], sets: CategorySets, names: Iterable[str] | None = None) -> dict:
     """Every registered aggregation (or those in ``names``) of one histogram."""
     return {name: float(get_aggregation(name)(counts, sets)) for name in (names or aggregation_names())}
@@ -180,8 +217,8 @@ def aggregate_all(counts: Mapping[str, float], sets: CategorySets, names: Iterab
 
 @register_item_metric("category")
 def category(verdict: VerdictRecord) -> str:
-    """The verdict's wire label, or ``"unparseable"``."""
-    return UNPARSEABLE if verdict.category is None else verdict.category.value
+    """The verdict's wire label, ``"undecided"`` or ``"unparseable"``."""
+    return verdict.outcome
 
 
 def _share(part: float, whole: float) -> float:
@@ -190,12 +227,13 @@ def _share(part: float, whole: float) -> float:
 
 @register_aggregation("correctness")
 def correctness(counts: Mapping[str, float], sets: CategorySets) -> float:
-    """Share of all predictions that fall in the correct set.
+    """Share of the decided predictions that fall in the correct set (undecided ones count nowhere).
 
-    >>> correctness({"specific": 3, "generic": 1, "wrong": 3, "unparseable": 1}, CategorySets())
+    >>> correctness({"specific": 3, "generic": 1, "wrong": 3, "unparseable": 1, "undecided": 5}, CategorySets())
     0.5
     """
-    return _share(sum(counts.get(key, 0.0) for key in sets.correct), sum(counts.values()))
+    decided = sum(count for key, count in counts.items() if key != UNDECIDED)
+    return _share(sum(counts.get(key, 0.0) for key in sets.correct), decided)
 
 
 @register_aggregation("specificity")

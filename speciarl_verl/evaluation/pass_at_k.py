@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from speciarl_verl.core.categories import EVALUATION_LEVEL, UNPARSEABLE_LEVEL
-from speciarl_verl.evaluation.metrics import HISTOGRAM_KEYS, UNPARSEABLE
+from speciarl_verl.evaluation.metrics import SCORED_KEYS, UNPARSEABLE
 
 __all__ = [
     "HISTOGRAM_LEVEL",
@@ -32,7 +32,8 @@ __all__ = [
     "k_values",
 ]
 
-#: Evaluation level of each histogram key (higher is better; unparseable lowest).
+#: Evaluation level of each scored key (higher is better; unparseable lowest). ``undecided`` has none:
+#: an answer nobody judged cannot be ranked, so the report removes or files it before best-of-k.
 HISTOGRAM_LEVEL: Mapping[str, int] = {
     **{category.value: level for category, level in EVALUATION_LEVEL.items()},
     UNPARSEABLE: UNPARSEABLE_LEVEL,
@@ -53,7 +54,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def best_of_k_distribution(
-    values: Sequence[str], k: int, keys: Sequence[str] = HISTOGRAM_KEYS, level: Mapping[str, int] = HISTOGRAM_LEVEL
+    values: Sequence[str], k: int, keys: Sequence[str] = SCORED_KEYS, level: Mapping[str, int] = HISTOGRAM_LEVEL
 ) -> np.ndarray:
     """Expected share of each key in ``keys`` for the best of ``k`` of ``values`` (sums to 1).
 
@@ -90,7 +91,7 @@ def best_of_k_distribution(
     return out
 
 
-def best_of_k_matrix(samples: Sequence[Sequence[str]], k: int, keys: Sequence[str] = HISTOGRAM_KEYS) -> np.ndarray:
+def best_of_k_matrix(samples: Sequence[Sequence[str]], k: int, keys: Sequence[str] = SCORED_KEYS) -> np.ndarray:
     """One row per image: :func:`best_of_k_distribution` of its answers (k = 1: plain shares)."""
     return np.array([best_of_k_distribution(values, k, keys) for values in samples]).reshape(len(samples), len(keys))
 

@@ -30,6 +30,7 @@ CATEGORY_COLORS: Mapping[str, str] = {
     "generic": "#c7e9c0",
     "abstain": "#bdbdbd",
     "wrong": "#de2d26",
+    "undecided": "#fdae6b",
     "unparseable": "#252525",
 }
 

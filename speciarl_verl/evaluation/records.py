@@ -19,9 +19,18 @@ When ``answer`` is absent it is parsed from ``response`` with
 :func:`~speciarl_verl.core.answer_parsing.parse_answer`; when present it is used as given.
 
 Verdicts JSONL (``speciarl eval judge`` writes it), one row per answer: ``data_source``,
-``sample_id``, ``prediction_index``, ``category`` (a wire label, or ``null`` for an
-unparseable answer) are required; ``source``, ``ground_truth``, ``answer`` and ``judge``
-are kept when present.
+``sample_id``, ``prediction_index``, ``category`` (a wire label, or ``null``) are required;
+``source``, ``ground_truth``, ``answer``, ``judge`` and ``reason`` are kept when present.
+A ``null`` category comes with a ``reason`` (``speciarl verify`` writes the same field and word
+for the pairs its offline tier leaves undecided):
+
+* ``"undecided"``: the offline rule tier has no rule for the pair (``source: "offline"``);
+  nobody judged it, so the report counts it apart (see :mod:`.report`);
+* ``"unparseable"``: the model's output had no answer to judge (``source: "unparseable"``).
+
+A null category without a reason reads as unparseable (files written before ``reason``
+existed); a row whose ``source`` is ``"deferred"`` (an older offline run that filed undecided
+pairs under a placeholder category) reads as undecided whatever its category says.
 """
 
 from __future__ import annotations
@@ -41,10 +50,20 @@ __all__ = [
     "load_predictions",
     "load_verdicts",
     "UNPARSEABLE_SOURCE",
+    "UNDECIDED",
+    "UNPARSEABLE",
+    "DEFERRED_SOURCE",
 ]
 
 #: ``source`` of a verdict row whose answer could not be parsed (no judge saw it).
 UNPARSEABLE_SOURCE = "unparseable"
+#: ``reason`` of a row the offline rule tier could not decide (``speciarl verify`` writes the same word).
+UNDECIDED = "undecided"
+#: ``reason`` of a row whose answer could not be parsed.
+UNPARSEABLE = "unparseable"
+#: ``source`` the judge gives a pair its rule tier deferred; its category is a placeholder, not a verdict.
+DEFERRED_SOURCE = "deferred"
+_REASONS = (UNDECIDED, UNPARSEABLE)
 
 
 @dataclass(frozen=True)
@@ -104,7 +123,7 @@ class PredictionRecord:
 
 @dataclass(frozen=True)
 class VerdictRecord:
-    """The judge's category for one answer (``None``: the answer could not be parsed)."""
+    """The judge's category for one answer; ``None`` with ``reason`` saying why there is none."""
 
     sample_id: str
     data_source: str
@@ -114,13 +133,25 @@ class VerdictRecord:
     ground_truth: str | None = None
     answer: str | None = None
     judge: str | None = None
+    reason: str | None = None
 
     @property
     def key(self) -> tuple[str, int]:
         return (self.sample_id, self.prediction_index)
 
+    @property
+    def outcome(self) -> str:
+        """What the report counts: the category's wire label, ``"undecided"`` or ``"unparseable"``.
+
+        >>> VerdictRecord("a", "cub200", 0, Category.WRONG, source="deferred").outcome
+        'undecided'
+        """
+        if self.reason == UNDECIDED or self.source == DEFERRED_SOURCE:
+            return UNDECIDED
+        return UNPARSEABLE if self.category is None else self.category.value
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        row = {
             "sample_id": self.sample_id,
             "data_source": self.data_source,
             "prediction_index": self.prediction_index,
@@ -130,6 +161,9 @@ class VerdictRecord:
             "source": self.source,
             "judge": self.judge,
         }
+        if self.reason is not None:  # as ``speciarl verify``: only rows without a category have one
+            row["reason"] = self.reason
+        return row
 
     @classmethod
     def from_json(cls, row: Any, where: str) -> VerdictRecord:
@@ -141,18 +175,23 @@ class VerdictRecord:
         """
         row = _require_object(row, where)
         if "category" not in row:
-            raise ValueError(f"{where}: missing key 'category' (a wire label, or null for an unparseable answer)")
+            raise ValueError(f"{where}: missing key 'category' (a wire label, or null with a 'reason')")
         raw = row["category"]
         try:
             category = None if raw is None else Category.coerce(raw)
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
         optional = {}
-        for key in ("source", "ground_truth", "answer", "judge"):
+        for key in ("source", "ground_truth", "answer", "judge", "reason"):
             value = row.get(key)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{where}: {key!r} must be a string or null, got {type(value).__name__}")
             optional[key] = value
+        reason = optional["reason"]
+        if reason is not None and (category is not None or reason not in _REASONS):
+            raise ValueError(
+                f"{where}: 'reason' {reason!r} is only for a null category and must be one of {list(_REASONS)}"
+            )
         return cls(
             sample_id=_require_text(row, "sample_id", where),
             data_source=_require_text(row, "data_source", where),

@@ -3,15 +3,24 @@
 For each run (one verdicts file) and each data source:
 
 * ``n`` answers, ``images``, ``answers_per_image`` ([min, max]);
-* ``counts``: the raw category histogram over all answers, always kept, so any
-  other definition can be recomputed;
+* ``counts``: the raw category histogram over all answers, ``undecided`` (answers no
+  judge decided: the offline rule tier had no rule for them) and ``unparseable``
+  included, always kept, so any other definition can be recomputed;
+* ``undecided``: how many answers are undecided, and ``scored``: the answers and images
+  the metrics are computed over. By default (``ReportSettings.undecided = "exclude"``)
+  undecided answers are left out, so a metric is over what a judge decided, never a guess;
+  ``undecided = "wrong"`` (or another category) counts them as that category instead;
 * every registered aggregation (``correctness``, ``specificity``, ``hm``, ...)
-  of the image-weighted histogram: each image contributes the shares of its
-  answers, so with one answer per image (greedy) or a fixed number per image,
-  this is the share over all answers;
+  of the image-weighted histogram of the scored answers: each image contributes the
+  shares of its answers, so with one answer per image (greedy) or a fixed number per
+  image, this is the share over all answers;
 * ``ci``: percentile bootstrap interval of each aggregation, resampling images;
-* ``best_of_n`` (when every image has several answers): the aggregations of the
-  expected best-of-k histogram for k = 1, 2, 4, ..., N (see :mod:`.pass_at_k`).
+* ``best_of_n`` (when every image has several scored answers): the aggregations of the
+  expected best-of-k histogram for k = 1, 2, 4, ..., N, N the fewest scored answers of an
+  image (see :mod:`.pass_at_k`).
+
+Each run also states the judge(s) that wrote its verdicts (``judges``: the verdict rows'
+``judge`` with their counts) and its total ``undecided`` count.
 
 ``ood_mean`` averages over the out-of-domain sources (all sources except the
 training domains): every aggregation is the plain mean over those sources,
@@ -32,13 +41,18 @@ import numpy as np
 
 from speciarl_verl.evaluation.bootstrap import percentile_interval, resampled_histograms
 from speciarl_verl.evaluation.metrics import (
+    EXCLUDE,
     HISTOGRAM_KEYS,
+    SCORED_KEYS,
+    UNDECIDED,
     CategorySets,
     aggregate_all,
     aggregation_names,
+    apply_undecided,
     get_item_metric,
     harmonic_mean,
     histogram,
+    undecided_policy,
 )
 from speciarl_verl.evaluation.pass_at_k import best_of_k_matrix, k_values
 from speciarl_verl.evaluation.records import VerdictRecord
@@ -51,7 +65,12 @@ class ReportSettings:
     """How a report is computed.
 
     ``train_domains``: data sources the model was trained on; every other source
-    is out of domain. ``replicates = 0`` turns the bootstrap off.
+    is out of domain. ``undecided``: ``exclude`` (answers no judge decided are left out of
+    the metrics) or a category label to count them as (``wrong``). ``replicates = 0`` turns
+    the bootstrap off.
+
+    >>> ReportSettings(undecided="Wrong", replicates=0).undecided
+    'wrong'
     """
 
     train_domains: tuple[str, ...] = ("cub200",)
@@ -60,8 +79,10 @@ class ReportSettings:
     replicates: int = 1000
     confidence: float = 0.95
     seed: int = 0
+    undecided: str = EXCLUDE
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "undecided", undecided_policy(self.undecided))
         if self.replicates < 0:
             raise ValueError(f"replicates must be >= 0, got {self.replicates}")
         if not 0 < self.confidence < 1:
@@ -78,17 +99,23 @@ class RunVerdicts:
     source_file: str | None = None
 
 
-def metric_definitions(sets: CategorySets) -> dict[str, Any]:
+def metric_definitions(sets: CategorySets, undecided: str = EXCLUDE) -> dict[str, Any]:
     """The definitions in force, written into the report."""
+    if undecided == EXCLUDE:
+        scored = "undecided answers (no judge decided them) are left out of every metric; their count is reported"
+    else:
+        scored = f"undecided answers (no judge decided them) are counted as {undecided!r}; their count is reported"
     return {
         **sets.describe(),
-        "correctness": "answers in the correct set / all answers (abstain, wrong and unparseable are not correct)",
+        "undecided": scored,
+        "correctness": "answers in the correct set / scored answers (abstain, wrong and unparseable are not correct)",
         "specificity": "answers in the specific set / answers in the correct set (0 when none is correct)",
         "hm": "2 * correctness * specificity / (correctness + specificity), 0 when both are 0",
         "weighting": "each image weighs the same: it contributes the shares of its own answers",
-        "best_of_n": "expected histogram of the best of k answers per image under the evaluation order "
+        "best_of_n": "expected histogram of the best of k scored answers per image under the evaluation order "
         "(more specific > specific > less specific > generic > abstain > wrong > unparseable), "
-        "via the unbiased pass@k estimator; at k = N it is the best answer per image",
+        "via the unbiased pass@k estimator; N is the fewest scored answers of an image; at k = N with every "
+        "answer scored it is the best answer per image",
         "ood_mean": "mean over out-of-domain sources of each metric; hm = harmonic mean of the mean correctness "
         "and the mean specificity",
         "interval": "percentile bootstrap over images (per source; stratified by source for ood_mean)",
@@ -110,8 +137,9 @@ def build_report(runs: Sequence[RunVerdicts], settings: ReportSettings | None = 
             "bootstrap_replicates": settings.replicates,
             "confidence": settings.confidence,
             "seed": settings.seed,
+            "undecided": settings.undecided,
         },
-        "definitions": metric_definitions(settings.sets),
+        "definitions": metric_definitions(settings.sets, settings.undecided),
         "aggregations": aggregation_names(),
         "runs": {run.name: _run_block(run, settings) for run in runs},
     }
@@ -131,11 +159,14 @@ def _run_block(run: RunVerdicts, settings: ReportSettings) -> dict[str, Any]:
         values = [[str(item_metric(v)) for v in rows] for rows in images]
         # One stream per source, so a source's intervals do not depend on which other sources the file has.
         rng = np.random.default_rng([settings.seed, zlib.crc32(source.encode("utf-8"))])
-        block, draws[source] = _source_block(images, values, settings, rng)
+        block, draws[source] = _source_block(source, images, values, settings, rng)
         per_source[source] = block
     ood_sources = [s for s in per_source if s not in settings.train_domains]
+    judges = Counter(v.judge or "unknown" for v in run.verdicts)
     return {
         "source_file": run.source_file,
+        "judges": dict(sorted(judges.items(), key=lambda item: (-item[1], item[0]))),
+        "undecided": sum(block["undecided"] for block in per_source.values()),
         "per_source": per_source,
         "ood_mean": _ood_block(ood_sources, per_source, draws, settings),
     }
@@ -144,6 +175,17 @@ def _run_block(run: RunVerdicts, settings: ReportSettings) -> dict[str, Any]:
 def _keys_for(values: Iterable[Iterable[str]]) -> list[str]:
     extra = sorted({v for rows in values for v in rows} - set(HISTOGRAM_KEYS))
     return [*HISTOGRAM_KEYS, *extra]
+
+
+def _scored(source: str, values: list[list[str]], policy: str) -> list[list[str]]:
+    """Each image's values after the undecided policy; images with nothing left drop out."""
+    scored = [kept for kept in (apply_undecided(rows, policy) for rows in values) if kept]
+    if not scored:
+        raise ValueError(
+            f"every answer of {source!r} is undecided (the offline rule tier had no rule for any of them): judge "
+            "them with `speciarl eval judge --judge llm` (or auto), or count them with `--undecided wrong`"
+        )
+    return scored
 
 
 def _shares(values: Sequence[str], keys: Sequence[str]) -> list[float]:
@@ -161,18 +203,26 @@ def _intervals(samples: Mapping[str, np.ndarray], confidence: float) -> dict[str
 
 
 def _source_block(
-    images: list[list[VerdictRecord]], values: list[list[str]], settings: ReportSettings, rng: np.random.Generator
+    source: str,
+    images: list[list[VerdictRecord]],
+    values: list[list[str]],
+    settings: ReportSettings,
+    rng: np.random.Generator,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    keys = _keys_for(values)
     sizes = [len(v) for v in values]
-    per_image = np.array([_shares(v, keys) for v in values])
-    weighted = dict(zip(keys, per_image.sum(axis=0), strict=True))
     counts = {key: int(count) for key, count in histogram(v for rows in values for v in rows).items()}
+    scored = _scored(source, values, settings.undecided)
+    keys = _keys_for(scored)
+    scored_sizes = [len(v) for v in scored]
+    per_image = np.array([_shares(v, keys) for v in scored])
+    weighted = dict(zip(keys, per_image.sum(axis=0), strict=True))
     block: dict[str, Any] = {
         "n": sum(sizes),
         "images": len(values),
         "answers_per_image": [min(sizes), max(sizes)],
         "counts": counts,
+        "undecided": counts[UNDECIDED],
+        "scored": {"answers": sum(scored_sizes), "images": len(scored)},
         "verdict_sources": dict(Counter(str(v.source) for rows in images for v in rows).most_common()),
         **aggregate_all(weighted, settings.sets),
     }
@@ -180,8 +230,8 @@ def _source_block(
     if settings.replicates:
         draws = _aggregate_rows(resampled_histograms(per_image, settings.replicates, rng), keys, settings.sets)
         block["ci"] = _intervals(draws, settings.confidence)
-    if min(sizes) > 1 and set(keys) == set(HISTOGRAM_KEYS):
-        block["best_of_n"] = _best_of_n_block(values, min(sizes), settings, rng)
+    if min(scored_sizes) > 1 and set(keys) <= set(HISTOGRAM_KEYS):
+        block["best_of_n"] = _best_of_n_block(scored, min(scored_sizes), settings, rng)
     return block, draws
 
 
@@ -190,11 +240,11 @@ def _best_of_n_block(
 ) -> dict[str, Any]:
     ks = k_values(n)
     rows = {k: best_of_k_matrix(values, k) for k in ks}
-    results = [aggregate_all(dict(zip(HISTOGRAM_KEYS, rows[k].sum(axis=0), strict=True)), settings.sets) for k in ks]
+    results = [aggregate_all(dict(zip(SCORED_KEYS, rows[k].sum(axis=0), strict=True)), settings.sets) for k in ks]
     block: dict[str, Any] = {"k": ks, **{name: [r[name] for r in results] for name in aggregation_names()}}
-    block["counts_at_n"] = {key: float(v) for key, v in zip(HISTOGRAM_KEYS, rows[n].sum(axis=0), strict=True)}
+    block["counts_at_n"] = {key: float(v) for key, v in zip(SCORED_KEYS, rows[n].sum(axis=0), strict=True)}
     if settings.replicates:
-        draws = _aggregate_rows(resampled_histograms(rows[n], settings.replicates, rng), HISTOGRAM_KEYS, settings.sets)
+        draws = _aggregate_rows(resampled_histograms(rows[n], settings.replicates, rng), SCORED_KEYS, settings.sets)
         block["ci_at_n"] = _intervals(draws, settings.confidence)
     return block
 

@@ -39,8 +39,15 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
     names: list[str] = list(report["aggregations"])
     train = set(settings["train_domains"])
     lines = ["# Evaluation report", ""]
-    lines += [f"- run `{name}`: {run.get('source_file') or '(in memory)'}" for name, run in runs.items()]
     lines += [
+        f"- run `{name}`: {run.get('source_file') or '(in memory)'}; judged by {_judges(run)}; "
+        f"undecided answers: {run.get('undecided', 0)}"
+        for name, run in runs.items()
+    ]
+    policy = settings.get("undecided", "exclude")
+    lines += [
+        f"- undecided answers (no judge decided them): {_undecided_policy(policy)}",
+        *([_undecided_caveat(policy)] if any(run.get("undecided") for run in runs.values()) else []),
         f"- training domain(s): {', '.join(sorted(train)) or 'none'}; every other data source is out of domain",
         f"- intervals: {settings['confidence']:.0%} percentile bootstrap over images, "
         f"{settings['bootstrap_replicates']} replicates, seed {settings['seed']}",
@@ -51,6 +58,7 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
         f"- specific set: {', '.join(definitions['specific'])}",
     ]
     lines += [f"- **{key}**: {definitions[key]}" for key in ("correctness", "specificity", "hm")]
+    lines += [f"- undecided: {definitions['undecided']}"] if "undecided" in definitions else []
     lines += [f"- {key}: {definitions[key]}" for key in ("weighting", "best_of_n", "ood_mean", "interval")]
     lines += [""]
 
@@ -99,8 +107,40 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
 _CSH = ("correctness", "specificity", "hm")
 
 
+def _judges(run: Mapping[str, Any]) -> str:
+    """``offline (120), llm:model (8)``: the verdict rows' ``judge`` with their counts."""
+    judges = run.get("judges") or {}
+    return ", ".join(f"`{judge}` ({count})" for judge, count in judges.items()) or "(not recorded)"
+
+
+def _undecided_caveat(policy: str) -> str:
+    """Which way the metrics lean when some answers are undecided."""
+    # The offline rule tier has rules for correct answers and abstentions, none for a wrong one,
+    # so the answers it leaves undecided are mostly wrong ones.
+    if policy == "exclude":
+        lean = (
+            "the offline rule tier has no rule for a wrong answer, so most undecided answers are wrong ones and "
+            "correctness over the decided answers overstates the model (`--undecided wrong` gives the lower bound)"
+        )
+    else:
+        lean = f"counted as `{policy}`, the ones that are right make the metrics understate the model"
+    return f"- **some answers are undecided**: {lean}; judge them with `speciarl eval judge --judge llm` for the number"
+
+
+def _undecided_policy(policy: str) -> str:
+    if policy == "exclude":
+        return "left out of every metric (counted in the `undecided` column)"
+    return f"counted as `{policy}` in the metrics (and in the `undecided` column)"
+
+
 def _run_section(name: str, run: Mapping[str, Any], names: Sequence[str], train: set[str]) -> list[str]:
-    lines = [f"## Run `{name}`", "", "Category counts over all answers, then the metrics (with intervals).", ""]
+    lines = [
+        f"## Run `{name}`",
+        "",
+        f"Judged by {_judges(run)}. Category counts over all answers (`undecided`: no judge decided the answer), "
+        "then the metrics (with intervals).",
+        "",
+    ]
     rows = []
     for source, block in run["per_source"].items():
         label = f"{source} (training domain)" if source in train else source

@@ -11,18 +11,29 @@ from speciarl_verl.core.categories import Category
 from speciarl_verl.evaluation.records import VerdictRecord
 
 
-def make_verdicts(data_source: str, images: list[list[str | None]], prefix: str = "") -> list[VerdictRecord]:
-    """One verdict per answer: ``images[i][j]`` is answer j of image i (a wire label or None)."""
+def make_verdicts(
+    data_source: str, images: list[list[str | None]], prefix: str = "", judge: str = "offline"
+) -> list[VerdictRecord]:
+    """One verdict per answer: ``images[i][j]`` is answer j of image i (a wire label, ``"undecided"``,
+    or None for an unparseable answer), written as ``speciarl eval judge`` writes it."""
     out = []
     for i, answers in enumerate(images):
         for j, label in enumerate(answers):
+            if label is None:
+                category, source, reason = None, "unparseable", "unparseable"
+            elif label == "undecided":
+                category, source, reason = None, "offline", "undecided"
+            else:
+                category, source, reason = Category(label), "offline", None
             out.append(
                 VerdictRecord(
                     sample_id=f"{prefix}{data_source}/{i}",
                     data_source=data_source,
                     prediction_index=j,
-                    category=None if label is None else Category(label),
-                    source="offline" if label is not None else "unparseable",
+                    category=category,
+                    source=source,
+                    judge=judge,
+                    reason=reason,
                 )
             )
     return out

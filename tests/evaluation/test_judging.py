@@ -4,8 +4,10 @@ import pytest
 
 from speciarl_verl.cli import main as speciarl
 from speciarl_verl.evaluation.judging import judge_predictions
-from speciarl_verl.evaluation.records import load_verdicts
+from speciarl_verl.evaluation.records import load_predictions, load_verdicts
 from speciarl_verl.judge import JudgeSettings
+
+OFFLINE = {"kind": "offline"}
 
 
 def rows():
@@ -30,25 +32,56 @@ def rows():
     return out
 
 
-def test_offline_judge_uses_parents_and_synonyms_and_skips_unparseable(tmp_path, jsonl_writer):
+def test_offline_judge_uses_parents_and_synonyms_and_never_guesses(tmp_path, jsonl_writer):
     predictions = jsonl_writer(tmp_path / "p.jsonl", rows())
     out = tmp_path / "v.jsonl"
-    summary = judge_predictions(predictions, out, {"kind": "offline"}, batch_size=4, progress=False)
+    summary = judge_predictions(predictions, out, OFFLINE, batch_size=4, progress=False)
     assert (summary.predictions, summary.judged, summary.already_judged, summary.unparseable) == (20, 20, 0, 1)
+    assert (summary.undecided, summary.judge) == (1 + 5, "offline")  # DC-8, and the five sashimi answers
     verdicts = {v.key: v for v in load_verdicts(out)}
     aircraft = [verdicts[("fgvc_aircraft/1025794", i)] for i in range(6)]
     assert [v.category.value if v.category else None for v in aircraft] == [
         "specific",  # a listed synonym
         "less specific",  # a parent from the dataset's hierarchy
         "generic",  # the domain noun
-        "wrong",  # undecided -> deferred outcome
+        None,  # no rule for it: undecided, not wrong
         "abstain",
         None,
     ]
-    assert [v.source for v in aircraft] == ["offline", "offline", "offline", "deferred", "offline", "unparseable"]
+    assert [v.reason for v in aircraft] == [None, None, None, "undecided", None, "unparseable"]
+    assert [v.outcome for v in aircraft][3:] == ["undecided", "abstain", "unparseable"]
+    assert [v.source for v in aircraft] == ["offline"] * 5 + ["unparseable"]
     assert {v.judge for v in verdicts.values()} == {"offline"}
-    assert verdicts[("food101/1", 0)].category.value == "wrong"
+    assert verdicts[("food101/1", 0)].outcome == "undecided"
     assert verdicts[("food101/2", 0)].category.value == "generic"
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(("reason" in row) == (row["category"] is None) for row in written)
+
+
+def test_eval_judge_offline_and_verify_offline_give_the_same_rows(tmp_path, jsonl_writer):
+    """One notion of undecided for both commands: null category, ``reason: undecided``."""
+    predictions = jsonl_writer(tmp_path / "p.jsonl", rows())
+    judge_predictions(predictions, tmp_path / "v.jsonl", OFFLINE, progress=False)
+    evaluated = [v for v in load_verdicts(tmp_path / "v.jsonl") if v.reason != "unparseable"]
+    asked = {p.key: p for p in load_predictions(predictions)}
+    pairs = [
+        {
+            "ground_truth": v.ground_truth,
+            "prediction": v.answer,
+            "data_source": v.data_source,
+            "parents": list(asked[v.key].parents),
+            "synonyms": list(asked[v.key].synonyms),
+        }
+        for v in evaluated
+    ]
+    jsonl_writer(tmp_path / "pairs.jsonl", pairs)
+    assert speciarl(["verify", "--judge", "offline", "--input", str(tmp_path / "pairs.jsonl"),
+                     "--output", str(tmp_path / "verified.jsonl")]) == 0  # fmt: skip
+    verified = [json.loads(line) for line in (tmp_path / "verified.jsonl").read_text().splitlines()]
+    assert [(r["category"], r.get("reason")) for r in verified] == [
+        (None if v.category is None else v.category.value, v.reason) for v in evaluated
+    ]
+    assert any(r.get("reason") == "undecided" for r in verified)
 
 
 class FailingAfter:
@@ -69,22 +102,22 @@ class FailingAfter:
 def test_an_interrupted_run_resumes_without_duplicates(tmp_path, jsonl_writer):
     predictions = jsonl_writer(tmp_path / "p.jsonl", rows())
     reference = tmp_path / "reference.jsonl"
-    judge_predictions(predictions, reference, batch_size=4, progress=False)
+    judge_predictions(predictions, reference, OFFLINE, batch_size=4, progress=False)
 
     out = tmp_path / "v.jsonl"
     with pytest.raises(ConnectionError):
-        judge_predictions(predictions, out, batch_size=4, verifier=FailingAfter(3), progress=False)
+        judge_predictions(predictions, out, OFFLINE, batch_size=4, verifier=FailingAfter(3), progress=False)
     partial = load_verdicts(out)
     assert len(partial) == 8  # two whole batches survived
 
     with out.open("a", encoding="utf-8") as handle:  # and a crash in the middle of a write
         handle.write('{"sample_id": "food101/9", "data_sou')
-    summary = judge_predictions(predictions, out, batch_size=4, progress=False)
+    summary = judge_predictions(predictions, out, OFFLINE, batch_size=4, progress=False)
     assert (summary.already_judged, summary.judged) == (8, 12)
     resumed = load_verdicts(out)  # would raise on a repeated (sample_id, prediction_index)
     assert sorted(v.to_json().items() for v in resumed) == sorted(v.to_json().items() for v in load_verdicts(reference))
 
-    again = judge_predictions(predictions, out, batch_size=4, progress=False)
+    again = judge_predictions(predictions, out, OFFLINE, batch_size=4, progress=False)
     assert (again.already_judged, again.judged) == (20, 0)
     assert len(load_verdicts(out)) == 20
 
@@ -94,7 +127,7 @@ def test_verdicts_of_another_predictions_file_are_refused(tmp_path, jsonl_writer
     stranger = {"sample_id": "cub200/9", "data_source": "cub200", "prediction_index": 0, "category": "specific"}
     out = jsonl_writer(tmp_path / "v.jsonl", [stranger])
     with pytest.raises(ValueError, match="does not have"):
-        judge_predictions(predictions, out, progress=False)
+        judge_predictions(predictions, out, OFFLINE, progress=False)
 
 
 def test_a_verifier_returning_too_few_verdicts_is_an_error(tmp_path, jsonl_writer):
@@ -105,21 +138,28 @@ def test_a_verifier_returning_too_few_verdicts_is_an_error(tmp_path, jsonl_write
 
     predictions = jsonl_writer(tmp_path / "p.jsonl", rows())
     with pytest.raises(RuntimeError, match="returned 3 verdicts for 4 requests"):
-        judge_predictions(predictions, tmp_path / "v.jsonl", batch_size=4, verifier=Short(), progress=False)
+        judge_predictions(predictions, tmp_path / "v.jsonl", OFFLINE, batch_size=4, verifier=Short(), progress=False)
 
 
 def test_cli_merges_config_file_and_flag_and_reports_bad_settings(tmp_path, jsonl_writer, capsys):
     predictions = jsonl_writer(tmp_path / "p.jsonl", rows())
     config = tmp_path / "judge.yaml"
-    config.write_text("kind: offline\ndeferred_outcome: abstain\n", encoding="utf-8")
+    config.write_text("kind: offline\nllm: {model: m}\n", encoding="utf-8")
     out = tmp_path / "v.jsonl"
     code = speciarl(
         ["eval", "judge", "--predictions", str(predictions), "--out", str(out), "--judge-config", str(config)]
     )
     assert code == 0
-    deferred = [v for v in load_verdicts(out) if v.source == "deferred"]
-    assert deferred and {v.category.value for v in deferred} == {"abstain"}
-    assert "20 answers: 0 already judged, 20 judged now" in capsys.readouterr().out
+    assert sum(v.outcome == "undecided" for v in load_verdicts(out)) == 6
+    printed = capsys.readouterr().out
+    assert "20 answers: 0 already judged, 20 judged now by offline" in printed
+    assert "unparseable 1; undecided 6)" in printed and "leaves them out of the metrics" in printed
+
+    # The training judge's placeholder for undecided pairs has no place in an evaluation.
+    args = ["eval", "judge", "--predictions", str(predictions), "--out", str(tmp_path / "d.jsonl")]
+    assert speciarl([*args, "--judge", "offline", "--judge-set", "deferred_outcome=abstain"]) == 2
+    assert "deferred_outcome='abstain' does not apply to evaluation" in capsys.readouterr().err
+    assert not (tmp_path / "d.jsonl").exists()
 
     config.write_text("kind: offline\nno_such_setting: 1\n", encoding="utf-8")
     code = speciarl(
@@ -143,15 +183,54 @@ def test_cli_merges_config_file_and_flag_and_reports_bad_settings(tmp_path, json
     assert f"{bad}:1: 'prediction_index' must be an integer" in capsys.readouterr().err
 
 
-def test_judge_mapping_precedence():
+def test_judge_mapping_precedence(tmp_path):
+    from speciarl_verl.evaluation.cli import judge_mapping
+    from speciarl_verl.evaluation.judging import default_judge_settings
+
+    shipped = default_judge_settings()
+    assert judge_mapping(None, None) == shipped
+    tuned = judge_mapping("auto", None, ["llm.model=m", "llm.max_in_flight=8"])
+    assert tuned["kind"] == "auto" and tuned["llm"] == {**shipped["llm"], "model": "m", "max_in_flight": 8}
+    assert tuned["cache"] == shipped["cache"]
+    config = tmp_path / "judge.yaml"
+    config.write_text("llm: {model: m}\n", encoding="utf-8")  # a file of its own replaces the shipped one
+    assert judge_mapping(None, config) == {"kind": "llm", "llm": {"model": "m"}}
+    assert json.loads(json.dumps(judge_mapping("offline", config))) == {"kind": "offline", "llm": {"model": "m"}}
+
+
+def test_the_default_evaluation_judge_is_the_shipped_llama3_70b_llm():
     from speciarl_verl.evaluation.cli import judge_mapping
 
-    assert judge_mapping(None, None) == {}
-    assert judge_mapping("llm", None, ["llm.model=m", "llm.max_in_flight=8"]) == {
-        "kind": "llm",
-        "llm": {"model": "m", "max_in_flight": 8},
-    }
-    assert json.loads(json.dumps(judge_mapping("auto", None))) == {"kind": "auto"}
+    settings = JudgeSettings.from_mapping(judge_mapping(None, None))
+    assert settings.kind == "llm"
+    assert settings.llm.model == "meta-llama/Llama-3.3-70B-Instruct"
+    assert settings.llm.endpoints == ("http://127.0.0.1:8002/v1",)
+    training_default = JudgeSettings()
+    assert settings.cache.backend == "sqlite"
+    assert settings.cache.sqlite_path() != training_default.cache.sqlite_path()
+    assert settings.cache.sqlite_path().name == "eval_judge_llama3_70b.sqlite"
+
+
+def test_eval_judge_without_judge_flag_asks_the_llm_for_every_pair(tmp_path, jsonl_writer, fake_judge, capsys):
+    server = fake_judge()
+    predictions = jsonl_writer(tmp_path / "p.jsonl", rows())
+    out = tmp_path / "v.jsonl"
+    code = speciarl(
+        ["eval", "judge", "--predictions", str(predictions), "--out", str(out), "--no-progress",
+         "--judge-set", f"llm.endpoints=[{server.url}]", "--judge-set", f"cache.path={tmp_path / 'cache.sqlite'}"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    verdicts = load_verdicts(out)
+    parsed = [v for v in verdicts if v.reason != "unparseable"]
+    assert len(parsed) == 19 and not [v for v in verdicts if v.outcome == "undecided"]
+    assert {v.judge for v in verdicts} == {"llm:meta-llama/Llama-3.3-70B-Instruct"}
+    assert {v.source for v in parsed} <= {"llm", "dedup"}  # no pair was decided by a rule
+    # The pairs the rule tier has no rule for were judged (the fake judge files them as wrong).
+    assert {v.category.value for v in parsed if v.answer in ("DC-8", "sashimi")} == {"wrong"}
+    assert server.calls == len({(v.ground_truth, v.answer) for v in parsed})
+    assert {body["model"] for body in server.requests} == {"meta-llama/Llama-3.3-70B-Instruct"}
+    assert {body["temperature"] for body in server.requests} == {0.0}
+    assert "judged now by llm:meta-llama/Llama-3.3-70B-Instruct" in capsys.readouterr().out
 
 
 class PartlyFailing:
@@ -171,10 +250,10 @@ def test_partial_judge_failures_keep_the_verdicts_reached(tmp_path, jsonl_writer
     predictions = jsonl_writer(tmp_path / "p.jsonl", rows())
     out = tmp_path / "v.jsonl"
     with pytest.raises(RuntimeError, match="went away"):
-        judge_predictions(predictions, out, batch_size=20, verifier=PartlyFailing(), progress=False)
+        judge_predictions(predictions, out, OFFLINE, batch_size=20, verifier=PartlyFailing(), progress=False)
     kept = load_verdicts(out)
-    assert len(kept) == 11  # 19 parsed answers -> 10 decided (even positions), plus the unparseable one
-    assert sum(v.category is None for v in kept) == 1
-    summary = judge_predictions(predictions, out, progress=False)
+    assert len(kept) == 11  # 19 parsed answers -> 10 reached (even positions), plus the unparseable one
+    assert sum(v.outcome == "unparseable" for v in kept) == 1
+    summary = judge_predictions(predictions, out, OFFLINE, progress=False)
     assert (summary.already_judged, summary.judged) == (11, 9)
     assert len(load_verdicts(out)) == 20

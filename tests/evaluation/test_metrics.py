@@ -5,10 +5,12 @@ from speciarl_verl.evaluation.metrics import (
     CategorySets,
     aggregate_all,
     aggregation_names,
+    apply_undecided,
     get_aggregation,
     harmonic_mean,
     histogram,
     register_aggregation,
+    undecided_policy,
 )
 
 # 10 answers: 1 more specific, 2 specific, 1 less specific, 1 generic, 1 abstain, 3 wrong, 1 unparseable.
@@ -35,6 +37,21 @@ def test_unparseable_answers_count_as_not_correct():
     with_failures = dict(COUNTS, unparseable=6)  # 15 answers, still 5 correct
     assert aggregate_all(with_failures, CategorySets())["correctness"] == pytest.approx(5 / 15)
     assert aggregate_all(with_failures, CategorySets())["specificity"] == pytest.approx(3 / 5)
+
+
+def test_undecided_answers_are_in_no_denominator():
+    # 10 decided answers as in COUNTS plus 7 nobody decided: the metrics are those of the 10.
+    assert aggregate_all(dict(COUNTS, undecided=7), CategorySets()) == aggregate_all(COUNTS, CategorySets())
+    assert aggregate_all({"undecided": 3}, CategorySets())["correctness"] == 0.0
+
+
+def test_undecided_answers_are_left_out_or_filed_only_as_asked():
+    values = ["specific", "undecided", "wrong", "undecided"]
+    assert apply_undecided(values, "exclude") == ["specific", "wrong"]
+    assert apply_undecided(values, "wrong") == ["specific", "wrong", "wrong", "wrong"]
+    assert apply_undecided(values, "Abstain") == ["specific", "abstain", "wrong", "abstain"]
+    with pytest.raises(ValueError, match="expected 'exclude' or a category"):
+        undecided_policy("ignore")
 
 
 def test_nothing_correct_gives_zero_specificity_and_hm():
@@ -67,9 +84,12 @@ def test_category_sets_refuse_bad_definitions():
 
 
 def test_histogram_keeps_every_category_key():
-    counts = histogram(["specific", "unparseable", "specific"])
+    counts = histogram(["specific", "unparseable", "specific", "undecided"])
     assert counts["specific"] == 2 and counts["unparseable"] == 1 and counts["generic"] == 0
-    assert list(counts)[:7] == list(metrics.HISTOGRAM_KEYS)
+    assert counts["undecided"] == 1
+    assert list(counts) == list(metrics.HISTOGRAM_KEYS)
+    assert metrics.HISTOGRAM_KEYS[-2:] == ("undecided", "unparseable")
+    assert "undecided" not in metrics.SCORED_KEYS
 
 
 def test_a_user_aggregation_is_computed_without_touching_report_code(restore_aggregations):

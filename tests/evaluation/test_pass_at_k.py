@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from speciarl_verl.evaluation.metrics import HISTOGRAM_KEYS
+from speciarl_verl.evaluation.metrics import SCORED_KEYS
 from speciarl_verl.evaluation.pass_at_k import (
     HISTOGRAM_LEVEL,
     best_of_k_distribution,
@@ -45,11 +45,11 @@ def test_pass_at_k_refuses_impossible_arguments():
 
 
 def brute_force_best_of_k(values: list[str], k: int) -> np.ndarray:
-    out = np.zeros(len(HISTOGRAM_KEYS))
+    out = np.zeros(len(SCORED_KEYS))
     subsets = list(itertools.combinations(range(len(values)), k))
     for subset in subsets:
         best = max((values[i] for i in subset), key=HISTOGRAM_LEVEL.__getitem__)
-        out[HISTOGRAM_KEYS.index(best)] += 1
+        out[SCORED_KEYS.index(best)] += 1
     return out / len(subsets)
 
 
@@ -57,7 +57,7 @@ def test_best_of_k_distribution_matches_enumeration():
     rng = random.Random(7)
     for _ in range(40):
         n = rng.randint(1, 7)
-        values = [rng.choice(HISTOGRAM_KEYS) for _ in range(n)]
+        values = [rng.choice(SCORED_KEYS) for _ in range(n)]
         for k in range(1, n + 1):
             got = best_of_k_distribution(values, k)
             assert got == pytest.approx(brute_force_best_of_k(values, k), abs=1e-12), (values, k)
@@ -67,10 +67,10 @@ def test_best_of_k_distribution_matches_enumeration():
 def test_best_of_all_answers_is_the_single_best_answer():
     rng = random.Random(3)
     for _ in range(30):
-        values = [rng.choice(HISTOGRAM_KEYS) for _ in range(rng.randint(1, 9))]
+        values = [rng.choice(SCORED_KEYS) for _ in range(rng.randint(1, 9))]
         best = values[best_prediction_index(values)]
-        expected = np.zeros(len(HISTOGRAM_KEYS))
-        expected[HISTOGRAM_KEYS.index(best)] = 1
+        expected = np.zeros(len(SCORED_KEYS))
+        expected[SCORED_KEYS.index(best)] = 1
         assert best_of_k_distribution(values, len(values)) == pytest.approx(expected)
 
 
@@ -82,9 +82,9 @@ def test_selection_prefers_more_specific_and_breaks_ties_by_lowest_index():
 
 def test_best_of_one_is_the_plain_share_of_each_category():
     rows = best_of_k_matrix([["specific", "wrong"], ["generic", "generic"]], 1)
-    assert rows.shape == (2, len(HISTOGRAM_KEYS))
-    assert rows[0][HISTOGRAM_KEYS.index("specific")] == 0.5
-    assert rows[1][HISTOGRAM_KEYS.index("generic")] == 1.0
+    assert rows.shape == (2, len(SCORED_KEYS))
+    assert rows[0][SCORED_KEYS.index("specific")] == 0.5
+    assert rows[1][SCORED_KEYS.index("generic")] == 1.0
 
 
 def test_unknown_item_values_are_refused():
@@ -95,3 +95,8 @@ def test_unknown_item_values_are_refused():
 def test_k_values_end_at_n():
     assert k_values(64) == [1, 2, 4, 8, 16, 32, 64]
     assert k_values(10) == [1, 2, 4, 8, 10]
+
+
+def test_an_undecided_answer_has_no_rank():
+    with pytest.raises(ValueError, match="no evaluation level for \\['undecided'\\]"):
+        best_of_k_distribution(["specific", "undecided"], 1)

@@ -1,4 +1,5 @@
-"""End to end on recorded predictions: judge (offline) -> report, through the CLI; the plots render."""
+"""End to end on recorded predictions: judge (offline, and the default LLM judge against the fake judge
+server) -> report, through the CLI; the plots render."""
 
 import io
 import json
@@ -29,29 +30,47 @@ def test_shipped_recorded_predictions_are_valid_and_varied(tmp_path):
     assert any(r.answer == "None" for r in records)  # and abstentions
 
 
+CORRECT = ("generic", "less specific", "specific", "more specific")
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    """predictions -> speciarl eval judge -> speciarl eval report (twice: base and a second run)."""
+    """predictions -> speciarl eval judge (offline; and the default LLM judge, served by the fake judge)
+    -> speciarl eval report, undecided answers left out (``report``) and counted as wrong (``as_wrong``)."""
+    from speciarl_verl.testing.fake_judge_server import FakeJudgeServer
+
     root = tmp_path_factory.mktemp("pipeline")
     predictions = recorded_predictions_path(root)
-    verdicts = root / "base.jsonl"
-    assert speciarl(["eval", "judge", "--predictions", str(predictions), "--out", str(verdicts), "--no-progress"]) == 0
-    # A second "run": the same answers judged with undecided pairs filed as abstain.
-    other = root / "other.jsonl"
-    args = ["eval", "judge", "--predictions", str(predictions), "--out", str(other), "--judge", "offline"]
-    assert speciarl([*args, "--judge-set", "deferred_outcome=abstain", "--no-progress"]) == 0
-    out = root / "report"
-    args = ["eval", "report", "--verdicts", str(verdicts), "--verdicts", str(other), "--out", str(out)]
-    assert speciarl([*args, "--bootstrap", "200", "--train-domain", "cub200"]) == 0
-    return root, out
+    judge = ["eval", "judge", "--predictions", str(predictions), "--no-progress"]
+    offline = root / "offline.jsonl"
+    assert speciarl([*judge, "--out", str(offline), "--judge", "offline"]) == 0
+    llm = root / "llm.jsonl"
+    with FakeJudgeServer() as server:
+        settings = [f"llm.endpoints=[{server.url}]", f"cache.path={root / 'cache.sqlite'}"]
+        assert speciarl([*judge, "--out", str(llm), *(x for s in settings for x in ("--judge-set", s))]) == 0
+    report = ["eval", "report", "--verdicts", str(offline), "--verdicts", str(llm), "--train-domain", "cub200"]
+    assert speciarl([*report, "--out", str(root / "report"), "--bootstrap", "200"]) == 0
+    assert speciarl([*report, "--out", str(root / "as_wrong"), "--bootstrap", "0", "--undecided", "wrong"]) == 0
+    return root, root / "report"
+
+
+def per_image_correctness(verdicts_path, source):
+    """Mean over images of the correct share of the image's decided answers, computed from the file."""
+    images = {}
+    for row in map(json.loads, verdicts_path.read_text().splitlines()):
+        if row["data_source"] == source and row.get("reason") != "undecided":
+            images.setdefault(row["sample_id"], []).append(row["category"] in CORRECT)
+    return sum(sum(v) / len(v) for v in images.values()) / len(images)
 
 
 def test_report_json_is_consistent_with_its_histograms(pipeline):
-    _, out = pipeline
+    root, out = pipeline
     report = json.loads((out / "report.json").read_text())
-    assert set(report["runs"]) == {"base", "other"}
-    base = report["runs"]["base"]
-    assert set(base["per_source"]) == {
+    assert set(report["runs"]) == {"offline", "llm"}
+    offline, llm = report["runs"]["offline"], report["runs"]["llm"]
+    assert offline["judges"] == {"offline": 192}
+    assert llm["judges"] == {"llm:meta-llama/Llama-3.3-70B-Instruct": 192}
+    assert set(offline["per_source"]) == {
         "cub200",
         "fgvc_aircraft",
         "flowers102",
@@ -59,29 +78,43 @@ def test_report_json_is_consistent_with_its_histograms(pipeline):
         "oxford_pets",
         "stanford_cars",
     }
-    for block in base["per_source"].values():
+    for source, block in offline["per_source"].items():
         counts = block["counts"]
         assert sum(counts.values()) == block["n"] == 4 * block["images"]
-        correct = counts["generic"] + counts["less specific"] + counts["specific"] + counts["more specific"]
-        assert block["correctness"] == pytest.approx(correct / block["n"])
-        assert block["specificity"] == pytest.approx((counts["specific"] + counts["more specific"]) / correct)
-        assert block["best_of_n"]["k"] == [1, 2, 4]
-    ood = base["ood_mean"]
+        assert block["undecided"] == counts["undecided"] > 0
+        assert block["scored"]["answers"] == block["n"] - counts["undecided"]
+        assert block["correctness"] == pytest.approx(per_image_correctness(root / "offline.jsonl", source))
+        assert block["best_of_n"]["k"][0] == 1
+    assert offline["undecided"] == sum(b["undecided"] for b in offline["per_source"].values())
+    assert llm["undecided"] == 0  # the LLM judge decides every parsed answer
+    ood = offline["ood_mean"]
     assert "cub200" not in ood["sources"] and len(ood["sources"]) == 5
-    mean_correctness = sum(base["per_source"][s]["correctness"] for s in ood["sources"]) / 5
+    mean_correctness = sum(offline["per_source"][s]["correctness"] for s in ood["sources"]) / 5
     assert ood["correctness"] == pytest.approx(mean_correctness)
-    # Filing undecided pairs as abstain instead of wrong moves answers between two non-correct categories.
-    other = report["runs"]["other"]
-    assert other["ood_mean"]["correctness"] == pytest.approx(ood["correctness"])
-    assert sum(b["counts"]["abstain"] for b in other["per_source"].values()) > sum(
-        b["counts"]["abstain"] for b in base["per_source"].values()
-    )
+
+
+def test_undecided_answers_count_as_wrong_only_when_asked(pipeline):
+    root, out = pipeline
+    excluded = json.loads((out / "report.json").read_text())["runs"]["offline"]
+    as_wrong = json.loads((root / "as_wrong" / "report.json").read_text())["runs"]["offline"]
+    for source, block in as_wrong["per_source"].items():
+        counts = block["counts"]
+        correct = sum(counts[c] for c in CORRECT)
+        assert counts == excluded["per_source"][source]["counts"]  # the histogram is the same either way
+        assert block["correctness"] == pytest.approx(correct / block["n"])  # every answer counts
+        assert block["specificity"] == pytest.approx((counts["specific"] + counts["more specific"]) / correct)
+        assert block["correctness"] < excluded["per_source"][source]["correctness"]
+        assert block["best_of_n"]["k"] == [1, 2, 4]
+    assert "counted as `wrong`" in (root / "as_wrong" / "report.md").read_text()
 
 
 def test_report_markdown_and_plots_are_written(pipeline):
     _, out = pipeline
     text = (out / "report.md").read_text()
     assert "## Metric definitions" in text and "## Side by side" in text and "### Best-of-N" in text
+    assert "judged by `offline` (192); undecided answers: " in text
+    assert "judged by `llm:meta-llama/Llama-3.3-70B-Instruct` (192); undecided answers: 0" in text
+    assert "| wrong | undecided | unparseable |" in text
     for name, file_name in PLOT_FILES.items():
         assert f"]({file_name})" in text
         assert_png((out / file_name).read_bytes(), name)
@@ -98,6 +131,7 @@ def test_report_tour_returns_the_markdown_of_a_full_run(tmp_path):
     assert path == tmp_path / "tour" / "report" / "report.md"
     text = path.read_text()
     assert "out-of-domain mean" in text and "recorded (offline judge)" in text
+    assert "judged by `offline` (192); undecided answers: 48" in text and "left out of every metric" in text
     assert (tmp_path / "tour" / "verdicts.jsonl").exists()
     # Running it again starts over rather than appending to old verdicts.
     assert report_tour(tmp_path / "tour", bootstrap=50).read_text() == text

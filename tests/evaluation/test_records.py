@@ -84,3 +84,42 @@ def test_verdict_rows_are_validated_with_file_and_line(tmp_path, jsonl_writer):
     path = jsonl_writer(tmp_path / "src.jsonl", [good, dict(good, prediction_index=1, data_source="food101")])
     with pytest.raises(ValueError, match=rf"^{path}:2: sample 'a' has data_source 'food101'"):
         load_verdicts(path)
+
+
+def test_a_null_category_says_why_and_reads_back_the_same(tmp_path, jsonl_writer):
+    base = {"sample_id": "a", "data_source": "cub200", "category": None}
+    rows = [
+        dict(base, prediction_index=0, source="offline", reason="undecided"),
+        dict(base, prediction_index=1, source="unparseable", reason="unparseable"),
+        dict(base, prediction_index=2, source="unparseable"),  # written before 'reason' existed
+        dict(base, prediction_index=3, category="wrong", source="deferred"),  # an older offline run's placeholder
+        dict(base, prediction_index=4, category="wrong", source="llm"),
+    ]
+    records = load_verdicts(jsonl_writer(tmp_path / "v.jsonl", rows))
+    assert [r.outcome for r in records] == ["undecided", "unparseable", "unparseable", "undecided", "wrong"]
+    again = load_verdicts(jsonl_writer(tmp_path / "again.jsonl", [r.to_json() for r in records]))
+    assert again == records
+    assert "reason" not in records[4].to_json()
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"category": None, "reason": "skipped"}, "'reason' 'skipped' is only for a null category"),
+        ({"category": "wrong", "reason": "undecided"}, "'reason' 'undecided' is only for a null category"),
+        ({"category": None, "reason": 1}, "'reason' must be a string or null"),
+    ],
+)
+def test_bad_reasons_are_refused(tmp_path, jsonl_writer, row, message):
+    path = jsonl_writer(
+        tmp_path / "v.jsonl", [{"sample_id": "a", "data_source": "cub200", "prediction_index": 0, **row}]
+    )
+    with pytest.raises(ValueError, match=message):
+        load_verdicts(path)
+
+
+def test_undecided_is_the_word_speciarl_verify_writes():
+    from speciarl_verl.evaluation.records import UNDECIDED
+    from speciarl_verl.judge.cli import UNDECIDED as VERIFY_UNDECIDED
+
+    assert UNDECIDED == VERIFY_UNDECIDED

@@ -20,6 +20,7 @@ def test_per_source_block_from_a_hand_computed_histogram(verdict_factory):
         "generic": 1,
         "abstain": 0,
         "wrong": 1,
+        "undecided": 0,
         "unparseable": 1,
     }
     assert block["correctness"] == pytest.approx(3 / 5)
@@ -28,6 +29,86 @@ def test_per_source_block_from_a_hand_computed_histogram(verdict_factory):
     assert block["verdict_sources"] == {"offline": 4, "unparseable": 1}
     assert "best_of_n" not in block and "ci" not in block
     assert report["runs"]["base"]["ood_mean"] is None  # cub200 is the only (training) source
+
+
+def test_undecided_answers_have_their_own_column_and_are_left_out_by_default(verdict_factory):
+    # food101: 4 decided greedy answers (2 specific, 1 generic, 1 wrong) and 4 nobody decided.
+    images = [["specific"], ["specific"], ["generic"], ["wrong"], *[["undecided"]] * 4]
+    report = build_report([RunVerdicts("r", verdict_factory("food101", images))], NO_BOOTSTRAP)
+    run = report["runs"]["r"]
+    block = run["per_source"]["food101"]
+    assert (block["n"], block["images"], block["counts"]["undecided"], block["undecided"]) == (8, 8, 4, 4)
+    assert block["counts"]["wrong"] == 1  # not 5: an undecided answer is not a wrong one
+    assert block["scored"] == {"answers": 4, "images": 4}
+    assert block["correctness"] == pytest.approx(3 / 4) and block["specificity"] == pytest.approx(2 / 3)
+    assert run["undecided"] == 4 and report["settings"]["undecided"] == "exclude"
+    assert "left out of every metric" in report["definitions"]["undecided"]
+    text = render_markdown(report)
+    assert "| wrong | undecided | unparseable |" in text
+    assert "| food101 | 8 | 8 | 0 | 2 | 0 | 1 | 0 | 1 | 4 | 0 | 0.750 |" in text
+    assert "undecided answers: 4" in text and "left out of every metric" in text
+
+
+def test_undecided_answers_count_as_wrong_only_when_asked(verdict_factory):
+    images = [["specific"], ["specific"], ["generic"], ["wrong"], *[["undecided"]] * 4]
+    verdicts = verdict_factory("food101", images)
+    asked = build_report([RunVerdicts("r", verdicts)], ReportSettings(undecided="wrong", replicates=0))
+    block = asked["runs"]["r"]["per_source"]["food101"]
+    assert block["correctness"] == pytest.approx(3 / 8) and block["specificity"] == pytest.approx(2 / 3)
+    assert block["counts"]["undecided"] == 4 and block["counts"]["wrong"] == 1  # the raw histogram is untouched
+    assert block["scored"] == {"answers": 8, "images": 8}
+    assert asked["settings"]["undecided"] == "wrong"
+    assert "counted as `wrong`" in render_markdown(asked)
+    with pytest.raises(ValueError, match="expected 'exclude' or a category"):
+        ReportSettings(undecided="drop")
+
+
+def test_best_of_n_draws_from_the_decided_answers(verdict_factory):
+    images = [["specific", "undecided", "wrong", "wrong"], ["undecided", "generic", "undecided", "wrong"]]
+    block = build_report([RunVerdicts("r", verdict_factory("food101", images))], NO_BOOTSTRAP)["runs"]["r"][
+        "per_source"
+    ]["food101"]
+    bon = block["best_of_n"]
+    assert bon["k"] == [1, 2]  # the second image has two decided answers
+    assert bon["correctness"][-1] == pytest.approx((1 - 1 / 3 + 1.0) / 2)  # image 1: C(2,2)/C(3,2) misses
+    assert set(bon["counts_at_n"]) == {k for k in block["counts"] if k != "undecided"}
+    counted = build_report(
+        [RunVerdicts("r", verdict_factory("food101", images))], ReportSettings(undecided="wrong", replicates=0)
+    )
+    assert counted["runs"]["r"]["per_source"]["food101"]["best_of_n"]["k"] == [1, 2, 4]
+
+
+def test_a_source_with_nothing_decided_is_an_error_that_says_what_to_do(verdict_factory):
+    verdicts = [*verdict_factory("food101", [["specific"]]), *verdict_factory("flowers102", [["undecided"]] * 3)]
+    with pytest.raises(ValueError, match="every answer of 'flowers102' is undecided.*--judge llm.*--undecided wrong"):
+        build_report([RunVerdicts("r", verdicts)], NO_BOOTSTRAP)
+    block = build_report([RunVerdicts("r", verdicts)], ReportSettings(undecided="wrong", replicates=0))
+    assert block["runs"]["r"]["per_source"]["flowers102"]["correctness"] == 0.0
+
+
+def test_older_deferred_rows_read_as_undecided(verdict_factory):
+    """Rows an earlier offline run filed under a placeholder category (source ``deferred``) are not verdicts."""
+    [placeholder] = verdict_factory("food101", [["wrong"]], prefix="old/")
+    placeholder = placeholder.__class__(**{**placeholder.__dict__, "source": "deferred"})
+    report = build_report([RunVerdicts("r", [*verdict_factory("food101", [["specific"]]), placeholder])], NO_BOOTSTRAP)
+    block = report["runs"]["r"]["per_source"]["food101"]
+    assert (block["counts"]["undecided"], block["counts"]["wrong"], block["correctness"]) == (1, 0, 1.0)
+
+
+def test_the_report_names_the_judges_of_each_run(verdict_factory):
+    offline = verdict_factory("food101", [["specific"], ["undecided"]])
+    llm = verdict_factory("food101", [["specific"], ["wrong"]], judge="llm:meta-llama/Llama-3.3-70B-Instruct")
+    mixed = [*offline[:1], *verdict_factory("food101", [["generic"]], prefix="x", judge="llm:m")]
+    runs = [RunVerdicts("offline", offline), RunVerdicts("llm", llm), RunVerdicts("mixed", mixed)]
+    report = build_report(runs, NO_BOOTSTRAP)
+    assert report["runs"]["offline"]["judges"] == {"offline": 2}
+    assert report["runs"]["llm"]["judges"] == {"llm:meta-llama/Llama-3.3-70B-Instruct": 2}
+    assert report["runs"]["mixed"]["judges"] == {"llm:m": 1, "offline": 1}
+    assert [report["runs"][n]["undecided"] for n in ("offline", "llm", "mixed")] == [1, 0, 0]
+    text = render_markdown(report)
+    assert "judged by `offline` (2); undecided answers: 1" in text
+    assert "judged by `llm:meta-llama/Llama-3.3-70B-Instruct` (2); undecided answers: 0" in text
+    assert "Judged by `llm:m` (1), `offline` (1)." in text
 
 
 def test_ood_mean_reproduces_the_papers_base_model_row(verdict_factory):
