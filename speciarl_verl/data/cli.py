@@ -183,7 +183,7 @@ def _run_list(args: argparse.Namespace) -> int:
     for name in adapter_names():
         adapter = get_adapter(name)
         coop = ", CoOp JSON" if adapter.coop_image_dir else ""
-        print(f"  {name:<14} {', '.join(adapter.splits)}{coop}")
+        print(f"  {name:<17} {', '.join(adapter.splits)}{coop}")
     print("policy prompts:")
     for name in policy_prompt_names():
         prompt = get_policy_prompt(name)

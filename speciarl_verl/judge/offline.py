@@ -56,6 +56,8 @@ DOMAIN_NOUNS: Mapping[str, frozenset[str]] = MappingProxyType(
         "food101": frozenset({"food", "dish", "meal", "cuisine"}),
         "oxford_pets": frozenset({"pet", "animal"}),
         "stanford_cars": frozenset({"car", "vehicle", "automobile", "motor vehicle"}),
+        # the drawn task of speciarl_verl.data.adapters.synthetic_shapes (its DOMAIN_NOUN is "shape")
+        "synthetic_shapes": frozenset({"shape", "shapes", "geometric shape", "figure"}),
     }
 )
 

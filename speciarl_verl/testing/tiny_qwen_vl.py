@@ -12,8 +12,9 @@ paths, never to classify anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 __all__ = ["TINY_MIN_PIXELS", "TINY_MAX_PIXELS", "build_tiny_qwen25_vl"]
 
@@ -22,11 +23,19 @@ TINY_MIN_PIXELS = 28 * 28 * 4
 TINY_MAX_PIXELS = 28 * 28 * 16
 
 
-def build_tiny_qwen25_vl(save_dir: str | Path, corpus: Iterable[str] = ()) -> Path:
+def build_tiny_qwen25_vl(
+    save_dir: str | Path,
+    corpus: Iterable[str] = (),
+    *,
+    text_sizes: Mapping[str, Any] | None = None,
+    vision_sizes: Mapping[str, Any] | None = None,
+) -> Path:
     """Save a tiny Qwen2.5-VL (config, weights, tokenizer, processor, chat template) to ``save_dir``.
 
     ``corpus`` adds lines to the tokenizer's training text (e.g. the prompts a test uses),
-    so they encode to fewer tokens. Returns ``save_dir`` as a :class:`~pathlib.Path`.
+    so they encode to fewer tokens. ``text_sizes`` / ``vision_sizes`` override entries of the
+    text / vision config (e.g. ``{"hidden_size": 128}``); the defaults give the smallest model.
+    Returns ``save_dir`` as a :class:`~pathlib.Path`.
 
     Example::
 
@@ -49,32 +58,36 @@ def build_tiny_qwen25_vl(save_dir: str | Path, corpus: Iterable[str] = ()) -> Pa
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tiny_tokenizer(corpus=corpus)
     token_id = tokenizer.convert_tokens_to_ids
+    text_config = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1_000_000.0},
+        "bos_token_id": token_id("<|endoftext|>"),
+        "eos_token_id": token_id("<|im_end|>"),
+        "pad_token_id": token_id("<|endoftext|>"),
+        **(text_sizes or {}),
+    }
+    vision_config = {
+        "depth": 1,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 2,
+        "out_hidden_size": text_config["hidden_size"],  # the merger feeds the text model
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "window_size": 56,
+        "fullatt_block_indexes": [0],
+        **(vision_sizes or {}),
+    }
     config = Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1_000_000.0},
-            "bos_token_id": token_id("<|endoftext|>"),
-            "eos_token_id": token_id("<|im_end|>"),
-            "pad_token_id": token_id("<|endoftext|>"),
-        },
-        vision_config={
-            "depth": 1,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": 64,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 56,
-            "fullatt_block_indexes": [0],
-        },
+        text_config=text_config,
+        vision_config=vision_config,
         image_token_id=token_id("<|image_pad|>"),
         video_token_id=token_id("<|video_pad|>"),
         vision_start_token_id=token_id("<|vision_start|>"),

@@ -1,0 +1,506 @@
+"""A tiny Qwen2.5-VL that answers the synthetic shapes task, mostly generically: a policy for CPU runs of verl.
+
+A randomly initialised tiny model never writes a parseable ``<answer>``, so every reward is -1
+and every GRPO advantage 0. :func:`build_tiny_policy` builds the tiny Qwen2.5-VL of
+:mod:`speciarl_verl.testing.tiny_qwen_vl` and supervises it for a few hundred AdamW steps on
+the ``train`` images of :mod:`speciarl_verl.data.adapters.synthetic_shapes`, with the
+``general`` policy prompt exactly as the data builder writes it and as verl's agent loop
+renders it (chat template, ``qwen_vl_utils`` image path). The target response is::
+
+    <think>red circle</think><answer>LABEL</answer>
+
+where LABEL is drawn per example from :class:`LabelMix`: the species (``red circle``), the
+family (``circle``), the domain noun (``shape``) or ``None``. The default mix leans generic
+(15 % species, 45 % family, 30 % domain noun, 10 % None), like the reasoning VLMs of the
+paper: the model can name the species (its ``<think>`` does) but usually does not, so a
+group of sampled answers spans several verdict categories and the group reward has
+something to rank.
+
+Command line::
+
+    python -m speciarl_verl.cpu_debug.tiny_policy --out /tmp/tiny-policy --seed 0 --steps 300
+
+Python::
+
+    path = build_tiny_policy("/tmp/tiny-policy", seed=0)
+    model = transformers.AutoModelForImageTextToText.from_pretrained(path)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from speciarl_verl.data.adapters.synthetic_shapes import ShapeSpecies
+
+__all__ = [
+    "LabelMix",
+    "PolicyCheck",
+    "TARGET_FORMAT",
+    "target_response",
+    "chat_messages",
+    "encode_prompt",
+    "build_tiny_policy",
+    "sample_responses",
+    "check_policy",
+    "main",
+]
+
+#: The response the policy is taught; ``{label}`` is the species, family, domain noun or ``None``.
+TARGET_FORMAT = "<think>{colour} {family}</think><answer>{label}</answer>"
+_LEVELS = ("species", "family", "domain", "none")
+
+
+@dataclass(frozen=True)
+class LabelMix:
+    """Probabilities of the answer levels in the supervised targets; they must sum to 1.
+
+    >>> LabelMix().draw(random.Random(0))
+    'domain'
+    >>> LabelMix.parse("0.25,0.25,0.25,0.25").weights
+    (0.25, 0.25, 0.25, 0.25)
+    """
+
+    species: float = 0.15
+    family: float = 0.45
+    domain: float = 0.30
+    none: float = 0.10
+
+    def __post_init__(self) -> None:
+        weights = self.weights
+        if any(w < 0 for w in weights) or abs(sum(weights) - 1.0) > 1e-6:
+            raise ValueError(f"label mix weights must be non-negative and sum to 1, got {asdict(self)}")
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return tuple(getattr(self, level) for level in _LEVELS)
+
+    def draw(self, rng: random.Random) -> str:
+        """One level name (``species``, ``family``, ``domain`` or ``none``)."""
+        return rng.choices(_LEVELS, weights=self.weights)[0]
+
+    @classmethod
+    def parse(cls, text: str) -> LabelMix:
+        """``"0.15,0.45,0.3,0.1"`` (species, family, domain noun, None) -> a mix."""
+        try:
+            values = [float(part) for part in text.split(",")]
+        except ValueError:
+            values = []
+        if len(values) != len(_LEVELS):
+            raise ValueError(f"--mix takes 4 comma-separated numbers (species,family,domain,none), got {text!r}")
+        return cls(*values)
+
+
+def target_response(species: ShapeSpecies, level: str) -> str:
+    """The supervised response for a :class:`~speciarl_verl.data.adapters.synthetic_shapes.ShapeSpecies`.
+
+    >>> from speciarl_verl.data.adapters.synthetic_shapes import SPECIES
+    >>> target_response(SPECIES[0], "family")
+    '<think>red circle</think><answer>circle</answer>'
+    """
+    from speciarl_verl.data.adapters.synthetic_shapes import DOMAIN_NOUN
+
+    label = {"species": species.name, "family": species.family, "domain": DOMAIN_NOUN, "none": "None"}[level]
+    return TARGET_FORMAT.format(colour=species.colour, family=species.family, label=label)
+
+
+def chat_messages(user_content: str, image) -> list[dict]:
+    """A parquet ``prompt`` user turn (``"<image>" + text``) as the structured message verl's dataset makes of it.
+
+    Only the single-leading-image layout the data builder writes is accepted.
+    """
+    if not user_content.startswith("<image>") or user_content.count("<image>") != 1:
+        raise ValueError(f"expected one leading <image> in the user turn, got {user_content[:60]!r}")
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": image}, {"type": "text", "text": user_content[len("<image>") :]}],
+        }
+    ]
+
+
+def _tokenizer_corpus(prompt_text: str) -> list[str]:
+    from speciarl_verl.data.adapters.synthetic_shapes import SPECIES
+
+    lines = [prompt_text, "You are a helpful assistant."]
+    lines += [target_response(species, level) for species in SPECIES for level in _LEVELS]
+    return lines
+
+
+def encode_prompt(processor, user_content: str, image):
+    """``(prompt_ids, pixel_values, image_grid_thw)`` of one parquet user turn and its image.
+
+    The route of verl's agent loop: the structured message, ``qwen_vl_utils`` resizing, the
+    processor's chat template with the generation prompt, the processor. A test checks the
+    result against verl's own prompt builder token for token.
+    """
+    from qwen_vl_utils import process_vision_info
+
+    messages = chat_messages(user_content, image)
+    images, _ = process_vision_info(messages, image_patch_size=14)
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], images=images, return_tensors="pt")
+    return inputs["input_ids"][0], inputs["pixel_values"], inputs["image_grid_thw"]
+
+
+@contextmanager
+def _one_torch_thread():
+    """Run torch on one thread inside the block.
+
+    The model is too small to gain from a second thread, and OpenMP threads spinning against other busy
+    processes on a small machine make a step ten times slower; one thread also fixes the summation order.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, TextColumn("loss {task.fields[loss]:.3f}"), disable=not enabled)
+
+
+def build_tiny_policy(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    steps: int = 300,
+    batch_size: int = 16,
+    learning_rate: float = 1e-2,
+    mix: LabelMix | None = None,
+    prompt: str = "general",
+    images_per_class: int | None = None,
+    vision_depth: int = 1,
+    progress: bool = True,
+) -> Path:
+    """Build the tiny Qwen2.5-VL in ``out_dir``, supervise it on synthetic shapes, save it there; return the path.
+
+    ``steps`` AdamW steps of ``batch_size`` examples from the adapter's ``train`` split (the
+    first ``images_per_class`` images of each class, default all 64; each pass visits every
+    image once, in a seeded order); each example's answer level is drawn from ``mix``. Only
+    the response tokens are supervised. Same arguments, same weights (torch runs on one
+    thread inside). ``vision_depth`` is the number of vision transformer blocks (1 is the
+    smallest model; 2 reads the shape outline, hence the family, noticeably better for the
+    same steps). The folder loads with
+    ``transformers.AutoProcessor`` / ``AutoModelForImageTextToText`` and verl's
+    ``hf_tokenizer`` / ``hf_processor``; it also holds ``tiny_policy.json`` (the arguments and
+    the final loss).
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from speciarl_verl.prompts import get_policy_prompt
+    from speciarl_verl.testing.tiny_qwen_vl import build_tiny_qwen25_vl
+
+    if (
+        steps < 0
+        or batch_size < 1
+        or learning_rate <= 0
+        or vision_depth < 1
+        or (images_per_class is not None and images_per_class < 1)
+    ):
+        raise ValueError(
+            "need steps >= 0, batch_size >= 1, learning_rate > 0, vision_depth >= 1, images_per_class >= 1 or None; "
+            f"got {steps}, {batch_size}, {learning_rate}, {vision_depth}, {images_per_class}"
+        )
+    mix = mix or LabelMix()
+    policy_prompt = get_policy_prompt(prompt)
+    vision = {"depth": vision_depth, "fullatt_block_indexes": list(range(vision_depth))}
+    path = build_tiny_qwen25_vl(out_dir, corpus=_tokenizer_corpus(policy_prompt.text), vision_sizes=vision)
+    processor = AutoProcessor.from_pretrained(str(path))
+    torch.manual_seed(seed)
+    model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch.float32)
+    with _one_torch_thread():
+        examples = _TrainingImages.encode(processor, policy_prompt.user_content, images_per_class)
+        loss = _supervise(model, processor.tokenizer, examples, mix, seed, steps, batch_size, learning_rate, progress)
+    model.eval()
+    model.save_pretrained(str(path))
+    record = {
+        "seed": seed,
+        "steps": steps,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "mix": asdict(mix),
+        "prompt": {"name": policy_prompt.name, "version": policy_prompt.version},
+        "images_per_class": images_per_class,
+        "vision_depth": vision_depth,
+        "target_format": TARGET_FORMAT,
+        "final_loss": loss,
+    }
+    (path / "tiny_policy.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+@dataclass(frozen=True)
+class _TrainingImages:
+    """The encoded ``train`` split: per-image pixels and the prompt, which is one token sequence for all images."""
+
+    prompt_ids: object  # torch.Tensor
+    species: tuple
+    pixels: tuple
+    grids: tuple
+
+    @classmethod
+    def encode(cls, processor, user_content: str, images_per_class: int | None = None) -> _TrainingImages:
+        import torch
+
+        from speciarl_verl.data.adapters.synthetic_shapes import SPLIT_SIZES, render_shape, species_in_split
+
+        prompt_ids, species, pixels, grids = None, [], [], []
+        for kind in species_in_split("train"):
+            for index in range(min(SPLIT_SIZES["train"], images_per_class or SPLIT_SIZES["train"])):
+                ids, pixel_values, grid = encode_prompt(processor, user_content, render_shape(kind, "train", index))
+                if prompt_ids is None:
+                    prompt_ids = ids
+                elif not torch.equal(ids, prompt_ids):
+                    raise RuntimeError("two synthetic images gave different prompts; the renderer must use one size")
+                species.append(kind)
+                pixels.append(pixel_values)
+                grids.append(grid)
+        return cls(prompt_ids, tuple(species), tuple(pixels), tuple(grids))
+
+
+def _supervise(model, tokenizer, data: _TrainingImages, mix: LabelMix, seed, steps, batch_size, lr, progress) -> float:
+    """AdamW on the response tokens only (the prompt is masked); returns the last step's loss."""
+    import torch
+
+    from speciarl_verl.data.adapters.synthetic_shapes import SPECIES
+
+    responses = {
+        (species.class_id, level): tokenizer(target_response(species, level), add_special_tokens=False)["input_ids"]
+        + [tokenizer.eos_token_id]
+        for species in SPECIES
+        for level in _LEVELS
+    }
+    rng = random.Random(f"tiny-policy/{seed}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    # Short warm-up, then the full rate for most of the run: the model only starts reading the image after some
+    # tens of steps at a high rate, so the rate decays (linearly, to a tenth) over the last 30 % only.
+    warmup, decay_from = max(1, min(10, steps // 10)), int(0.7 * steps)
+
+    def rate(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.1, 1 - (step - decay_from) / max(1, steps - decay_from)) if step >= decay_from else 1.0
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+    prompt_len = len(data.prompt_ids)
+    order: list[int] = []
+    loss = float("nan")
+    model.train()
+    with _progress(progress) as bar:
+        task = bar.add_task("supervising the tiny policy", total=steps, loss=loss)
+        for _ in range(steps):
+            batch = []
+            while len(batch) < batch_size:
+                order = order or rng.sample(range(len(data.species)), len(data.species))
+                batch.append(order.pop())
+            targets = [responses[(data.species[i].class_id, mix.draw(rng))] for i in batch]
+            input_ids = torch.full((batch_size, prompt_len + max(map(len, targets))), tokenizer.pad_token_id)
+            labels = torch.full_like(input_ids, -100)
+            attention = torch.zeros_like(input_ids)
+            input_ids[:, :prompt_len] = data.prompt_ids
+            for row, target in enumerate(targets):
+                end = prompt_len + len(target)
+                input_ids[row, prompt_len:end] = labels[row, prompt_len:end] = torch.tensor(target)
+                attention[row, :end] = 1
+            out = model(
+                input_ids=input_ids,
+                attention_mask=attention,
+                pixel_values=torch.cat([data.pixels[i] for i in batch]),
+                image_grid_thw=torch.cat([data.grids[i] for i in batch]),
+                labels=labels,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            loss = float(out.loss.detach())
+            bar.update(task, advance=1, loss=loss)
+    return loss
+
+
+def sample_responses(
+    model_dir: str | Path,
+    rows: Sequence[dict],
+    *,
+    n: int = 8,
+    temperature: float = 1.0,
+    max_new_tokens: int = 48,
+    seed: int = 0,
+) -> list[list[str]]:
+    """``n`` responses sampled with ``model.generate`` per parquet row (its ``prompt`` and ``images``), decoded."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(model_dir))
+    model = AutoModelForImageTextToText.from_pretrained(str(model_dir)).eval()
+    torch.manual_seed(seed)
+    with _one_torch_thread():
+        return [_sample_group(model, processor, row, n, temperature, max_new_tokens) for row in rows]
+
+
+def _sample_group(model, processor, row: dict, n: int, temperature: float, max_new_tokens: int) -> list[str]:
+    import io
+
+    import torch
+    from PIL import Image
+
+    tokenizer = processor.tokenizer
+    image = Image.open(io.BytesIO(row["images"][0]["bytes"])).convert("RGB")
+    ids, pixel_values, grid = encode_prompt(processor, row["prompt"][0]["content"], image)
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=ids[None].repeat(n, 1),
+            attention_mask=torch.ones(n, len(ids), dtype=torch.long),
+            pixel_values=pixel_values.repeat(n, 1),
+            image_grid_thw=grid.repeat(n, 1),
+            do_sample=True,
+            temperature=temperature,
+            top_p=1.0,
+            top_k=0,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    return tokenizer.batch_decode(out[:, len(ids) :], skip_special_tokens=True)
+
+
+@dataclass(frozen=True)
+class PolicyCheck:
+    """Sampled groups in numbers: parse rate, verdict shares, groups with two or more verdicts, species accuracy."""
+
+    groups: int
+    responses: int
+    parse_rate: float
+    categories: dict[str, float]
+    varied_groups: float
+    species_named: int
+    species_correct: float
+
+
+def check_policy(rows: Sequence[dict], groups: Sequence[Sequence[str]]) -> PolicyCheck:
+    """Judge sampled ``groups`` (one per parquet row) with the offline rule tier and summarise them.
+
+    A parsed answer that names a species (``<colour> <family>``) counts in ``species_named``;
+    ``species_correct`` is the share of those that are the ground truth.
+    """
+    from speciarl_verl.core.answer_parsing import parse_answer
+    from speciarl_verl.core.categories import Category
+    from speciarl_verl.core.label_normalization import normalize_label
+    from speciarl_verl.data.adapters.synthetic_shapes import SPECIES
+    from speciarl_verl.judge.offline import decide_offline
+    from speciarl_verl.judge.verifier import VerificationRequest
+
+    species_names = {normalize_label(s.name) for s in SPECIES}
+    categories: Counter[str] = Counter()
+    parsed = varied = named = named_right = total = 0
+    for row, responses in zip(rows, groups, strict=True):
+        extra = row["extra_info"]
+        seen = set()
+        for response in responses:
+            total += 1
+            label = parse_answer(response)
+            if label is None:
+                seen.add("unparseable")
+                categories["unparseable"] += 1
+                continue
+            parsed += 1
+            request = VerificationRequest(
+                row["reward_model"]["ground_truth"], label, row["data_source"],
+                tuple(extra["parents"]), tuple(extra["synonyms"]),
+            )  # fmt: skip
+            category = decide_offline(request) or Category.WRONG
+            seen.add(category.value)
+            categories[category.value] += 1
+            if normalize_label(label) in species_names:
+                named += 1
+                named_right += category is Category.SPECIFIC
+        varied += len(seen) > 1
+    return PolicyCheck(
+        groups=len(groups),
+        responses=total,
+        parse_rate=parsed / max(1, total),
+        categories={name: count / max(1, total) for name, count in sorted(categories.items())},
+        varied_groups=varied / max(1, len(groups)),
+        species_named=named,
+        species_correct=named_right / max(1, named),
+    )
+
+
+def _build_check_rows(split: str, count: int, seed: int) -> list[dict]:
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    from speciarl_verl.data.builder import BuildOptions, SourceSpec, build_parquet
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = build_parquet(
+            SourceSpec("synthetic_shapes", ".", split, subset=count), Path(tmp) / f"{split}.parquet",
+            BuildOptions(seed=seed, progress=False),
+        )  # fmt: skip
+        return pq.read_table(out.parquet).to_pylist()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m speciarl_verl.cpu_debug.tiny_policy``: build the policy, optionally sample and summarise it."""
+    parser = argparse.ArgumentParser(
+        prog="python -m speciarl_verl.cpu_debug.tiny_policy",
+        description="Build a tiny Qwen2.5-VL supervised on synthetic shapes (generic-leaning), for CPU runs of verl.",
+    )
+    parser.add_argument("--out", required=True, help="folder to write the model to (created)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=300, help="AdamW steps (default 300)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--vision-depth", type=int, default=1, help="vision transformer blocks (default 1)")
+    parser.add_argument(
+        "--mix",
+        type=LabelMix.parse,
+        default=LabelMix(),
+        help="species,family,domain,none shares of the targets (default 0.15,0.45,0.3,0.1)",
+    )
+    parser.add_argument(
+        "--check",
+        type=int,
+        default=0,
+        metavar="K",
+        help="then sample 8 answers for each of K train images and print the summary",
+    )
+    args = parser.parse_args(argv)
+    path = build_tiny_policy(
+        args.out,
+        seed=args.seed,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        mix=args.mix,
+        vision_depth=args.vision_depth,
+    )
+    print(f"wrote {path}")
+    if args.check:
+        rows = _build_check_rows("train", args.check, args.seed)
+        summary = check_policy(rows, sample_responses(path, rows, n=8, seed=args.seed))
+        print(json.dumps(asdict(summary), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
