@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sysconfig
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -43,7 +44,10 @@ def project() -> dict:
 
 
 def test_the_installed_environment_is_the_lock(cpu_lock):
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    # Only the venv's site-packages: once anything imports pkg_resources, setuptools puts its own
+    # vendored copies (packaging, zipp, ...) on sys.path, and those are not what the lock installed.
+    site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions(path=site)}
     drift = {
         name: (pinned, installed.get(name))
         for name, pinned in cpu_lock.items()

@@ -147,8 +147,10 @@ def test_mixed_spec_parsing():
 def test_list_shows_datasets_splits_and_prompts(capsys):
     assert main(["data", "list"]) == 0
     printed = capsys.readouterr().out
-    assert "fgvc_aircraft  train, val, trainval, test" in printed
-    assert "oxford_pets    trainval, test, CoOp JSON" in printed
+    lines = {line.split()[0]: " ".join(line.split()[1:]) for line in printed.splitlines() if line.startswith("  ")}
+    assert lines["fgvc_aircraft"] == "train, val, trainval, test"
+    assert lines["oxford_pets"] == "trainval, test, CoOp JSON"
+    assert lines["synthetic_shapes"] == "train, val, test, test_ood"
     for name in (
         "general",
         "specific",
