@@ -1,20 +1,29 @@
 """One GRPO step's reward through SpeciaRL's reward manager against a local judge endpoint.
 
     python benchmarks/reward_path.py            # 256 prompts x 10 rollouts
-    python benchmarks/reward_path.py --quick    # 48 prompts x 10 rollouts, under 30 s
+    python benchmarks/reward_path.py --quick    # 48 prompts x 10 rollouts, under a minute
 
-The judge is a local OpenAI-compatible server with a fixed latency L per request and at
-most C requests served at once, so no client can beat ``unique pairs x L / C`` on a cold
-cache. Measured side by side in one run:
+The judge is a local OpenAI-compatible server in a process of its own, with a fixed latency
+L per request and at most C requests served at once, so no client can beat
+``unique pairs x L / C`` on a cold cache. Measured in one run:
 
-* cold step: our reward manager (``judge.kind=llm``, SQLite cache, empty) over every
-  rollout of the step, as verl's reward loop calls it (all rollouts concurrently);
-* warm step: the same step again, every verdict cached;
-* sequential baseline: verl's own ``naive`` reward manager with a plain custom reward
-  function that makes one blocking judge request per rollout (what a verl user writes).
+* cold step: our reward manager (``judge.kind=llm``, SQLite cache, empty) over every rollout
+  of the step, as verl's reward loop calls it (all rollouts concurrently);
+* the same cold step against a judge without a concurrency cap (our client at its default
+  ``max_in_flight``), with ``judge.kind=llm`` and with ``judge.kind=auto`` (rule tier first),
+  each with its own empty cache;
+* warm step: the same step again with every verdict cached, plus the group stage's per-group
+  math (records -> rewards and rewritten records, :func:`score_group_records`); repeated,
+  reported as the median wall time and the median process CPU time per rollout (the CPU
+  figure is the stable one on a shared machine);
+* fresh worker: a new reward manager (empty memo) on the filled SQLite cache, first step;
+* naive manager (thread pool of N): verl's own ``naive`` reward manager with a plain custom
+  reward function making one blocking judge request per rollout (what a verl user writes).
+  verl runs that function on the event loop's default thread pool, so it is an N-way parallel
+  loop, N = min(32, CPUs + 4); it is not a sequential one.
 
-Rollouts: 2-4 distinct answers per group drawn from a shared class vocabulary (the CUB
-class names), as a policy mid-training produces them.
+Rollouts: 2-4 distinct answers per group drawn from a shared class vocabulary (the CUB class
+names), as a policy mid-training produces them.
 """
 
 from __future__ import annotations
@@ -23,7 +32,9 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +43,7 @@ from pathlib import Path
 # 50 ms keeps the benchmark short and the client's own overhead visible.
 L_SECONDS = 0.05
 C_CONCURRENCY = 32
+UNCAPPED = 100_000  # a judge that serves every request at once
 
 
 class JudgeProcess:
@@ -104,19 +116,54 @@ def unique_pairs(step) -> int:
     return len({(normalize_label(t), normalize_label(a)) for t, answers in step for a in answers})
 
 
-def timed_step(manager, protos) -> float:
+def run_step(manager, protos) -> list[dict]:
+    """Every rollout of the step through ``run_single`` at once, as verl's reward loop sends them."""
+
     async def all_rollouts():
         return await asyncio.gather(*(manager.run_single(p) for p in protos))
 
-    started = time.perf_counter()
     results = manager.loop.run_until_complete(all_rollouts())
-    elapsed = time.perf_counter() - started
     failed = [r for r in results if r["reward_extra_info"].get("status") == "judge_error"]
     if failed:
         raise RuntimeError(
             f"{len(failed)} rollouts failed to be judged: {failed[0]['reward_extra_info']['judge_error']}"
         )
-    return elapsed
+    return results
+
+
+def timed_step(manager, protos) -> tuple[float, float]:
+    """(wall s, process CPU s) of one step's ``run_single`` calls."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run_step(manager, protos)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def group_math(settings, results: list[dict], n: int) -> None:
+    """The group stage's per-group work on the step's records (TransferQueue I/O left out)."""
+    from speciarl_verl.verl_ext.group_stage import score_group_records
+
+    for start in range(0, len(results), n):
+        records = [r["reward_extra_info"] for r in results[start : start + n]]
+        score_group_records(records, settings, uid=f"u{start // n}")
+
+
+def timed_warm_step(manager, protos, n: int) -> tuple[float, float, float]:
+    """(wall s, process CPU s, of which group math CPU s) of a step whose verdicts are all cached."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    results = run_step(manager, protos)
+    group_cpu = time.process_time()
+    group_math(manager.settings, results, n)
+    end_cpu, end_wall = time.process_time(), time.perf_counter()
+    sources = {r["reward_extra_info"]["verdict_source"] for r in results} - {None}
+    if sources != {"cache"}:
+        raise RuntimeError(f"a warm step should find every verdict cached, got sources {sorted(sources)}")
+    return end_wall - wall, end_cpu - cpu, end_cpu - group_cpu
+
+
+def naive_pool_size() -> int:
+    """Threads of the event loop's default executor, which verl's naive manager runs its reward function on."""
+    cpus = os.process_cpu_count() if hasattr(os, "process_cpu_count") else os.cpu_count()
+    return min(32, (cpus or 1) + 4)
 
 
 def plain_reward_function(url: str):
@@ -155,6 +202,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency", type=float, default=L_SECONDS, help="judge seconds per request (L)")
     parser.add_argument("--concurrency", type=int, default=C_CONCURRENCY, help="requests the judge serves at once (C)")
+    parser.add_argument("--repeats", type=int, default=7, help="warm steps measured (median reported)")
+    parser.add_argument("--fresh-workers", type=int, default=3, help="fresh workers measured (median reported)")
     args = parser.parse_args()
     latency, concurrency = args.latency, args.concurrency
     prompts = args.prompts or (48 if args.quick else 256)
@@ -174,38 +223,69 @@ def main() -> int:
     tokenizer = build_tiny_tokenizer(work / "tokenizer")
     step = make_step(prompts, args.n, args.seed)
     protos = dataprotos(tokenizer, step)
-    # The whole step's inputs sit in this one process (a reward worker never holds them all);
-    # freezing them keeps the garbage collector from re-walking them in every measured run.
-    gc.collect()
-    gc.freeze()
     pairs = unique_pairs(step)
     limit = pairs * latency / concurrency
+    rollouts = len(protos)
 
-    with JudgeProcess(latency, concurrency) as server:
-        config = compose_config(
-            overrides=[
-                f"actor_rollout_ref.model.path={work / 'tokenizer'}",
-                "reward.reward_kwargs.judge.kind=llm",
-                f"reward.reward_kwargs.judge.llm.endpoints=[{server.url}]",
-                "reward.reward_kwargs.judge.llm.model=fake-judge",
-                f"reward.reward_kwargs.judge.llm.max_in_flight={2 * concurrency}",
-                f"reward.reward_kwargs.judge.cache.path={work / 'verdicts.sqlite'}",
-            ]
-        )
-        manager = load_reward_manager(config, tokenizer)
+    def manager_for(server: JudgeProcess, kind: str, cache: str, max_in_flight: int | None = None):
+        overrides = [
+            f"actor_rollout_ref.model.path={work / 'tokenizer'}",
+            f"reward.reward_kwargs.judge.kind={kind}",
+            f"reward.reward_kwargs.judge.llm.endpoints=[{server.url}]",
+            "reward.reward_kwargs.judge.llm.model=fake-judge",
+            f"reward.reward_kwargs.judge.cache.path={work / cache}",
+        ]
+        if max_in_flight is not None:
+            overrides.append(f"reward.reward_kwargs.judge.llm.max_in_flight={max_in_flight}")
+        config = compose_config(overrides=overrides)
+        return config, load_reward_manager(config, tokenizer)
+
+    def scored(manager, measure):
+        try:
+            return measure(manager)
+        finally:
+            manager.loop.run_until_complete(manager.verifier.aclose())
+
+    with JudgeProcess(latency, concurrency) as server, JudgeProcess(latency, UNCAPPED) as uncapped:
+        config, manager = manager_for(server, "llm", "verdicts.sqlite", max_in_flight=2 * concurrency)
         # transformers imports its framework probes on the first decode of a process (~0.4 s here);
         # pay that once before timing, as a long-lived reward worker has.
         tokenizer.decode([0, 1, 2], skip_special_tokens=True)
-        cold = timed_step(manager, protos)
+        # The whole step's inputs sit in this one process (a reward worker never holds them all),
+        # beside everything loading verl and the manager created; a long-lived worker's start-up
+        # objects are old, so freezing them keeps the collector from re-walking them in a measured step.
+        gc.collect()
+        gc.freeze()
+        cold, cold_cpu = timed_step(manager, protos)
         judge_calls = server.calls
-        warm = timed_step(manager, protos)
+
+        warm_runs = [timed_warm_step(manager, protos, args.n) for _ in range(args.repeats)]
+        scored(manager, lambda _: None)
+        warm = statistics.median(w for w, _, _ in warm_runs)
+        warm_cpu = statistics.median(c for _, c, _ in warm_runs)
+        group_cpu = statistics.median(g for _, _, g in warm_runs)
+
+        calls_before = server.calls
+        fresh_runs = [
+            scored(manager_for(server, "llm", "verdicts.sqlite")[1], lambda m: timed_step(m, protos))
+            for _ in range(args.fresh_workers)
+        ]
+        fresh = statistics.median(w for w, _ in fresh_runs)
+        fresh_cpu = statistics.median(c for _, c in fresh_runs)
+        fresh_calls = server.calls - calls_before
+
+        # The judge without a concurrency cap, our client at its default max_in_flight.
+        cold_uncapped, _ = scored(manager_for(uncapped, "llm", "uncapped.sqlite")[1], lambda m: timed_step(m, protos))
+        uncapped_calls = uncapped.calls
+        auto, _ = scored(manager_for(uncapped, "auto", "uncapped-auto.sqlite")[1], lambda m: timed_step(m, protos))
+        auto_calls = uncapped.calls - uncapped_calls
 
         calls_before = server.calls
         naive = NaiveRewardManager(config, tokenizer, compute_score=plain_reward_function(server.url))
-        sequential = timed_step(naive, protos)
-        sequential_calls = server.calls - calls_before
+        naive_s, _ = timed_step(naive, protos)
+        naive_calls = server.calls - calls_before
 
-    rollouts = len(protos)
+    per_rollout_us = 1e6 / rollouts
     report = {
         "rollouts": rollouts,
         "unique_pairs": pairs,
@@ -213,15 +293,31 @@ def main() -> int:
         "server_concurrency": concurrency,
         "limit_s": round(limit, 4),
         "cold_s": round(cold, 4),
-        "warm_s": round(warm, 4),
-        "sequential_s": round(sequential, 4),
+        "cold_cpu_us_per_rollout": round(cold_cpu * per_rollout_us, 1),
         "judge_calls": judge_calls,
-        "sequential_judge_calls": sequential_calls,
+        "cold_uncapped_s": round(cold_uncapped, 4),
+        "uncapped_judge_calls": uncapped_calls,
+        "cold_auto_uncapped_s": round(auto, 4),
+        "auto_judge_calls": auto_calls,
+        "warm_repeats": args.repeats,
+        "warm_s": round(warm, 4),
+        "warm_cpu_s": round(warm_cpu, 4),
+        "warm_us_per_rollout": round(warm_cpu * per_rollout_us, 1),
+        "warm_us_per_rollout_min": round(min(c for _, c, _ in warm_runs) * per_rollout_us, 1),
+        "warm_group_math_us_per_rollout": round(group_cpu * per_rollout_us, 1),
+        "fresh_worker_sqlite_s": round(fresh, 4),
+        "fresh_worker_us_per_rollout": round(fresh_cpu * per_rollout_us, 1),
+        "fresh_worker_judge_calls": fresh_calls,
+        "naive_pool_threads": naive_pool_size(),
+        "naive_s": round(naive_s, 4),
+        "naive_judge_calls": naive_calls,
+        # CPU time is per process, but a shared machine's other load still slows it (caches, SMT siblings)
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(report, indent=1))
     print(
-        f"RESULT cold_vs_limit={cold / limit:.2f} speedup_vs_sequential={sequential / cold:.1f} "
-        f"warm_s={warm:.3f} judge_calls={judge_calls} unique_pairs={pairs}"
+        f"RESULT cold_vs_limit={cold / limit:.2f} speedup_vs_naive={naive_s / cold:.1f} warm_s={warm:.3f} "
+        f"warm_us_per_rollout={warm_cpu * per_rollout_us:.1f} judge_calls={judge_calls} unique_pairs={pairs}"
     )
     return 0
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from speciarl_verl.core.categories import CORRECT_CATEGORIES, TRAINING_LEVEL, UNPARSEABLE_LEVEL, Category
 
-__all__ = ["RolloutRecord", "RECORD_KEYS", "MissingRecordError", "STATUSES"]
+__all__ = ["RolloutRecord", "RECORD_KEYS", "MissingRecordError", "STATUSES", "record_info", "read_record_fields"]
 
 _CATEGORY_KEYS = tuple(f"cat_{c.slug}" for c in Category)
 
@@ -49,11 +50,104 @@ RECORD_KEYS: tuple[str, ...] = (
 _REQUIRED = ("acc", "status", "answer", "verdict", "verdict_source", "category", "noised", "overlong_penalty")
 
 
+def _template(status: str, verdict: Category | None) -> dict[str, Any]:
+    """Every key of a record, filled with what ``status`` and ``verdict`` alone decide."""
+    failed = status == "judge_error"
+    info: dict[str, Any] = dict.fromkeys(RECORD_KEYS)
+    info.update(
+        status=status,
+        verdict=None if verdict is None else verdict.value,
+        parse_failed=float(status == "unparseable"),
+        judge_failed=float(failed),
+        # a failed judge says nothing about the answer: left out of the rates (None), not counted as wrong
+        correct=None if failed else float(verdict in CORRECT_CATEGORIES),
+    )
+    for member, key in zip(Category, _CATEGORY_KEYS, strict=True):
+        info[key] = None if failed else float(verdict is member)
+    return info
+
+
+# Computed once: a step renders thousands of records, and a (status, verdict) pair not in
+# here is a record that cannot exist (a verdict exactly when the rollout was judged). The
+# templates are plain dicts because a dict copies itself faster than a read-only view does;
+# nothing but record_info touches them, and it only copies them.
+_TEMPLATES: Mapping[tuple[str, Category | None], dict[str, Any]] = MappingProxyType(
+    {
+        ("unparseable", None): _template("unparseable", None),
+        ("judge_error", None): _template("judge_error", None),
+        **{("judged", verdict): _template("judged", verdict) for verdict in Category},
+    }
+)
+# wire label (or member: it hashes and compares like its label) -> member; others go through coerce
+_CATEGORY_OF: Mapping[str, Category] = MappingProxyType({member: member for member in Category})
+# (an enum's .value is a Python-level property: a table lookup is several times cheaper)
+_LABEL: Mapping[Category | None, str | None] = MappingProxyType({None: None, **{c: c.value for c in Category}})
+_LEVEL: Mapping[Category | None, int] = MappingProxyType({None: UNPARSEABLE_LEVEL, **TRAINING_LEVEL})
+
+
+def record_info(
+    status: str,
+    answer: str | None,
+    verdict: Category | None,
+    verdict_source: str | None,
+    category: Category | None,
+    noised: bool,
+    overlong_penalty: float,
+    acc: float,
+    judge_latency_s: float | None = None,
+    judge_error: str | None = None,
+    group_best: Category | None = None,
+    group_size: int | None = None,
+    masked: bool = False,
+) -> dict[str, Any]:
+    """``RolloutRecord(...).to_extra_info()`` without building the record (the reward's hot path).
+
+    Raises ``ValueError`` for a record that cannot exist, as :class:`RolloutRecord` does.
+
+    >>> info = record_info("judged", "gull", Category.GENERIC, "cache", Category.GENERIC, False, 0.0, 1.0)
+    >>> info["verdict"], info["level"], info["correct"], info["cat_generic"], info["cat_wrong"]
+    ('generic', 2, 1.0, 1.0, 0.0)
+    """
+    try:
+        template = _TEMPLATES[status, verdict]
+    except (KeyError, TypeError):
+        _check_status(status, verdict)
+        raise ValueError(f"not a verdict category: {verdict!r} (status={status!r})") from None
+    info = template.copy()
+    info["acc"] = float(acc)
+    info["answer"] = answer
+    info["verdict_source"] = verdict_source
+    info["category"] = _LABEL[category]
+    info["level"] = _LEVEL[category]
+    info["noised"] = 1.0 if noised else 0.0
+    info["judge_latency_s"] = judge_latency_s
+    info["judge_error"] = judge_error
+    info["overlong_penalty"] = float(overlong_penalty)
+    info["group_best"] = _LABEL[group_best]
+    info["group_size"] = group_size
+    info["masked"] = 1.0 if masked else 0.0
+    return info
+
+
+def _category(label: Any) -> Category:
+    try:
+        return _CATEGORY_OF[label]
+    except (KeyError, TypeError):  # not an exact wire label: coerce folds case and spacing, or says what is wrong
+        return Category.coerce(label)
+
+
+def _check_status(status: str, verdict: Category | None) -> None:
+    if status not in STATUSES:
+        raise ValueError(f"unknown rollout status {status!r} (expected one of {STATUSES})")
+    if (status == "judged") != (verdict is not None):
+        raise ValueError(f"a rollout has a verdict exactly when it was judged (status={status!r})")
+
+
 class MissingRecordError(RuntimeError):
     """A trajectory reached the group stage without SpeciaRL's reward record."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RolloutRecord:
     """What the reward manager learnt about one rollout.
 
@@ -77,63 +171,101 @@ class RolloutRecord:
     masked: bool = False
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"unknown rollout status {self.status!r} (expected one of {STATUSES})")
-        if (self.status == "judged") != (self.verdict is not None):
-            raise ValueError(f"a rollout has a verdict exactly when it was judged (status={self.status!r})")
+        _check_status(self.status, self.verdict)
 
     def to_extra_info(self) -> dict[str, Any]:
-        verdict = self.verdict
-        judged = self.status == "judged"
-        info: dict[str, Any] = {
-            "acc": float(self.acc),
-            "status": self.status,
-            "answer": self.answer,
-            "verdict": None if verdict is None else verdict.value,
-            "verdict_source": self.verdict_source,
-            "category": None if self.category is None else self.category.value,
-            "level": UNPARSEABLE_LEVEL if self.category is None else TRAINING_LEVEL[self.category],
-            "noised": float(self.noised),
-            "parse_failed": float(self.status == "unparseable"),
-            "judge_failed": float(self.status == "judge_error"),
-            # a failed judge says nothing about the answer: left out of the rates (None), not counted as wrong
-            "correct": None if self.status == "judge_error" else float(verdict in CORRECT_CATEGORIES),
-        }
-        for category, key in zip(Category, _CATEGORY_KEYS, strict=True):
-            info[key] = float(verdict is category) if judged or self.status == "unparseable" else None
-        info["judge_latency_s"] = self.judge_latency_s
-        info["judge_error"] = self.judge_error
-        info["overlong_penalty"] = float(self.overlong_penalty)
-        info["group_best"] = None if self.group_best is None else self.group_best.value
-        info["group_size"] = self.group_size
-        info["masked"] = float(self.masked)
-        return info
+        """The record as ``reward_extra_info`` (keys in :data:`RECORD_KEYS` order, categories as wire labels)."""
+        return record_info(
+            self.status,
+            self.answer,
+            self.verdict,
+            self.verdict_source,
+            self.category,
+            self.noised,
+            self.overlong_penalty,
+            self.acc,
+            self.judge_latency_s,
+            self.judge_error,
+            self.group_best,
+            self.group_size,
+            self.masked,
+        )
 
     @classmethod
     def from_extra_info(cls, info: Mapping[str, Any], where: str = "") -> RolloutRecord:
         """Read a record back; a missing key raises :class:`MissingRecordError` naming ``where``."""
-        missing = [key for key in _REQUIRED if key not in info]
-        if missing:
-            raise MissingRecordError(
-                f"{where or 'trajectory'} has no SpeciaRL reward record (missing {missing} in reward_extra_info); "
-                "is reward.reward_manager.name=speciarl?"
-            )
+        return cls(*read_record_fields(info, where))
 
-        def category(value: Any) -> Category | None:
-            return None if value is None else Category.coerce(value)
 
-        return cls(
-            status=info["status"],
-            answer=info["answer"],
-            verdict=category(info["verdict"]),
-            verdict_source=info["verdict_source"],
-            category=category(info["category"]),
-            noised=bool(info["noised"]),
-            overlong_penalty=float(info["overlong_penalty"]),
-            acc=float(info["acc"]),
-            judge_latency_s=info.get("judge_latency_s"),
-            judge_error=info.get("judge_error"),
-            group_best=category(info.get("group_best")),
-            group_size=info.get("group_size"),
-            masked=bool(info.get("masked") or False),
+#: :class:`RolloutRecord`'s fields as a plain tuple, in its order.
+RecordFields = tuple[
+    str,
+    str | None,
+    Category | None,
+    str | None,
+    Category | None,
+    bool,
+    float,
+    float,
+    float | None,
+    str | None,
+    Category | None,
+    int | None,
+    bool,
+]
+
+
+def read_record_fields(info: Mapping[str, Any], where: str = "") -> RecordFields:
+    """The fields of :class:`RolloutRecord`, in its order, read from ``reward_extra_info``.
+
+    Plain values for the group stage, which reads thousands of records per step (building the
+    frozen record costs more than reading it). A missing key raises :class:`MissingRecordError`
+    naming ``where``; an impossible record raises ``ValueError``, as the record itself would.
+
+    >>> info = record_info("unparseable", None, None, None, None, False, 0.0, -1.0)
+    >>> read_record_fields(info)[:3], RolloutRecord.from_extra_info(info).to_extra_info() == info
+    (('unparseable', None, None), True)
+    """
+    try:
+        status, answer, verdict, source, category = (
+            info["status"],
+            info["answer"],
+            info["verdict"],
+            info["verdict_source"],
+            info["category"],
         )
+        noised, penalty, acc = info["noised"], info["overlong_penalty"], info["acc"]
+    except KeyError:
+        missing = [key for key in _REQUIRED if key not in info]
+        if not missing:
+            raise
+        raise MissingRecordError(
+            f"{where or 'trajectory'} has no SpeciaRL reward record (missing {missing} in reward_extra_info); "
+            "is reward.reward_manager.name=speciarl?"
+        ) from None
+    if verdict is not None:
+        verdict = _category(verdict)
+    try:
+        possible = (status, verdict) in _TEMPLATES
+    except TypeError:  # an unhashable status
+        possible = False
+    if not possible:
+        _check_status(status, verdict)
+    if category is not None:
+        category = _category(category)
+    group_best = info.get("group_best")
+    return (
+        status,
+        answer,
+        verdict,
+        source,
+        category,
+        bool(noised),
+        float(penalty),
+        float(acc),
+        info.get("judge_latency_s"),
+        info.get("judge_error"),
+        None if group_best is None else _category(group_best),
+        info.get("group_size"),
+        bool(info.get("masked") or False),
+    )

@@ -33,6 +33,8 @@ class Category(str, Enum):
     True
     >>> Category.coerce(" Specific ")
     <Category.SPECIFIC: 'specific'>
+    >>> Category.coerce(Category.GENERIC) is Category.GENERIC
+    True
     """
 
     WRONG = "wrong"
@@ -59,13 +61,17 @@ class Category(str, Enum):
         if isinstance(value, Category):
             return value
         if isinstance(value, str):
-            key = " ".join(value.split()).lower()
-            for member in cls:
-                if member.value == key:
-                    return member
+            # the exact wire label first: the reward path coerces thousands of stored labels per step
+            member = _BY_WIRE_LABEL.get(value)
+            if member is None:
+                member = _BY_WIRE_LABEL.get(" ".join(value.split()).lower())
+            if member is not None:
+                return member
         labels = ", ".join(repr(c.value) for c in cls)
         raise ValueError(f"not a verdict category: {value!r} (expected one of {labels})")
 
+
+_BY_WIRE_LABEL: Mapping[str, Category] = MappingProxyType({member.value: member for member in Category})
 
 #: Reward order: more specific == specific > less specific > generic > abstain > wrong.
 TRAINING_LEVEL: Mapping[Category, int] = MappingProxyType(

@@ -22,6 +22,16 @@ GroupMode = Literal["all", "single"]
 GROUP_MODES: tuple[str, ...] = ("all", "single")
 
 
+def _training_level(entry: Category | str) -> int:
+    # A Category hashes and compares like its wire label, so the table answers both at once;
+    # anything else (other case or spacing, or not a category at all) goes through coerce.
+    try:
+        level = TRAINING_LEVEL.get(entry)
+    except TypeError:  # unhashable: not a category
+        level = None
+    return TRAINING_LEVEL[Category.coerce(entry)] if level is None else level
+
+
 def best_category(categories: Sequence[Category | str | None]) -> Category | None:
     """The first entry at the highest training level, or ``None`` if nothing parsed.
 
@@ -64,7 +74,7 @@ def group_rewards(
     """
     if mode not in GROUP_MODES:
         raise ValueError(f"unknown group reward mode {mode!r} (expected one of {GROUP_MODES})")
-    levels = [None if entry is None else TRAINING_LEVEL[Category.coerce(entry)] for entry in categories]
+    levels = [None if entry is None else _training_level(entry) for entry in categories]
     parsed = [level for level in levels if level is not None]
     best = max(parsed, default=None)
     nothing_to_reward = best is None or best == TRAINING_LEVEL[Category.WRONG]

@@ -12,6 +12,10 @@ For a batch of requests:
 5. A pair whose call fails (retries exhausted, a 4xx, a reply outside the labels) makes
    :meth:`TieredVerifier.verify` raise :class:`~speciarl_verl.judge.verifier.JudgeError`
    carrying every verdict that was reached; nothing is guessed.
+
+Steps 1 and 3's memo need no waiting: :meth:`TieredVerifier.recall` gives those verdicts
+synchronously, and the reward manager asks it before awaiting ``verify`` (most rollouts of a
+step end there once the cache is warm).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from speciarl_verl.judge.verifier import JudgeError, Verdict, VerificationReques
 __all__ = ["TieredVerifier", "OfflineVerifier"]
 
 _MEMO_SIZE = 200_000
+_BURST = 4096  # pairs per coalesced store call at most (a step of a reward worker is well under this)
 
 
 def _for_a_duplicate(verdict: Verdict) -> Verdict:
@@ -55,15 +60,22 @@ class TieredVerifier:
         self.llm = LLMJudge(settings.llm) if settings.kind != "offline" else None
         self._fingerprint = judge_fingerprint(self.llm.identity) if self.llm is not None else ""
         self._store = store
-        self._memo: OrderedDict[str, Category] = OrderedDict()
+        # key -> the Verdict a cache hit returns (verdicts are immutable, so one object serves every hit)
+        self._memo: OrderedDict[str, Verdict] = OrderedDict()
+        self._offline_verdicts = {category: Verdict(category, "offline") for category in Category}
+        self._deferred = Verdict(settings.deferred_outcome, "deferred")
+        self._rules_first = settings.kind in ("offline", "auto")
         self._keys: dict[tuple[str, str], str] = {}
-        self._in_flight: dict[str, asyncio.Future] = {}
+        # key being judged by this process -> the futures of the identical requests waiting for it
+        self._in_flight: dict[str, list[asyncio.Future]] = {}
         self._waiters: dict[str, asyncio.Future] = {}
         self._poller: asyncio.Task | None = None
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._lookup: Coalescer[str, str] = Coalescer(lambda keys: self.store.get_many(keys))
-        self._claim: Coalescer[str, bool] = Coalescer(self._claim_batch)
-        self._put: Coalescer[tuple[str, str], bool] = Coalescer(self._put_batch)
+        # One store round trip per burst: a burst that reaches the verifier within one turn of the
+        # event loop is only served after that turn anyway, so splitting it would add trips, not speed.
+        self._lookup: Coalescer[str, str] = Coalescer(lambda keys: self.store.get_many(keys), max_batch=_BURST)
+        self._claim: Coalescer[str, bool] = Coalescer(self._claim_batch, max_batch=_BURST)
+        self._put: Coalescer[tuple[str, str], bool] = Coalescer(self._put_batch, max_batch=_BURST)
 
     @property
     def store(self) -> VerdictStore:
@@ -72,34 +84,53 @@ class TieredVerifier:
         return self._store
 
     def key(self, request: VerificationRequest) -> str:
-        assert self.llm is not None
-        prediction = cap_prediction(request.prediction, self.settings.llm.max_prediction_chars)
-        raw = (request.ground_truth, prediction)
+        raw = (request.ground_truth, request.prediction)
         key = self._keys.get(raw)
         if key is None:
+            assert self.llm is not None
+            prediction = cap_prediction(request.prediction, self.settings.llm.max_prediction_chars)
             if len(self._keys) > _MEMO_SIZE:
                 self._keys.clear()
             key = self._keys[raw] = cache_key(request.ground_truth, prediction, self._fingerprint)
         return key
 
+    def recall_pair(self, ground_truth: str, prediction: str) -> Verdict | None:
+        """:meth:`recall` for a pair alone, without building its request; ``None`` unless ``judge.kind=llm``.
+
+        With the rule tier on, a pair's verdict also depends on the row (parents, synonyms,
+        data source), so only :meth:`recall` can answer.
+        """
+        if self._rules_first:
+            return None
+        key = self._keys.get((ground_truth, prediction))
+        verdict = None if key is None else self._memo.get(key)
+        if verdict is not None:
+            self._memo.move_to_end(key)
+        return verdict
+
+    def recall(self, request: VerificationRequest) -> Verdict | None:
+        """The verdict this process can give ``request`` without waiting (rule tier or memo), else ``None``."""
+        if self._rules_first:
+            decided = decide_offline(request)
+            if decided is not None:
+                return self._offline_verdicts[decided]
+            if self.llm is None:  # judge.kind=offline
+                return self._deferred
+        key = self._keys.get((request.ground_truth, request.prediction)) or self.key(request)
+        verdict = self._memo.get(key)
+        if verdict is not None:
+            self._memo.move_to_end(key)
+        return verdict
+
     async def verify(self, requests: Sequence[VerificationRequest]) -> list[Verdict]:
         verdicts: list[Verdict | None] = [None] * len(requests)
         pending: dict[str, list[int]] = {}
         for i, request in enumerate(requests):
-            if self.settings.kind in ("offline", "auto"):
-                decided = decide_offline(request)
-                if decided is not None:
-                    verdicts[i] = Verdict(decided, "offline")
-                    continue
-                if self.settings.kind == "offline":
-                    verdicts[i] = Verdict(self.settings.deferred_outcome, "deferred")
-                    continue
-            key = self.key(request)
-            if key in self._memo:
-                self._memo.move_to_end(key)
-                verdicts[i] = Verdict(self._memo[key], "cache")
+            known = self.recall(request)
+            if known is None:
+                pending.setdefault(self.key(request), []).append(i)
             else:
-                pending.setdefault(key, []).append(i)
+                verdicts[i] = known
         if not pending:
             return verdicts  # type: ignore[return-value]
 
@@ -136,7 +167,7 @@ class TieredVerifier:
 
     def _remember(self, key: str, label: str | Category) -> Category:
         category = Category.coerce(label)
-        self._memo[key] = category
+        self._memo[key] = Verdict(category, "cache")
         self._memo.move_to_end(key)
         if len(self._memo) > _MEMO_SIZE:
             self._memo.popitem(last=False)
@@ -151,12 +182,18 @@ class TieredVerifier:
         return {item: True for item in items}
 
     async def _resolve(self, key: str, request: VerificationRequest) -> Verdict:
-        """Judge ``key`` once per process: later callers await the first one's future."""
-        if key in self._in_flight:
-            return _for_a_duplicate(await asyncio.shield(self._in_flight[key]))
-        future = asyncio.get_running_loop().create_future()
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception never retrieved"
-        self._in_flight[key] = future
+        """Judge ``key`` once per process: later callers wait for the first one's verdict.
+
+        Each later caller waits on a future of its own, which the first caller settles directly
+        (a fresh worker's first step has thousands of them, so no per-caller callback hop as
+        with ``asyncio.shield``); a waiter whose task is cancelled is simply skipped.
+        """
+        waiters = self._in_flight.get(key)
+        if waiters is not None:
+            waiter = asyncio.get_running_loop().create_future()
+            waiters.append(waiter)
+            return _for_a_duplicate(await waiter)
+        waiters = self._in_flight[key] = []
         try:
             label = await self._lookup(key)
             if label is not None:
@@ -164,10 +201,14 @@ class TieredVerifier:
             else:
                 verdict = await self._judge_across_workers(key, request)
         except BaseException as error:
-            future.set_exception(error)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
             raise
         else:
-            future.set_result(verdict)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(verdict)
             return verdict
         finally:
             del self._in_flight[key]

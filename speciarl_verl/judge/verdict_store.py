@@ -126,6 +126,9 @@ _SCHEMA = (
 )
 
 
+_KEYS_PER_QUERY = 500  # bound parameters per statement: SQLite builds before 3.32 allow 999
+
+
 class SQLiteVerdictStore(VerdictStore):
     """A WAL-mode SQLite file; safe for many processes on one machine (not over NFS).
 
@@ -176,11 +179,16 @@ class SQLiteVerdictStore(VerdictStore):
         return await self._run(transaction)
 
     async def _keys_in(self, query: str, keys: Sequence[str], *extra: Any) -> list[tuple]:
-        rows: list[tuple] = []
-        for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-            chunk = list(keys[start : start + 500])
-            rows += await self._select(query.format(marks=",".join("?" * len(chunk))), [*chunk, *extra])
-        return rows
+        """``query`` over all ``keys`` in one trip to the store's thread (chunked under SQLite's parameter limit)."""
+
+        def select(db: sqlite3.Connection) -> list[tuple]:
+            rows: list[tuple] = []
+            for start in range(0, len(keys), _KEYS_PER_QUERY):
+                chunk = list(keys[start : start + _KEYS_PER_QUERY])
+                rows += db.execute(query.format(marks=",".join("?" * len(chunk))), [*chunk, *extra]).fetchall()
+            return rows
+
+        return await self._run(select) if keys else []
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, str]:
         return dict(await self._keys_in("SELECT key, label FROM verdicts WHERE key IN ({marks})", keys))

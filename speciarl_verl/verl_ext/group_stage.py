@@ -23,9 +23,8 @@ validation metrics are per-category rates, not a group reward of one.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
 import transfer_queue as tq
@@ -37,13 +36,15 @@ from verl.utils import tensordict_utils as tu
 from speciarl_verl.core.group_outcome import GroupOutcome
 from speciarl_verl.core.step_metrics import METRIC_PREFIX, step_metrics
 from speciarl_verl.reward_settings import RewardSettings
-from speciarl_verl.rollout_record import RolloutRecord
+from speciarl_verl.rollout_record import read_record_fields, record_info
 
 __all__ = [
     "GroupRewardStage",
     "GroupRewardReplayBuffer",
     "GroupRewardReplayBufferAsync",
     "JudgeFailedError",
+    "ScoredGroup",
+    "score_group_records",
     "split_trajectory_key",
 ]
 
@@ -124,6 +125,70 @@ def resolve_buffer_options(
     if "reward_kwargs" in explicit:
         settings = RewardSettings.from_mapping(explicit["reward_kwargs"])
     return options, settings
+
+
+class ScoredGroup(NamedTuple):
+    """What the stage writes back for one group, in session order."""
+
+    outcome: GroupOutcome
+    #: reward plus length penalty per rollout: the value of its last ``rm_scores`` token
+    scores: list[float]
+    #: each rollout's record with the group fields filled in (its new ``reward_extra_info`` keys)
+    records: list[dict[str, Any]]
+
+
+def score_group_records(
+    records: Sequence[Mapping[str, Any] | None],
+    settings: RewardSettings,
+    uid: str,
+    validation: bool = False,
+    short: bool = False,
+    where: Sequence[str] | None = None,
+) -> ScoredGroup:
+    """Score one group from its rollouts' records (``reward_extra_info``, session order).
+
+    Training groups get ``settings.training_rewards`` of their (possibly noised) categories
+    plus each rollout's length penalty; validation items ``settings.validation_score`` of the
+    judge's verdict. A group with a judge failure gets one reward for all (zero advantage).
+    ``where[i]`` names rollout ``i`` in errors (a missing record raises
+    :class:`~speciarl_verl.rollout_record.MissingRecordError`).
+    """
+    if where is None:
+        name = f"a rollout of group {uid}"
+        rows = [read_record_fields(info or {}, name) for info in records]
+    else:
+        rows = [read_record_fields(info or {}, name) for info, name in zip(records, where, strict=True)]
+    n = len(rows)
+    judge_failed = tuple(row[0] == "judge_error" for row in rows)
+    masked = True in judge_failed  # under failure_policy=raise the stage stops before anything is written
+    if validation:
+        categories = [row[2] for row in rows]  # the judge's own verdict, never the noised one
+        rewards = [settings.validation_score(category) for category in categories]
+        penalties = [0.0] * n
+    else:
+        categories = [row[4] for row in rows]
+        rewards = settings.training_rewards(categories)
+        penalties = [row[6] for row in rows]
+    if masked:  # one reward for the whole group: zero advantage, nothing learnt from a failed judge
+        rewards, penalties = [0.0] * n, [0.0] * n
+    outcome = GroupOutcome(
+        uid=uid,
+        categories=tuple(categories),
+        rewards=tuple(rewards),
+        short=short,
+        sources=tuple(row[3] for row in rows),
+        noised=tuple(row[5] for row in rows),
+        judge_failed=judge_failed,
+        latencies=tuple(row[8] for row in rows),
+        masked=masked,
+    )
+    best = outcome.best_for_evaluation
+    rewritten = [
+        record_info(*row[:7], reward, row[8], row[9], best, n, masked)
+        for row, reward in zip(rows, rewards, strict=True)
+    ]
+    scores = [reward + penalty for reward, penalty in zip(rewards, penalties, strict=True)]
+    return ScoredGroup(outcome, scores, rewritten)
 
 
 class GroupRewardStage:
@@ -241,12 +306,12 @@ class GroupRewardStage:
             )
             tq.kv_batch_put(keys=list(rewritten), partition_id=partition_id, fields=fields)
 
-    def _apply_failure_policy(self, partition_id: str, groups: list[tuple[GroupOutcome, list[RolloutRecord]]]) -> None:
+    def _apply_failure_policy(self, partition_id: str, groups: list[tuple[GroupOutcome, list[dict[str, Any]]]]) -> None:
         """Stop the run on judge failures unless ``judge.failure_policy=mask``."""
         failed = [(outcome, records) for outcome, records in groups if any(outcome.judge_failed)]
         if not failed or self.reward_settings.judge.failure_policy == "mask":
             return
-        first_error = next(r.judge_error for r in failed[0][1] if r.judge_error)
+        first_error = next(r["judge_error"] for r in failed[0][1] if r["judge_error"])
         raise JudgeFailedError(
             f"the judge failed on {sum(sum(o.judge_failed) for o, _ in failed)} rollout(s) in {len(failed)} "
             f"group(s) of partition {partition_id!r} (judge.failure_policy=raise). First error: {first_error}"
@@ -259,60 +324,38 @@ class GroupRewardStage:
         members: list[tuple[int, int, str]],
         stored: Mapping[str, tuple[torch.Tensor, dict]],
         short: bool,
-    ) -> tuple[GroupOutcome, list[RolloutRecord], dict[str, tuple[torch.Tensor, dict]]]:
-        """The group's outcome, its records (session order) and its rewritten trajectories (key order)."""
+    ) -> tuple[GroupOutcome, list[dict[str, Any]], dict[str, tuple[torch.Tensor, dict]]]:
+        """The group's outcome, its rewritten records (session order) and trajectories (key order)."""
         sessions: dict[int, list[str]] = defaultdict(list)
         for session, _, key in sorted(members):
             sessions[session].append(key)
         session_ids = sorted(sessions)
+        final_keys = [sessions[session][-1] for session in session_ids]  # a session's final output holds its reward
         records = []
-        for session in session_ids:
-            final_key = sessions[session][-1]  # the final output of a multi-output session holds its reward
-            extra = stored[final_key][1]
-            info = extra.get("reward_extra_info") if isinstance(extra, Mapping) else None
-            records.append(RolloutRecord.from_extra_info(info or {}, where=f"trajectory {final_key}"))
-
-        settings = self.reward_settings
-        judge_failed = tuple(record.status == "judge_error" for record in records)
-        masked = any(judge_failed)  # under failure_policy=raise the stage stops before anything is written
-        if partition_id == VALIDATION_PARTITION:
-            categories = [record.verdict for record in records]
-            rewards = [settings.validation_score(category) for category in categories]
-            penalties = [0.0] * len(records)
-        else:
-            categories = [record.category for record in records]
-            rewards = settings.training_rewards(categories)
-            penalties = [record.overlong_penalty for record in records]
-        if masked:  # one reward for the whole group: zero advantage, nothing learnt from a failed judge
-            rewards, penalties = [0.0] * len(records), [0.0] * len(records)
-        outcome = GroupOutcome(
-            uid=uid,
-            categories=tuple(categories),
-            rewards=tuple(rewards),
+        for key in final_keys:
+            extra = stored[key][1]
+            records.append(extra.get("reward_extra_info") if isinstance(extra, Mapping) else None)
+        scored = score_group_records(
+            records,
+            self.reward_settings,
+            uid,
+            validation=partition_id == VALIDATION_PARTITION,
             short=short,
-            sources=tuple(record.verdict_source for record in records),
-            noised=tuple(record.noised for record in records),
-            judge_failed=judge_failed,
-            latencies=tuple(record.judge_latency_s for record in records),
-            masked=masked,
+            where=[f"trajectory {key}" for key in final_keys],
         )
 
         per_key: dict[str, tuple[torch.Tensor, dict]] = {}
-        group_best = outcome.best_for_evaluation
-        for session, record, reward, penalty in zip(session_ids, records, rewards, penalties, strict=True):
-            updated = replace(
-                record, acc=reward, group_best=group_best, group_size=len(records), masked=masked
-            ).to_extra_info()
+        for session, score, updated in zip(session_ids, scored.scores, scored.records, strict=True):
             for key in sessions[session]:
                 scores, extra = stored[key]
                 if scores.numel() == 0:
                     raise RuntimeError(f"trajectory {key} has an empty response: no token can carry its reward")
                 scores = scores.clone()
-                scores[-1] = reward + penalty
+                scores[-1] = score
                 reward_info = dict(extra.get("reward_extra_info") or {})
                 reward_info.update(updated)
                 per_key[key] = (scores, {**extra, "reward_extra_info": reward_info})
-        return outcome, records, per_key
+        return scored.outcome, scored.records, per_key
 
 
 class GroupRewardReplayBuffer(GroupRewardStage, ReplayBuffer):

@@ -17,25 +17,33 @@ reward.reward_manager.name=SpeciaRewardManager``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+import numpy as np
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from speciarl_verl.core.answer_parsing import parse_answer
+from speciarl_verl.core.categories import Category
 from speciarl_verl.core.verdict_noise import apply_verdict_noise, noise_rng
 from speciarl_verl.judge.verifier import JudgeError, VerificationRequest
 from speciarl_verl.reward_settings import RewardSettings
-from speciarl_verl.rollout_record import RolloutRecord
+from speciarl_verl.rollout_record import record_info
 from speciarl_verl.verl_ext.config_checks import check_group_stage
 
-__all__ = ["SpeciaRewardManager", "REWARD_MANAGER_NAME"]
+__all__ = ["SpeciaRewardManager", "REWARD_MANAGER_NAME", "response_decoder"]
 
 REWARD_MANAGER_NAME = "speciarl"
 INLINE_DECODE_TOKENS = 1024
-#: The dataset and trajectory columns the reward reads.
-_ROW_KEYS = ("data_source", "extra_info", "reward_model", "index", "global_steps", "session_id")
+
+
+def _last(columns: Any, key: str, default: Any = None) -> Any:
+    """The final output's value of a dataset or trajectory column (``default`` if there is none)."""
+    column = columns.get(key)
+    return default if column is None else column[-1]
 
 
 def _as_tuple(value: Any) -> tuple[str, ...]:
@@ -44,6 +52,65 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     return tuple(str(v) for v in value)
+
+
+def response_decoder(tokenizer: Any) -> Callable[[list[int]], str]:
+    """``ids -> tokenizer.decode(ids, skip_special_tokens=True)``, as cheaply as the tokenizer allows.
+
+    transformers' ``decode`` first walks the ids through ``to_py_obj`` (about half of a short
+    decode). For a stock fast tokenizer, which only hands the ids to its ``tokenizers`` backend
+    (no clean-up pass), the backend is called directly; any other tokenizer keeps its own
+    ``decode``.
+
+    >>> class Plain:
+    ...     def decode(self, ids, skip_special_tokens=False):
+    ...         return f"{len(ids)} ids, skip={skip_special_tokens}"
+    >>> response_decoder(Plain())([1, 2, 3])
+    '3 ids, skip=True'
+    """
+    backend = getattr(tokenizer, "_tokenizer", None)
+    try:
+        from tokenizers import Tokenizer
+        from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+    except ImportError:  # another transformers layout: its decode is the only one we know to be right
+        return partial(tokenizer.decode, skip_special_tokens=True)
+    stock = (
+        isinstance(backend, Tokenizer)
+        and type(tokenizer).decode is PreTrainedTokenizerBase.decode
+        and type(tokenizer)._decode is TokenizersBackend._decode
+        and not getattr(tokenizer, "clean_up_tokenization_spaces", True)
+    )
+    if not stock:
+        return partial(tokenizer.decode, skip_special_tokens=True)
+    backend_decode = backend.decode
+
+    def decode(ids: list[int]) -> str:
+        return backend_decode(ids, True)  # skip_special_tokens, positional: PyO3 parses keywords slowly
+
+    return decode
+
+
+def _final_response(batch: Any) -> tuple[list[int], int]:
+    """The valid response ids of the trajectory's final output (row -1) and their count.
+
+    A multi-output trajectory is scored on its final output. This runs once per rollout, so it
+    sidesteps two costs of a few microseconds per call: a ``TensorDict``'s item access (key
+    normalisation, compile checks), by reading the TensorDict's own dict of top-level tensors
+    when it has a plain one, and torch's per-operation overhead, by slicing NumPy views of CPU
+    tensors. Attention masks hold 0/1, so counting non-zeros gives their sum.
+    """
+    store = getattr(batch, "_tensordict", None)
+    tensors = store if isinstance(store, dict) else batch
+    responses, mask = tensors["responses"], tensors["attention_mask"]
+    width = responses.shape[-1]
+    try:
+        responses, mask = responses.numpy(), mask.numpy()
+    except (TypeError, RuntimeError):  # not a plain CPU tensor (a GPU copy, a nested layout): torch's own ops
+        valid = int(mask[-1][-width:].sum())
+        return responses[-1][:valid].tolist(), valid
+    valid = int(np.count_nonzero(mask[-1, -width:]))
+    return responses[-1, :valid].tolist(), valid
 
 
 @register(REWARD_MANAGER_NAME)
@@ -67,71 +134,76 @@ class SpeciaRewardManager(RewardManagerBase):
         self.settings = RewardSettings.from_verl_config(config)
         check_group_stage(config, self.settings)
         self.verifier = self.settings.judge.build_verifier()
+        self._decode = response_decoder(tokenizer)
+        # Per-rollout work done once: the settings are frozen, so the provisional score depends on
+        # the category alone, and a verifier that can answer from memory does so without a coroutine.
+        self._provisional = {c: self.settings.provisional_reward(c) for c in (None, *Category)}
+        self._penalty = self.settings.overlong.penalty if self.settings.overlong.enable else None
+        self._recall = getattr(self.verifier, "recall", None)
+        self._recall_pair = getattr(self.verifier, "recall_pair", None)
+        self._parse = partial(parse_answer, max_words=self.settings.max_answer_words, mode=self.settings.parse_mode)
 
     async def run_single(self, data: DataProto) -> dict:
-        # A multi-output trajectory is scored on its final output (row -1). Reading the tensors
-        # directly skips building a one-row DataProto per call.
-        response_ids = data.batch["responses"][-1]
-        response_length = int(response_ids.shape[-1])
-        valid_length = int(data.batch["attention_mask"][-1][-response_length:].sum())
-        valid_ids = response_ids[:valid_length].tolist()  # a list: transformers converts tensors slowly
+        valid_ids, valid_length = _final_response(data.batch)
         if valid_length <= INLINE_DECODE_TOKENS:
             # a short decode takes microseconds, less than the hop to a worker thread
-            text = self.tokenizer.decode(valid_ids, skip_special_tokens=True)
+            text = self._decode(valid_ids)
         else:
-            text = await self.loop.run_in_executor(
-                None, lambda: self.tokenizer.decode(valid_ids, skip_special_tokens=True)
-            )
+            text = await self.loop.run_in_executor(None, self._decode, valid_ids)
 
         columns = data.non_tensor_batch
-        row = {key: columns[key][-1] for key in _ROW_KEYS if key in columns}
-        data_source = str(row.get("data_source", ""))
-        extra_info = row.get("extra_info") or {}
-        ground_truth = (row.get("reward_model") or {}).get("ground_truth")
+        column = columns.get("data_source")
+        data_source = "" if column is None else str(column[-1])
+        column = columns.get("extra_info")
+        extra_info = (None if column is None else column[-1]) or {}
+        column = columns.get("reward_model")
+        ground_truth = ((None if column is None else column[-1]) or {}).get("ground_truth")
         if not isinstance(ground_truth, str) or not ground_truth.strip():
             raise ValueError(
                 f"row has no ground truth (reward_model.ground_truth={ground_truth!r}, "
-                f"data_source={data_source!r}, index={row.get('index')!r})"
+                f"data_source={data_source!r}, index={_last(columns, 'index')!r})"
             )
 
         settings = self.settings
-        answer = parse_answer(text, max_words=settings.max_answer_words)
+        answer = self._parse(text)
         verdict = source = category = latency = error = None
         noised = False
-        status = "unparseable" if answer is None else "judged"
-        if answer is not None:
-            request = VerificationRequest(
-                ground_truth=ground_truth,
-                prediction=answer,
-                data_source=data_source,
-                parents=_as_tuple(extra_info.get("parents")),
-                synonyms=_as_tuple(extra_info.get("synonyms")),
-            )
-            try:
-                (result,) = await self.verifier.verify([request])
-            except JudgeError as failure:
-                # Recorded, not raised: verl would only log a raising rollout and train on without it.
-                # The group stage applies judge.failure_policy (stop the run, or mask the group).
-                status, error = "judge_error", str(failure)
-            else:
-                verdict, source, latency = result.category, result.source, result.latency_s
-                category = verdict
+        if answer is None:
+            status = "unparseable"
+        else:
+            status = "judged"
+            # a verdict known in this process is taken before anything is built or awaited
+            result = None if self._recall_pair is None else self._recall_pair(ground_truth, answer)
+            if result is None:
+                request = VerificationRequest(
+                    ground_truth,
+                    answer,
+                    data_source,
+                    _as_tuple(extra_info.get("parents")),
+                    _as_tuple(extra_info.get("synonyms")),
+                )
+                result = None if self._recall is None else self._recall(request)
+            if result is None:
+                try:
+                    (result,) = await self.verifier.verify([request])
+                except JudgeError as failure:
+                    # Recorded, not raised: verl would only log a raising rollout and train on without it.
+                    # The group stage applies judge.failure_policy (stop the run, or mask the group).
+                    status, error = "judge_error", str(failure)
+            if result is not None:
+                verdict = category = result.category
+                source, latency = result.source, result.latency_s
         if status == "judged" and settings.noise_rate > 0.0:
-            key = (row.get("global_steps"), data_source, row.get("index"), ground_truth, row.get("session_id"))
+            key = (
+                _last(columns, "global_steps"),
+                data_source,
+                _last(columns, "index"),
+                ground_truth,
+                _last(columns, "session_id"),
+            )
             category, noised = apply_verdict_noise(verdict, settings.noise_rate, noise_rng(settings.noise_seed, *key))
 
-        provisional = 0.0 if status == "judge_error" else settings.provisional_reward(category)
-        penalty = settings.overlong.penalty(valid_length)
-        record = RolloutRecord(
-            status=status,
-            answer=answer,
-            verdict=verdict,
-            verdict_source=source,
-            category=category,
-            noised=noised,
-            overlong_penalty=penalty,
-            acc=provisional,
-            judge_latency_s=latency,
-            judge_error=error,
-        )
-        return {"reward_score": provisional + penalty, "reward_extra_info": record.to_extra_info()}
+        provisional = 0.0 if status == "judge_error" else self._provisional[category]
+        penalty = 0.0 if self._penalty is None else self._penalty(valid_length)
+        info = record_info(status, answer, verdict, source, category, noised, penalty, provisional, latency, error)
+        return {"reward_score": provisional + penalty, "reward_extra_info": info}

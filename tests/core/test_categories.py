@@ -40,3 +40,10 @@ def test_coerce_folds_case_and_spacing(text):
 def test_coerce_rejects_anything_else(bad):
     with pytest.raises(ValueError, match="not a verdict category"):
         Category.coerce(bad)
+
+
+def test_coerce_returns_the_member_for_a_member_or_its_exact_label():
+    for member in Category:
+        assert Category.coerce(member) is member
+        assert Category.coerce(str(member)) is member
+        assert Category.coerce(member.value.upper()) is member

@@ -63,6 +63,9 @@ def test_accepts_category_members_and_rejects_unknown_labels_naming_them():
     assert group_rewards([Category.SPECIFIC, Category.GENERIC]) == [1.0, 0.0]
     with pytest.raises(ValueError, match="'very specific'"):
         group_rewards(["very specific"])
+    with pytest.raises(ValueError, match="not a verdict category"):
+        group_rewards([["specific"]])
+    assert group_rewards([" More Specific", "LESS specific"]) == [1.0, 0.0]
     with pytest.raises(ValueError, match="unknown group reward mode"):
         group_rewards(["specific"], mode="best")
 

@@ -2,11 +2,15 @@
 
 import logging
 
+import numpy as np
 import pytest
+import torch
+from tensordict import TensorDict
+from verl import DataProto
 from verl.trainer.ppo.reward import load_reward_manager, resolve_reward_manager_cls
 
 from speciarl_verl.testing.verl_rollouts import Rollout, trajectory_dataproto
-from speciarl_verl.verl_ext.reward_manager import SpeciaRewardManager
+from speciarl_verl.verl_ext.reward_manager import SpeciaRewardManager, response_decoder
 
 ROW = {
     "data_source": "fgvc_aircraft",
@@ -159,3 +163,79 @@ def test_static_reward_without_group_stage_warns(make_manager, caplog):
 def test_unknown_reward_kwarg_fails_at_load(make_manager):
     with pytest.raises(ValueError, match="reward_mode"):
         make_manager("+reward.reward_kwargs.reward_mode=all")
+
+
+def _special_laden_ids(tokenizer):
+    special = tokenizer.convert_tokens_to_ids
+    body = tokenizer.encode("<think>grey wings, Crème brûlée?</think><answer> Black-footed Albatross </answer>")
+    return (
+        [special("<|im_start|>")]
+        + tokenizer.encode("assistant\n")
+        + body[:5]
+        + [special("<|vision_start|>"), special("<|image_pad|>"), special("<|vision_end|>")]
+        + body[5:]
+        + [special("<|im_end|>"), special("<|endoftext|>")]
+    )
+
+
+def _counting_decode(tokenizer):
+    calls = []
+    own = tokenizer.decode
+
+    def decode(*args, **kwargs):
+        calls.append(args)
+        return own(*args, **kwargs)
+
+    tokenizer.decode = decode
+    return calls
+
+
+def test_fast_decode_gives_the_tokenizers_own_text_including_special_tokens(tokenizer, tokenizer_dir):
+    ids = _special_laden_ids(tokenizer)
+    stock = type(tokenizer).from_pretrained(tokenizer_dir)
+    calls = _counting_decode(stock)
+    text = response_decoder(stock)(ids)
+    assert calls == []  # the stock fast tokenizer is read through its backend
+    assert text == tokenizer.decode(ids, skip_special_tokens=True)
+    assert "<|" not in text and "Crème brûlée?" in text and "<answer> Black-footed Albatross </answer>" in text
+
+
+def test_a_tokenizer_with_its_own_decoding_keeps_it(tokenizer, tokenizer_dir):
+    class Annotating(type(tokenizer)):
+        def _decode(self, token_ids, skip_special_tokens=False, **kwargs):
+            return super()._decode(token_ids, skip_special_tokens=skip_special_tokens, **kwargs) + " [checked]"
+
+    ids = _special_laden_ids(tokenizer)
+    custom = Annotating.from_pretrained(tokenizer_dir)
+    assert response_decoder(custom)(ids) == tokenizer.decode(ids, skip_special_tokens=True) + " [checked]"
+    cleaning = type(tokenizer).from_pretrained(tokenizer_dir, clean_up_tokenization_spaces=True)
+    calls = _counting_decode(cleaning)
+    assert response_decoder(cleaning)(ids) == type(cleaning).decode(cleaning, ids, skip_special_tokens=True)
+    assert len(calls) == 1
+
+
+def test_a_multi_output_trajectory_is_scored_on_its_final_output(make_manager, tokenizer):
+    # Two outputs of one trajectory padded to a common width, as verl's agent loop sends them.
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    prompt = tokenizer.encode("<|im_start|>user\nClassify.<|im_end|>\n<|im_start|>assistant\n")
+    first = tokenizer.encode("<think>one engine?</think><answer>A320</answer> and a much longer first turn") + [eos]
+    final = tokenizer.encode("<answer>airliner</answer>") + [eos]
+    width = max(len(first), len(final))
+    responses = torch.tensor([first + [0] * (width - len(first)), final + [0] * (width - len(final))])
+    mask = torch.tensor(
+        [[1] * (len(prompt) + len(r)) + [0] * (width - len(r)) for r in (first, final)], dtype=torch.int64
+    )
+    batch = TensorDict(
+        {"prompts": torch.tensor([prompt, prompt]), "responses": responses, "attention_mask": mask}, batch_size=2
+    )
+    columns = {key: np.array([value, value], dtype=object) for key, value in ROW.items()}
+    manager = make_manager(
+        "+reward.reward_kwargs.overlong_buffer_cfg.enable=true",
+        "+reward.reward_kwargs.overlong_buffer_cfg.len=4",
+        "+reward.reward_kwargs.max_resp_len=6",
+    )
+    result = manager.loop.run_until_complete(manager.run_single(DataProto(batch=batch, non_tensor_batch=columns)))
+    info = result["reward_extra_info"]
+    assert (info["answer"], info["verdict"]) == ("airliner", "generic")
+    # the length penalty counts the final output's valid tokens, not the padded width
+    assert info["overlong_penalty"] == pytest.approx(min(-(len(final) - 2) / 4, 0.0))
