@@ -22,7 +22,7 @@ target=(--python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-heade
 shared=$(mktemp)
 trap 'rm -f "$shared"' EXIT
 grep -v -E '^(torch|torchvision|torchaudio|triton|nvidia-|cuda-)' requirements/gpu-constraints.txt >"$shared"
-"$uv" pip compile pyproject.toml requirements/cpu-test.in -c "$shared" --extra train --extra test \
+"$uv" pip compile pyproject.toml requirements/cpu-test.in -c "$shared" --extra train --extra test --extra owc \
     --generate-hashes --no-annotate --no-emit-package speciarl-verl "${target[@]}" -o requirements/cpu-test.lock
 
 # torch's CPU-only build is not on PyPI: pip's find-links (PIP_FIND_LINKS) say where it lies.
