@@ -123,6 +123,7 @@ def test_main_recipe_is_the_paper_setting(composed):
     assert (config.data.train_batch_size, actor.ppo_mini_batch_size, rollout.n) == (256, 128, 10)
     assert config.data.seed == 1 and config.data.shuffle is True
     assert (actor.use_kl_loss, actor.kl_loss_type, actor.kl_loss_coef) == (True, "low_var_kl", 0.01)
+    assert actor.fsdp_config.model_dtype == "bf16"  # the method's weights; verl 0.9.1 would load fp32
     assert (config.data.max_prompt_length, config.data.max_response_length) == (2048, 2048)
     assert (rollout.name, rollout.tensor_model_parallel_size, rollout.gpu_memory_utilization) == ("vllm", 2, 0.6)
     # vLLM >= 0.13 has no disable_mm_preprocessor_cache; a 0 GB cache is how it is switched off
