@@ -5,7 +5,10 @@
 2. reward: recorded rollouts (6 images x 8 answers) through verl's reward loop on Ray and
    SpeciaRL's group stage on TransferQueue, GRPO advantages from verl's ``core_algos``;
 3. recipe: the dry run of the GPU recipe (the commands it would run on a GPU node);
-4. report: recorded predictions -> offline judge -> correctness, specificity and HM.
+4. report: recorded predictions -> offline judge -> correctness, specificity and HM;
+5. train (``--steps ...,train``): SpeciaRL trains for 3 steps through verl's own ``main_ppo`` on
+   the CPU (tiny supervised policy, ``hf_cpu`` rollout, FSDP2 LoRA actor): reward, categories and
+   losses per step.
 """
 
 from __future__ import annotations
@@ -19,13 +22,20 @@ from pathlib import Path
 
 __all__ = ["main", "add_arguments", "selected_steps", "run", "STEPS"]
 
-STEPS = ("data", "reward", "recipe", "report")
+STEPS = ("data", "reward", "recipe", "report", "train")
+#: What runs without --steps. ``train`` (a few minutes of verl's trainer on 2 cores) is asked for explicitly
+#: until the lead moves it into the default (tests/test_demo_on_cpu.py's budget would have to grow with it).
+DEFAULT_STEPS = ("data", "reward", "recipe", "report")
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "run_speciarl_qwen25vl.sh"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The tour's options, shared by ``python -m speciarl_verl.demo`` and ``speciarl demo``."""
-    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
+    parser.add_argument(
+        "--steps",
+        default=",".join(DEFAULT_STEPS),
+        help=f"comma-separated subset of {','.join(STEPS)} (default {','.join(DEFAULT_STEPS)})",
+    )
     parser.add_argument("--rollouts", help="recorded rollouts JSONL (default: the file shipped with the package)")
     parser.add_argument("--workers", type=int, default=2, help="RewardLoopWorker actors (reward.num_workers)")
     parser.add_argument("--workdir", type=Path, help="where files are written (default: a new temporary folder)")
@@ -99,6 +109,14 @@ def run(args: argparse.Namespace, steps: Sequence[str]) -> int:
         with console.status("judging recorded predictions and writing the report..."):
             report = report_tour(work / "evaluation")
         _print_report(console, report)
+
+    if "train" in steps:
+        console.print(Rule("5. train: verl main_ppo on the CPU (tiny policy, hf_cpu rollout, LoRA actor)"))
+        from speciarl_verl.demo.train_step import print_train_step, run_train_step
+
+        with console.status("building the tiny policy, then 3 GRPO steps through verl's trainer (a few minutes)..."):
+            trained = run_train_step(work, steps=3)
+        print_train_step(console, trained)
 
     console.print(f"[dim]files in {work}; done in {time.perf_counter() - started:.1f} s[/dim]")
     return 0

@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# SpeciaRL through verl's own trainer on a CPU, end to end, with a tiny policy: a debugging run.
+#
+#   bash recipes/run_speciarl_tiny_cpu.sh --steps 3 --out OUT [options] [-- hydra overrides...]
+#   bash recipes/run_speciarl_tiny_cpu.sh --dry-run          # print the resolved commands, start nothing
+#
+# The sibling of run_speciarl_qwen25vl.sh for a machine without a GPU. Steps:
+#   1. builds the synthetic_shapes training and validation parquets (`speciarl data build`) under
+#      OUT/data if they are missing;
+#   2. builds the tiny supervised Qwen2.5-VL policy (speciarl_verl.cpu_debug.tiny_policy) under
+#      OUT/policy if it is missing;
+#   3. judge: the offline rule tier by default; `--judge llm` starts the fake OpenAI-compatible
+#      judge server (speciarl_verl.testing.fake_judge_server) so the LLM path and its verdict cache run;
+#   4. runs `python -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn <--config>
+#      +cpu_debug=tiny_cpu` for --steps steps with one validation pass and a checkpoint at the
+#      last step: the hf_cpu rollout (transformers generate), one FSDP2 LoRA worker on gloo.
+#      Metrics go to OUT/metrics.jsonl (verl's file logger), checkpoints to OUT/checkpoints.
+#      Running again with the same OUT and a larger --steps resumes from the last checkpoint
+#      (step N+1), and the new steps' metrics are added to OUT/metrics.jsonl.
+# Arguments that are not options of this script are passed to verl, last, as Hydra overrides.
+# Exit codes: 2 for a bad option, 1 when a build step or the judge fails, otherwise the training's.
+set -euo pipefail
+
+readonly SCRIPT_NAME=${BASH_SOURCE[0]##*/}
+
+usage() {
+    cat <<EOF
+usage: bash recipes/${SCRIPT_NAME} [options] [--] [hydra overrides...]
+
+  --out DIR            run folder: data/, policy/, checkpoints/, metrics.jsonl, logs (default ./tiny_cpu_run)
+  --steps N            training steps, validation and checkpoint at the last one (default 3)
+  --config NAME        shipped recipe to shrink (default speciarl_grpo; e.g. speciarl_drgrpo, speciarl_dapo_ds)
+  --judge KIND         offline (rule tier, default) or llm (starts the fake judge server)
+  --train-rows N       synthetic training images (default 16)
+  --val-rows N         synthetic validation images (default 8)
+  --policy DIR         use this tiny policy instead of building OUT/policy
+  --python BIN         Python of the environment with speciarl-verl[train] (default python3)
+  --timeout SECONDS    stop the training after this long (default 1800; 0 = no limit)
+  --dry-run            print the resolved commands and exit 0
+  -h, --help           this text
+EOF
+}
+
+die() {
+    local code=$1
+    shift
+    printf '%s: error: %s\n' "$SCRIPT_NAME" "$*" >&2
+    exit "$code"
+}
+
+# ---------------------------------------------------------------------------------------------
+# options
+
+out=tiny_cpu_run
+steps=3
+config=speciarl_grpo
+judge=offline
+train_rows=16
+val_rows=8
+policy=""
+python_bin=python3
+train_timeout=1800
+dry_run=0
+overrides=()
+declare -A seen=()
+
+while (($#)); do
+    option=$1
+    case $option in
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        --dry-run)
+            dry_run=1
+            shift
+            continue
+            ;;
+        --)
+            shift
+            overrides+=("$@")
+            break
+            ;;
+        --*)
+            (($# >= 2)) || die 2 "$option needs a value"
+            value=$2
+            shift 2
+            [[ -z ${seen[$option]:-} ]] || die 2 "$option given twice (${seen[$option]} and $value)"
+            seen[$option]=$value
+            case $option in
+                --out) out=$value ;;
+                --steps) steps=$value ;;
+                --config) config=$value ;;
+                --judge) judge=$value ;;
+                --train-rows) train_rows=$value ;;
+                --val-rows) val_rows=$value ;;
+                --policy) policy=$value ;;
+                --python) python_bin=$value ;;
+                --timeout) train_timeout=$value ;;
+                *) die 2 "unknown option $option (see --help)" ;;
+            esac
+            ;;
+        *)
+            overrides+=("$1")
+            shift
+            ;;
+    esac
+done
+
+is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
+
+is_count "$steps" || die 2 "--steps must be a positive number, got '$steps'"
+is_count "$train_rows" || die 2 "--train-rows must be a positive number, got '$train_rows'"
+is_count "$val_rows" || die 2 "--val-rows must be a positive number, got '$val_rows'"
+[[ $train_timeout =~ ^[0-9]+$ ]] || die 2 "--timeout must be a number of seconds, got '$train_timeout'"
+[[ $config =~ ^[A-Za-z0-9][A-Za-z0-9_]*$ ]] || die 2 "--config must be a config name such as speciarl_grpo, got '$config'"
+[[ $judge == offline || $judge == llm ]] || die 2 "--judge must be offline or llm, got '$judge'"
+
+absolute() {
+    if [[ $1 == /* ]]; then printf '%s\n' "$1"; else printf '%s\n' "$PWD/${1#./}"; fi
+}
+
+out=$(absolute "$out")
+data_dir=$out/data
+train_file=$data_dir/synthetic_shapes_train_${train_rows}.parquet
+val_file=$data_dir/synthetic_shapes_val_${val_rows}.parquet
+build_policy=1
+if [[ -n $policy ]]; then
+    policy=$(absolute "$policy")
+    build_policy=0
+else
+    policy=$out/policy
+fi
+judge_log=$out/fake_judge.log
+train_log=$out/train.log
+
+# ---------------------------------------------------------------------------------------------
+# commands (printed exactly as they are run)
+
+show() {
+    local word line=""
+    for word in "$@"; do
+        if [[ ! $word =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]]; then
+            word="'${word//\'/\'\\\'\'}'"
+        fi
+        line+="${line:+ }$word"
+    done
+    printf '%s\n' "$line"
+}
+
+make_build_command() {
+    # make_build_command SPLIT ROWS OUT: sets build_command (the synthetic set needs no source: --root is a dummy)
+    build_command=("$python_bin" -m speciarl_verl.cli data build --dataset synthetic_shapes --root "$data_dir"
+        --split "$1" --subset "$2" --seed 0 --no-progress --out "$3")
+}
+
+policy_command=("$python_bin" -m speciarl_verl.cpu_debug.tiny_policy --out "$policy")
+
+# verl's file logger truncates its file: keep_metrics / merge_metrics carry earlier launches over (resume)
+# a busy 2-core box can take longer than Ray's default 60 s to register its raylet
+train_command=(env "VERL_FILE_LOGGER_PATH=$out/metrics.jsonl"
+    "RAY_raylet_start_wait_time_s=${RAY_raylet_start_wait_time_s:-180}"
+    VERL_PLATFORM=cpu VERL_ENGINE_DEVICE=cuda VERL_USE_EXTERNAL_MODULES=speciarl_verl.cpu_debug.activate
+    "$python_bin" -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn "$config" +cpu_debug=tiny_cpu
+    "data.train_files=$train_file"
+    "data.val_files=$val_file"
+    "actor_rollout_ref.model.path=$policy"
+    "trainer.total_training_steps=$steps"
+    "trainer.test_freq=$steps"
+    "trainer.save_freq=$steps"
+    "trainer.default_local_dir=$out/checkpoints"
+    "trainer.experiment_name=tiny_cpu_$config")
+if [[ $judge == llm ]]; then
+    train_command+=(reward.reward_kwargs.judge.kind=llm
+        "reward.reward_kwargs.judge.llm.endpoints=[JUDGE_URL]"
+        reward.reward_kwargs.judge.llm.model=fake-judge
+        "reward.reward_kwargs.judge.cache.path=$out/verdicts.sqlite")
+fi
+train_command+=("${overrides[@]}")
+if ((train_timeout > 0)); then
+    # a failing generate makes verl re-dispatch the prompt forever: never wait unbounded
+    train_command=(timeout --foreground --signal=INT --kill-after=60 "$train_timeout" "${train_command[@]}")
+fi
+
+print_plan() {
+    echo "# SpeciaRL tiny CPU run: config $config, $steps steps, judge $judge, out $out"
+    local split rows file
+    for split in train val; do
+        if [[ $split == train ]]; then rows=$train_rows file=$train_file; else rows=$val_rows file=$val_file; fi
+        if [[ -f $file ]]; then
+            echo "# $split parquet exists, not rebuilt: $file"
+        else
+            make_build_command "$split" "$rows" "$file"
+            show "${build_command[@]}"
+        fi
+    done
+    if ((build_policy)) && [[ ! -f $policy/config.json ]]; then
+        show "${policy_command[@]}"
+    else
+        echo "# tiny policy: $policy"
+    fi
+    if [[ $judge == llm ]]; then
+        echo "# fake judge server (log $judge_log); JUDGE_URL is the address it prints"
+        show "$python_bin" -m speciarl_verl.testing.fake_judge_server
+    fi
+    show "${train_command[@]}"
+}
+
+print_plan
+if ((dry_run)); then
+    exit 0
+fi
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+judge_pid=""
+
+stop_judge() {
+    if [[ -n $judge_pid ]] && kill -0 "$judge_pid" 2>/dev/null; then
+        kill -TERM "$judge_pid" 2>/dev/null || true
+        wait "$judge_pid" 2>/dev/null || true
+    fi
+    judge_pid=""
+}
+
+on_signal() {
+    stop_judge
+    exit "$1"
+}
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+
+run_step() {
+    show "$@"
+    "$@" || die 1 "step failed: $1 ... (exit $?)"
+}
+
+mkdir -p "$data_dir"
+for split in train val; do
+    if [[ $split == train ]]; then rows=$train_rows file=$train_file; else rows=$val_rows file=$val_file; fi
+    if [[ ! -f $file ]]; then
+        make_build_command "$split" "$rows" "$file"
+        run_step "${build_command[@]}"
+    fi
+done
+if [[ ! -f $policy/config.json ]]; then
+    ((build_policy)) || die 2 "--policy $policy holds no model (no config.json)"
+    run_step "${policy_command[@]}"
+fi
+
+if [[ $judge == llm ]]; then
+    "$python_bin" -u -m speciarl_verl.testing.fake_judge_server >"$judge_log" 2>&1 &
+    judge_pid=$!
+    judge_port=""
+    for _ in $(seq 100); do
+        judge_port=$(sed -n 's/^PORT \([0-9][0-9]*\)$/\1/p' "$judge_log" 2>/dev/null | head -n 1)
+        [[ -n $judge_port ]] && break
+        kill -0 "$judge_pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if [[ -z $judge_port ]]; then
+        cat "$judge_log" >&2 || true
+        stop_judge
+        die 1 "the fake judge server did not start (log $judge_log)"
+    fi
+    echo "$SCRIPT_NAME: fake judge at http://127.0.0.1:$judge_port/v1"
+    for index in "${!train_command[@]}"; do
+        train_command[index]=${train_command[index]//JUDGE_URL/http://127.0.0.1:$judge_port/v1}
+    done
+fi
+
+metrics=$out/metrics.jsonl
+previous_metrics=$out/metrics.previous.jsonl
+
+keep_metrics() {
+    # a resumed run: set the earlier launches' lines aside before verl truncates the file
+    if [[ -f $metrics ]]; then
+        cat "$metrics" >>"$previous_metrics"
+        rm -f "$metrics"
+    fi
+}
+
+merge_metrics() {
+    if [[ -f $previous_metrics ]]; then
+        cat "$previous_metrics" "$metrics" >"$metrics.tmp" 2>/dev/null || cat "$previous_metrics" >"$metrics.tmp"
+        mv "$metrics.tmp" "$metrics"
+        rm -f "$previous_metrics"
+    fi
+}
+
+keep_metrics
+show "${train_command[@]}"
+status=0
+"${train_command[@]}" </dev/null 2>&1 | tee -a "$train_log" || status=${PIPESTATUS[0]}
+merge_metrics
+stop_judge
+if ((status != 0)); then
+    die "$status" "training failed (exit $status); log $train_log"
+fi
+echo "$SCRIPT_NAME: done: metrics $out/metrics.jsonl, checkpoints $out/checkpoints"

@@ -1,0 +1,107 @@
+"""Demo step: SpeciaRL trains for a few steps through verl's own trainer on the CPU.
+
+Runs ``recipes/run_speciarl_tiny_cpu.sh`` (synthetic shapes data, the tiny supervised
+policy, the offline judge, ``main_ppo`` with the ``hf_cpu`` rollout and one FSDP2 LoRA
+worker) and reads back what verl logged per step.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["TrainStep", "run_train_step", "read_step_metrics", "print_train_step", "recipe_script"]
+
+#: Supervision steps of the demo's policy: enough for parseable, varied answers, quick on 2 cores.
+POLICY_STEPS = 200
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    out: Path
+    seconds: float
+    steps: dict[int, dict[str, float]]
+
+
+def recipe_script() -> Path:
+    """The CPU recipe script of the source tree this package runs from (``make demo`` runs in a clone)."""
+    script = Path(__file__).resolve().parents[2] / "recipes" / "run_speciarl_tiny_cpu.sh"
+    if not script.is_file():
+        raise FileNotFoundError(f"{script} not found: the train step runs from a clone of the repository")
+    return script
+
+
+def read_step_metrics(metrics_file: Path) -> dict[int, dict[str, float]]:
+    """verl's file-logger lines (``{"step": n, "data": {...}}``) merged by step.
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "m.jsonl"
+    >>> _ = f.write_text('{"step": 1, "data": {"a": 1.0}}\\n{"step": 1, "data": {"b": 2.0}}\\n')
+    >>> read_step_metrics(f)
+    {1: {'a': 1.0, 'b': 2.0}}
+    """
+    steps: dict[int, dict[str, float]] = defaultdict(dict)
+    for line in metrics_file.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            steps[int(record["step"])].update(record["data"])
+    return dict(sorted(steps.items()))
+
+
+def run_train_step(work: Path, steps: int = 3, timeout_s: int = 900) -> TrainStep:
+    """Build the tiny policy, then run the CPU recipe for ``steps`` steps under ``work/train``."""
+    import time
+
+    from speciarl_verl.cpu_debug.tiny_policy import build_tiny_policy
+
+    out = work / "train"
+    policy = out / "policy"
+    started = time.perf_counter()
+    if not (policy / "config.json").is_file():
+        build_tiny_policy(policy, seed=0, steps=POLICY_STEPS, progress=False)
+    command = [
+        "bash", str(recipe_script()), "--out", str(out), "--steps", str(steps), "--policy", str(policy),
+        "--python", sys.executable, "--timeout", str(timeout_s),
+    ]  # fmt: skip
+    log = out / "demo_train.log"
+    out.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as sink:
+        result = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, timeout=timeout_s + 120)
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-30:])
+        raise RuntimeError(f"the CPU recipe failed (exit {result.returncode}); log {log}:\n{tail}")
+    return TrainStep(out, time.perf_counter() - started, read_step_metrics(out / "metrics.jsonl"))
+
+
+def print_train_step(console, result: TrainStep) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"verl main_ppo on CPU: {len(result.steps)} steps in {result.seconds:.0f} s ({result.out})")
+    categories = sorted(
+        {key.removeprefix("speciarl/category/") for row in result.steps.values() for key in row}
+        - {key for row in result.steps.values() for key in row if not key.startswith("speciarl/category/")}
+    )
+    for column in ("step", "reward mean", *categories, "unparseable", "zero-var groups", "pg loss", "grad norm"):
+        table.add_column(column, justify="right")
+    for step, row in result.steps.items():
+        if "critic/score/mean" not in row:
+            continue
+        shares = [f"{row.get(f'speciarl/category/{name}', 0.0):.2f}" for name in categories]
+        table.add_row(
+            str(step),
+            f"{row['critic/score/mean']:+.3f}",
+            *shares,
+            f"{row.get('speciarl/parse_failure_rate', float('nan')):.2f}",
+            f"{row.get('speciarl/groups_zero_variance', float('nan')):.2f}",
+            f"{row.get('actor/pg_loss', float('nan')):+.4f}",
+            f"{row.get('actor/grad_norm', float('nan')):.4f}",
+        )
+    console.print(table)
+    console.print(
+        "[dim]reward mean = critic/score/mean (the group-stage rewards); category columns: share of rollouts "
+        "per verdict; zero-var groups: share of groups with no GRPO signal[/dim]"
+    )
