@@ -18,7 +18,7 @@ from speciarl_verl.cli_errors import UserInputError, user_input
 if TYPE_CHECKING:
     from speciarl_verl.evaluation.vllm_predictor import PredictConfig
 
-__all__ = ["register", "judge_mapping", "run_names"]
+__all__ = ["register", "judge_mapping", "inclusion_judge_mapping", "run_names"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -287,15 +287,109 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-plots", action="store_true")
+    _add_answer_metric_options(p)
     p.set_defaults(func=_guarded(_report))
+
+
+def _add_answer_metric_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metrics",
+        default="spec",
+        help="comma-separated: spec (correctness, specificity, HM; always reported), owc (the open-world metrics "
+        "exact_match, text_inclusion, llm_inclusion, semantic_similarity, concept_similarity), or single metric "
+        "names; default spec. owc needs the owc extra, an embedding model, a spaCy pipeline and an LLM endpoint",
+    )
+    p.add_argument(
+        "--embedding-model",
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        help="sentence-transformers model name or local folder for the similarity metrics",
+    )
+    p.add_argument("--embedding-batch-size", type=int, default=256)
+    p.add_argument("--embedding-device", help="device for the embedding model (default: the library's choice)")
+    p.add_argument(
+        "--concept-pipeline",
+        default="en_core_web_sm",
+        help="spaCy pipeline with a parser for the noun-phrase concepts, or 'rules' (blank English tokenizer and a "
+        "rule chunker, no model)",
+    )
+    p.add_argument(
+        "--concept-reduction",
+        choices=("max", "mean", "median", "min"),
+        default="max",
+        help="how the similarities of an answer's concepts reduce to its score (default max)",
+    )
+    p.add_argument(
+        "--inclusion-judge-config",
+        type=Path,
+        help="YAML mapping for the LLM inclusion judge (llm, cache, failure_policy: raise|skip); default: the "
+        "llm and cache sections of the shipped evaluation judge (eval_judge_llama3_70b.yaml)",
+    )
+    p.add_argument(
+        "--inclusion-judge-set", action="append", default=[], metavar="KEY=VALUE", help="one more inclusion setting"
+    )
+
+
+def inclusion_judge_mapping(config_file: Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The LLM inclusion judge's settings: the YAML file (default: the shipped evaluation judge's ``llm``
+    and ``cache`` sections), then ``--inclusion-judge-set`` entries.
+
+    >>> inclusion_judge_mapping(None, ["llm.model=m", "failure_policy=skip"])["llm"]["model"]
+    'm'
+    """
+    import yaml
+
+    from speciarl_verl.evaluation.judging import default_judge_settings
+
+    if config_file is None:
+        shipped = default_judge_settings()
+        mapping: dict[str, Any] = {"llm": shipped["llm"], "cache": shipped.get("cache")}
+    else:
+        try:
+            loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+        except OSError as error:
+            raise UserInputError(f"{config_file}: cannot read it ({error.strerror or error})") from error
+        except yaml.YAMLError as error:
+            raise UserInputError(f"{config_file}: not valid YAML ({' '.join(str(error).split())})") from error
+        if not isinstance(loaded, dict):
+            raise UserInputError(f"{config_file}: expected a mapping of inclusion judge settings")
+        mapping = loaded
+    return _merge(mapping, _key_values(overrides, "--inclusion-judge-set"))
+
+
+def _answer_metric_setup(args: argparse.Namespace):
+    """The chosen answer metrics and the context that scores them (``None`` when only spec is asked for)."""
+    from speciarl_verl.evaluation.owc_metrics import OwcContext, OwcSettings, owc_extra_problem, parse_metric_selection
+
+    names = parse_metric_selection(args.metrics)
+    if not names:
+        return names, None
+    problem = owc_extra_problem(names)
+    if problem is not None:
+        raise UserInputError(problem)
+    inclusion = None
+    if "llm_inclusion" in names:
+        inclusion = inclusion_judge_mapping(args.inclusion_judge_config, args.inclusion_judge_set)
+    settings = OwcSettings(
+        embedding_model=args.embedding_model,
+        embedding_batch_size=args.embedding_batch_size,
+        embedding_device=args.embedding_device,
+        concept_pipeline=args.concept_pipeline,
+        concept_reduction=args.concept_reduction,
+        inclusion_judge=inclusion,
+    )
+    if inclusion is not None:
+        settings.inclusion_settings()  # bad settings fail before any model loads
+    return names, OwcContext(settings)
 
 
 def _report(args: argparse.Namespace) -> int:
     from speciarl_verl.evaluation.metrics import CategorySets
+    from speciarl_verl.evaluation.owc_metrics import score_verdicts
     from speciarl_verl.evaluation.records import load_verdicts
     from speciarl_verl.evaluation.report import ReportSettings, RunVerdicts, build_report
     from speciarl_verl.evaluation.report_files import write_report
 
+    names, context = _answer_metric_setup(args)
     domains = args.train_domain or ["cub200"]
     train = tuple(d for d in domains if d.lower() != "none")
     settings = ReportSettings(
@@ -305,10 +399,17 @@ def _report(args: argparse.Namespace) -> int:
         confidence=args.confidence,
         seed=args.seed,
         undecided=args.undecided,
+        answer_metrics=names,
+        answer_metric_settings=None if context is None else context.settings.describe(names),
     )
-    names = run_names(args.verdicts, args.name)
-    runs = [RunVerdicts(n, load_verdicts(p), str(p)) for n, p in zip(names, args.verdicts, strict=True)]
+    runs = []
+    for run_name, path in zip(run_names(args.verdicts, args.name), args.verdicts, strict=True):
+        verdicts = load_verdicts(path)
+        scores = None if context is None else score_verdicts(verdicts, names, context, where=str(path))
+        runs.append(RunVerdicts(run_name, verdicts, str(path), answer_scores=scores))
     written = write_report(build_report(runs, settings), args.out, plots=not args.no_plots)
+    if context is not None and context.inclusion_failed:
+        print(f"{context.inclusion_failed} LLM inclusion question(s) failed and were skipped (failure_policy=skip)")
     print(f"report -> {written['markdown']}")
     return 0
 

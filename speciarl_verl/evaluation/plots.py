@@ -12,7 +12,15 @@ from typing import Any
 
 from speciarl_verl.evaluation.metrics import HISTOGRAM_KEYS
 
-__all__ = ["PLOT_SIZES", "DPI", "category_bars_png", "specificity_vs_correctness_png", "best_of_n_png", "heatmap_png"]
+__all__ = [
+    "PLOT_SIZES",
+    "DPI",
+    "category_bars_png",
+    "specificity_vs_correctness_png",
+    "best_of_n_png",
+    "hm_vs_semantic_similarity_png",
+    "heatmap_png",
+]
 
 DPI = 100
 #: (width, height) in pixels of each figure.
@@ -21,6 +29,7 @@ PLOT_SIZES: Mapping[str, tuple[int, int]] = {
     "specificity_vs_correctness": (800, 700),
     "best_of_n": (1000, 450),
     "agreement_heatmap": (800, 700),
+    "hm_vs_semantic_similarity": (800, 700),
 }
 
 CATEGORY_COLORS: Mapping[str, str] = {
@@ -164,6 +173,43 @@ def _best_of_n_curve(run: Mapping[str, Any]) -> Mapping[str, Any] | None:
         return ood["best_of_n"]
     blocks = [b["best_of_n"] for b in run["per_source"].values() if "best_of_n" in b]
     return blocks[0] if len(blocks) == 1 else None
+
+
+def hm_vs_semantic_similarity_png(report: Mapping[str, Any]) -> bytes:
+    """HM (category judge) against semantic similarity (embeddings), one point per data source and run,
+    a star for each run's out-of-domain mean: where the two disagree, a judge or an embedding misleads."""
+    figure = _figure("hm_vs_semantic_similarity")
+    axes = figure.add_subplot()
+    low = 0.0
+    for r, (run_name, run) in enumerate(report["runs"].items()):
+        color = f"C{r % 10}"
+        for source, block in run["per_source"].items():
+            similarity = block.get("semantic_similarity")
+            if similarity is None:
+                continue
+            low = min(low, similarity)
+            axes.scatter(similarity, block["hm"], s=30, color=color, alpha=0.7)
+            axes.annotate(source, (similarity, block["hm"]), fontsize=7, alpha=0.8)
+        ood = run.get("ood_mean")
+        if ood is not None and ood.get("semantic_similarity") is not None:
+            axes.scatter(
+                ood["semantic_similarity"],
+                ood["hm"],
+                s=140,
+                marker="*",
+                color=color,
+                edgecolor="black",
+                label=f"{run_name} (OOD: SS {ood['semantic_similarity']:.3f}, HM {ood['hm']:.3f})",
+            )
+        else:
+            axes.scatter([], [], color=color, label=run_name)
+    axes.set_xlim(min(low, 0.0) - 0.02, 1.02)
+    axes.set_ylim(0, 1.02)
+    axes.set_xlabel("semantic similarity (mean cosine of answer and ground truth)")
+    axes.set_ylabel("HM of correctness and specificity")
+    axes.set_title("HM vs semantic similarity per data source (star: out-of-domain mean)")
+    axes.legend(loc="lower right", fontsize=8)
+    return _png(figure)
 
 
 def heatmap_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], x_name: str, y_name: str) -> bytes:

@@ -22,6 +22,11 @@ For each run (one verdicts file) and each data source:
 Each run also states the judge(s) that wrote its verdicts (``judges``: the verdict rows'
 ``judge`` with their counts) and its total ``undecided`` count.
 
+With answer metrics (the open-world metrics of :mod:`.owc_metrics`, ``ReportSettings.answer_metrics``),
+each source also gets every such metric's image-weighted mean over all answers (undecided ones
+included: these metrics do not use the category judge), its ``ci``, and ``unscored`` (answers
+without a score, e.g. an LLM call that failed under ``failure_policy=skip``) when any.
+
 ``ood_mean`` averages over the out-of-domain sources (all sources except the
 training domains): every aggregation is the plain mean over those sources,
 except ``hm``, which is the harmonic mean of the averaged correctness and the
@@ -54,6 +59,7 @@ from speciarl_verl.evaluation.metrics import (
     histogram,
     undecided_policy,
 )
+from speciarl_verl.evaluation.owc_metrics import get_answer_metric
 from speciarl_verl.evaluation.pass_at_k import best_of_k_matrix, k_values
 from speciarl_verl.evaluation.records import VerdictRecord
 
@@ -67,7 +73,9 @@ class ReportSettings:
     ``train_domains``: data sources the model was trained on; every other source
     is out of domain. ``undecided``: ``exclude`` (answers no judge decided are left out of
     the metrics) or a category label to count them as (``wrong``). ``replicates = 0`` turns
-    the bootstrap off.
+    the bootstrap off. ``answer_metrics``: registered answer metrics to report besides the category
+    metrics (each run then carries their scores, :attr:`RunVerdicts.answer_scores`);
+    ``answer_metric_settings``: what they ran with, copied into ``report.json``.
 
     >>> ReportSettings(undecided="Wrong", replicates=0).undecided
     'wrong'
@@ -80,9 +88,17 @@ class ReportSettings:
     confidence: float = 0.95
     seed: int = 0
     undecided: str = EXCLUDE
+    answer_metrics: tuple[str, ...] = ()
+    answer_metric_settings: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "undecided", undecided_policy(self.undecided))
+        object.__setattr__(self, "answer_metrics", tuple(self.answer_metrics))
+        clash = set(self.answer_metrics) & set(aggregation_names())
+        if clash:
+            raise ValueError(f"answer metric(s) {sorted(clash)} share a name with a category aggregation")
+        for name in self.answer_metrics:
+            get_answer_metric(name)
         if self.replicates < 0:
             raise ValueError(f"replicates must be >= 0, got {self.replicates}")
         if not 0 < self.confidence < 1:
@@ -92,14 +108,19 @@ class ReportSettings:
 
 @dataclass(frozen=True)
 class RunVerdicts:
-    """One run to report: a name and its verdicts."""
+    """One run to report: a name, its verdicts and, for answer metrics, each answer's scores
+    (``(sample_id, prediction_index)`` -> metric -> score, ``None`` for no score;
+    :func:`~speciarl_verl.evaluation.owc_metrics.score_verdicts` computes them)."""
 
     name: str
     verdicts: Sequence[VerdictRecord]
     source_file: str | None = None
+    answer_scores: Mapping[tuple[str, int], Mapping[str, float | None]] | None = None
 
 
-def metric_definitions(sets: CategorySets, undecided: str = EXCLUDE) -> dict[str, Any]:
+def metric_definitions(
+    sets: CategorySets, undecided: str = EXCLUDE, answer_metrics: Sequence[str] = ()
+) -> dict[str, Any]:
     """The definitions in force, written into the report."""
     if undecided == EXCLUDE:
         scored = "undecided answers (no judge decided them) are left out of every metric; their count is reported"
@@ -119,7 +140,16 @@ def metric_definitions(sets: CategorySets, undecided: str = EXCLUDE) -> dict[str
         "ood_mean": "mean over out-of-domain sources of each metric; hm = harmonic mean of the mean correctness "
         "and the mean specificity",
         "interval": "percentile bootstrap over images (per source; stratified by source for ood_mean)",
+        **{name: get_answer_metric(name).definition for name in answer_metrics},
+        **({"answer_metrics": _ANSWER_SCOPE} if answer_metrics else {}),
     }
+
+
+_ANSWER_SCOPE = (
+    "each answer metric scores every answer from its ground truth and parsed answer, without the category "
+    "judge (undecided answers included; an unparseable answer scores 0); each image weighs the same (the mean "
+    "of its scored answers); ood_mean is the plain mean over the out-of-domain sources; no best-of-N"
+)
 
 
 def build_report(runs: Sequence[RunVerdicts], settings: ReportSettings | None = None) -> dict[str, Any]:
@@ -138,16 +168,46 @@ def build_report(runs: Sequence[RunVerdicts], settings: ReportSettings | None = 
             "confidence": settings.confidence,
             "seed": settings.seed,
             "undecided": settings.undecided,
+            **_answer_settings(settings),
         },
-        "definitions": metric_definitions(settings.sets, settings.undecided),
+        "definitions": metric_definitions(settings.sets, settings.undecided, settings.answer_metrics),
         "aggregations": aggregation_names(),
+        "answer_metrics": list(settings.answer_metrics),
         "runs": {run.name: _run_block(run, settings) for run in runs},
     }
+
+
+def _answer_settings(settings: ReportSettings) -> dict[str, Any]:
+    if not settings.answer_metrics:
+        return {}
+    described = dict(settings.answer_metric_settings or {})
+    described["metrics"] = list(settings.answer_metrics)
+    return {"answer_metrics": described}
+
+
+def _check_answer_scores(run: RunVerdicts, names: Sequence[str]) -> None:
+    if not names:
+        return
+    scores = run.answer_scores
+    if scores is None:
+        raise ValueError(
+            f"run {run.name!r} has no answer scores for {list(names)}; compute them with "
+            "speciarl_verl.evaluation.owc_metrics.score_verdicts"
+        )
+    for verdict in run.verdicts:
+        row = scores.get(verdict.key)
+        missing = [n for n in names if row is None or n not in row]
+        if missing:
+            raise ValueError(
+                f"run {run.name!r}: sample {verdict.sample_id!r} answer {verdict.prediction_index} has no "
+                f"score for {missing}"
+            )
 
 
 def _run_block(run: RunVerdicts, settings: ReportSettings) -> dict[str, Any]:
     if not run.verdicts:
         raise ValueError(f"run {run.name!r} ({run.source_file}) has no verdicts")
+    _check_answer_scores(run, settings.answer_metrics)
     item_metric = get_item_metric(settings.item_metric)
     by_source: dict[str, dict[str, list[VerdictRecord]]] = defaultdict(lambda: defaultdict(list))
     for verdict in run.verdicts:
@@ -160,6 +220,13 @@ def _run_block(run: RunVerdicts, settings: ReportSettings) -> dict[str, Any]:
         # One stream per source, so a source's intervals do not depend on which other sources the file has.
         rng = np.random.default_rng([settings.seed, zlib.crc32(source.encode("utf-8"))])
         block, draws[source] = _source_block(source, images, values, settings, rng)
+        if settings.answer_metrics:
+            assert run.answer_scores is not None  # checked above
+            # A stream of its own, so adding answer metrics leaves the category intervals as they were.
+            answer_rng = np.random.default_rng([settings.seed, zlib.crc32(source.encode("utf-8")), 1])
+            answers, answer_draws = _answer_block(images, run.answer_scores, settings, answer_rng)
+            _merge_answer_block(block, answers)
+            draws[source].update(answer_draws)
         per_source[source] = block
     ood_sources = [s for s in per_source if s not in settings.train_domains]
     judges = Counter(v.judge or "unknown" for v in run.verdicts)
@@ -249,6 +316,56 @@ def _best_of_n_block(
     return block
 
 
+def _answer_block(
+    images: Sequence[Sequence[VerdictRecord]],
+    scores: Mapping[tuple[str, int], Mapping[str, float | None]],
+    settings: ReportSettings,
+    rng: np.random.Generator,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Image-weighted means of the answer metrics and their bootstrap draws.
+
+    Per image and metric: the mean of its scored answers, and a weight of 1 (0 when none of its
+    answers has a score). Resampling the rows of ``[weight * mean, weight]`` and dividing the
+    sums gives the replicated means, with the same image draws for every metric.
+    """
+    names = settings.answer_metrics
+    table = np.zeros((len(images), 2 * len(names)))
+    unscored = dict.fromkeys(names, 0)
+    for i, rows in enumerate(images):
+        for j, name in enumerate(names):
+            values = [scores[v.key][name] for v in rows]
+            kept = [float(x) for x in values if x is not None]
+            unscored[name] += len(values) - len(kept)
+            if kept:
+                table[i, j], table[i, len(names) + j] = float(np.mean(kept)), 1.0
+    sums, weights = table[:, : len(names)].sum(axis=0), table[:, len(names) :].sum(axis=0)
+    block: dict[str, Any] = {
+        name: (float(sums[j] / weights[j]) if weights[j] else None) for j, name in enumerate(names)
+    }
+    draws: dict[str, np.ndarray] = {}
+    if settings.replicates:
+        resampled = resampled_histograms(table, settings.replicates, rng)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = resampled[:, : len(names)] / resampled[:, len(names) :]
+        draws = {name: means[:, j] for j, name in enumerate(names)}
+        block["ci"] = {
+            name: list(percentile_interval(d[np.isfinite(d)], settings.confidence))
+            for name, d in draws.items()
+            if np.isfinite(d).any()
+        }
+    if any(unscored.values()):
+        block["unscored"] = {name: count for name, count in unscored.items() if count}
+    return block, draws
+
+
+def _merge_answer_block(block: dict[str, Any], answers: Mapping[str, Any]) -> None:
+    for key, value in answers.items():
+        if key == "ci":
+            block.setdefault("ci", {}).update(value)
+        else:
+            block[key] = value
+
+
 def _macro(values: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
     """Mean of every aggregation over sources; hm from the means of correctness and specificity."""
     out = {name: np.mean(np.asarray(per_source, dtype=float), axis=0) for name, per_source in values.items()}
@@ -271,6 +388,14 @@ def _ood_block(
     if settings.replicates:
         replicated = _macro({name: [draws[s][name] for s in sources] for name in names})
         block["ci"] = _intervals(replicated, settings.confidence)
+    for name in settings.answer_metrics:
+        values = [per_source[s][name] for s in sources]
+        block[name] = None if any(v is None for v in values) else float(np.mean(values))
+        if settings.replicates and block[name] is not None:
+            stacked = np.mean([draws[s][name] for s in sources], axis=0)
+            finite = stacked[np.isfinite(stacked)]
+            if finite.size:
+                block.setdefault("ci", {})[name] = list(percentile_interval(finite, settings.confidence))
     with_bon = [per_source[s].get("best_of_n") for s in sources]
     if all(with_bon):
         common = sorted(set.intersection(*(set(b["k"]) for b in with_bon)))

@@ -9,7 +9,7 @@ from typing import Any
 
 from speciarl_verl.jsonl_io import write_atomically
 
-__all__ = ["write_report", "PLOT_FILES"]
+__all__ = ["write_report", "PLOT_FILES", "OWC_PLOT_FILES"]
 
 #: File name of each plot, by the key of :data:`~speciarl_verl.evaluation.plots.PLOT_SIZES`.
 PLOT_FILES: Mapping[str, str] = {
@@ -17,6 +17,8 @@ PLOT_FILES: Mapping[str, str] = {
     "specificity_vs_correctness": "specificity_vs_correctness.png",
     "best_of_n": "best_of_n.png",
 }
+#: File name of each plot that exists only with the open-world metrics (``--metrics owc``).
+OWC_PLOT_FILES: Mapping[str, str] = {"hm_vs_semantic_similarity": "hm_vs_semantic_similarity.png"}
 
 
 def _has_best_of_n(report: Mapping[str, Any]) -> bool:
@@ -26,7 +28,8 @@ def _has_best_of_n(report: Mapping[str, Any]) -> bool:
 def write_report(report: Mapping[str, Any], out_dir: str | Path, plots: bool = True) -> dict[str, Path]:
     """Write the files; returns ``{"json": ..., "markdown": ..., <plot name>: ...}``.
 
-    The best-of-N plot is drawn only when some run has several answers per image.
+    The best-of-N plot is drawn only when some run has several answers per image, the plot of HM
+    against semantic similarity only when the report has that metric.
     """
     from speciarl_verl.evaluation import plots as figures
     from speciarl_verl.evaluation.report_markdown import render_markdown
@@ -41,8 +44,10 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path, plots: bool = T
         }
         if _has_best_of_n(report):
             drawers["best_of_n"] = figures.best_of_n_png
+        if "semantic_similarity" in report.get("answer_metrics", ()):
+            drawers["hm_vs_semantic_similarity"] = figures.hm_vs_semantic_similarity_png
         for name, draw in drawers.items():
-            written[name] = write_atomically(out_dir / PLOT_FILES[name], draw(report))
+            written[name] = write_atomically(out_dir / {**PLOT_FILES, **OWC_PLOT_FILES}[name], draw(report))
     written["json"] = write_atomically(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     titles = {name.replace("_", " "): path.name for name, path in written.items() if path.suffix == ".png"}
     written["markdown"] = write_atomically(out_dir / "report.md", render_markdown(report, titles))

@@ -30,13 +30,21 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align_right_fro
 
 
 def _title(name: str) -> str:
-    return _TITLES.get(name, name)
+    if name in _TITLES:
+        return _TITLES[name]
+    from speciarl_verl.evaluation.owc_metrics import get_answer_metric
+
+    try:
+        return get_answer_metric(name).title
+    except ValueError:
+        return name
 
 
 def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None = None) -> str:
     """The report as Markdown: definitions, comparison across runs, one section per run, plots."""
     settings, definitions, runs = report["settings"], report["definitions"], report["runs"]
-    names: list[str] = list(report["aggregations"])
+    answer_names: list[str] = list(report.get("answer_metrics", ()))
+    names: list[str] = [*report["aggregations"], *answer_names]
     train = set(settings["train_domains"])
     lines = ["# Evaluation report", ""]
     lines += [
@@ -60,6 +68,11 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
     lines += [f"- **{key}**: {definitions[key]}" for key in ("correctness", "specificity", "hm")]
     lines += [f"- undecided: {definitions['undecided']}"] if "undecided" in definitions else []
     lines += [f"- {key}: {definitions[key]}" for key in ("weighting", "best_of_n", "ood_mean", "interval")]
+    if answer_names:
+        lines += ["", "Open-world metrics (columns " + ", ".join(map(_title, answer_names)) + "):", ""]
+        lines += [f"- **{name}** ({_title(name)}): {definitions[name]}" for name in answer_names]
+        lines += [f"- scope: {definitions['answer_metrics']}"]
+        lines += [f"- ran with: {_ran_with(settings.get('answer_metrics', {}))}"]
     lines += [""]
 
     lines += ["## Out-of-domain mean", ""]
@@ -107,6 +120,17 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
 _CSH = ("correctness", "specificity", "hm")
 
 
+def _ran_with(described: Mapping[str, Any]) -> str:
+    parts = [f"{key} `{value}`" for key, value in described.items() if key not in ("metrics", "inclusion_judge")]
+    judge = described.get("inclusion_judge")
+    if judge:
+        parts.append(
+            f"inclusion judge `{judge['model']}` at {', '.join(judge['endpoints'])}, prompt `{judge['prompt']}`, "
+            f"failure policy `{judge['failure_policy']}`"
+        )
+    return "; ".join(parts) or "(nothing to configure)"
+
+
 def _judges(run: Mapping[str, Any]) -> str:
     """``offline (120), llm:model (8)``: the verdict rows' ``judge`` with their counts."""
     judges = run.get("judges") or {}
@@ -142,16 +166,22 @@ def _run_section(name: str, run: Mapping[str, Any], names: Sequence[str], train:
         "",
     ]
     rows = []
+    notes: list[str] = []
     for source, block in run["per_source"].items():
         label = f"{source} (training domain)" if source in train else source
         counts = [str(block["counts"].get(key, 0)) for key in HISTOGRAM_KEYS]
         rows.append([label, str(block["n"]), str(block["images"]), *counts, *(_with_interval(block, n) for n in names)])
+        unscored = block.get("unscored")
+        if unscored:
+            notes.append(f"{source}: " + ", ".join(f"{n} {c}" for n, c in unscored.items()))
     ood = run["ood_mean"]
     if ood is not None:
         rows.append(
             ["**out-of-domain mean**", "", "", *[""] * len(HISTOGRAM_KEYS), *(_with_interval(ood, n) for n in names)]
         )
     lines += _table(["data source", "n", "images", *HISTOGRAM_KEYS, *map(_title, names)], rows)
+    if notes:
+        lines += ["Answers without a score (left out of that metric): " + "; ".join(notes) + ".", ""]
 
     bon_sources = {s: b["best_of_n"] for s, b in run["per_source"].items() if "best_of_n" in b}
     if bon_sources:
