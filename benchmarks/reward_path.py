@@ -13,7 +13,7 @@ L per request and at most C requests served at once, so no client can beat
   ``max_in_flight``), with ``judge.kind=llm`` and with ``judge.kind=auto`` (rule tier first),
   each with its own empty cache;
 * warm step: the same step again with every verdict cached, plus the group stage's per-group
-  math (records -> rewards and rewritten records, :func:`score_group_records`); repeated,
+  math (records -> rewards and rewritten records, :func:`score_group`); repeated,
   reported as the median wall time and the median process CPU time per rollout (the CPU
   figure is the stable one on a shared machine);
 * fresh worker: a new reward manager (empty memo) on the filled SQLite cache, first step;
@@ -140,11 +140,11 @@ def timed_step(manager, protos) -> tuple[float, float]:
 
 def group_math(settings, results: list[dict], n: int) -> None:
     """The group stage's per-group work on the step's records (TransferQueue I/O left out)."""
-    from speciarl_verl.verl_ext.group_stage import score_group_records
+    from speciarl_verl.core.group_scoring import score_group
 
     for start in range(0, len(results), n):
         records = [r["reward_extra_info"] for r in results[start : start + n]]
-        score_group_records(records, settings, uid=f"u{start // n}")
+        score_group(records, settings, validation=False, uid=f"u{start // n}")
 
 
 def timed_warm_step(manager, protos, n: int) -> tuple[float, float, float]:

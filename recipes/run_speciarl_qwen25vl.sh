@@ -7,8 +7,8 @@
 # Steps:
 #   1. builds the CUB-200 training parquet (train split, --train-subset images, --seed) and the
 #      validation parquet (test split, --val-subset images) under --data-dir if they are missing;
-#   2. starts the judge's vLLM server on --judge-gpus and waits for /health, or checks that the
-#      server given with --judge-endpoint answers;
+#   2. starts the judge's vLLM server on --judge-gpus (loopback only, with an API key generated for
+#      the run) and waits for /health, or checks that the server given with --judge-endpoint answers;
 #   3. runs `python -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn <--config>` on
 #      --train-gpus. Arguments that are not options of this script are passed to verl, last, as
 #      Hydra overrides (so they win over the ones this script adds).
@@ -47,6 +47,10 @@ judge
   --judge-gpu-memory F     GPU memory share of the judge server (default 0.9)
   --judge-arg ARG          one more argument for the judge's vLLM server (repeatable)
   --judge-wait SECONDS     how long to wait for the judge to answer (default 1800)
+  --judge-api-key-env NAME environment variable holding the judge's API key (vllm serve --api-key): the
+                           reward sends it, on every node. With --judge-endpoint: none unless given. A judge
+                           this script starts always gets one: the variable's value, or a key generated for
+                           the run (default NAME: SPECIARL_JUDGE_API_KEY)
 other
   --python BIN             Python of the environment with speciarl-verl[gpu,train] (default python3)
   --log-dir DIR            where the judge server writes its log (default ./logs)
@@ -83,6 +87,7 @@ judge_max_model_len=4096
 judge_gpu_memory=0.9
 judge_args=()
 judge_wait=1800
+judge_key_env=""
 python_bin=python3
 log_dir=logs
 dry_run=0
@@ -132,6 +137,7 @@ while (($#)); do
                 --judge-gpu-memory) judge_gpu_memory=$value ;;
                 --judge-arg) judge_args+=("$value") ;;
                 --judge-wait) judge_wait=$value ;;
+                --judge-api-key-env) judge_key_env=$value ;;
                 --python) python_bin=$value ;;
                 --log-dir) log_dir=$value ;;
                 *) die 2 "unknown option $option (see --help)" ;;
@@ -157,6 +163,9 @@ is_count "$judge_port" || die 2 "--judge-port must be a port number, got '$judge
 is_count "$judge_wait" || die 2 "--judge-wait must be a number of seconds, got '$judge_wait'"
 if [[ -n $judge_endpoint && ! $judge_endpoint =~ ^https?://[^/]+(/.*)?/v1/?$ ]]; then
     die 2 "--judge-endpoint must be an OpenAI-compatible base URL ending in /v1, got '$judge_endpoint'"
+fi
+if [[ -n $judge_key_env && ! $judge_key_env =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+    die 2 "--judge-api-key-env must be an environment variable name such as SPECIARL_JUDGE_API_KEY, got '$judge_key_env'"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -217,6 +226,8 @@ if [[ -z $judge_endpoint ]]; then
     judge_tp=$(count_items "$judge_gpus")
     judge_endpoint=http://127.0.0.1:$judge_port/v1
     judge_log=$log_dir/judge_vllm_$judge_port.log
+    # even on loopback: every user of a shared node reaches 127.0.0.1
+    judge_key_env=${judge_key_env:-SPECIARL_JUDGE_API_KEY}
     for gpu in ${judge_devices//,/ }; do
         [[ ,$train_devices, != *",$gpu,"* ]] || die 2 "GPU $gpu is in both --train-gpus and --judge-gpus"
     done
@@ -258,6 +269,7 @@ train_command=(env "CUDA_VISIBLE_DEVICES=$train_devices" "$python_bin" -m verl.t
     "trainer.n_gpus_per_node=$n_train_gpus"
     "reward.reward_kwargs.judge.llm.endpoints=[$judge_endpoint]"
     "reward.reward_kwargs.judge.llm.model=$judge_model"
+    ${judge_key_env:+"reward.reward_kwargs.judge.llm.api_key_env=$judge_key_env"}
     "${overrides[@]}")
 
 plan_parquet() {
@@ -283,9 +295,11 @@ print_plan() {
     plan_parquet 2 test "$val_subset" "$val_file" "$build_val"
     if ((start_judge)); then
         echo "# 3. judge server on GPUs $judge_devices (log $judge_log), then wait for ${judge_endpoint%/v1}/health"
+        echo "#    its API key: VLLM_API_KEY in its environment, from \$$judge_key_env (generated if unset)"
         show "${judge_command[@]}"
     else
         echo "# 3. judge: the running server $judge_endpoint (wait for $judge_endpoint/models)"
+        [[ -z $judge_key_env ]] || echo "#    with the API key in \$$judge_key_env"
     fi
     echo "# 4. training on GPUs $train_devices"
     show "${train_command[@]}"
@@ -317,6 +331,13 @@ if { ((build_train)) && [[ ! -f $train_file ]]; } || { ((build_val)) && [[ ! -f 
 fi
 [[ -f $train_file || $build_train == 1 ]] || die 2 "--train-file $train_file does not exist"
 [[ -f $val_file || $build_val == 1 ]] || die 2 "--val-file $val_file does not exist"
+if [[ -n $judge_key_env && -z ${!judge_key_env:-} ]]; then
+    ((start_judge)) || die 2 "--judge-api-key-env names $judge_key_env, which is not set; export it with the judge's API key"
+    # the key is never on a command line (ps shows those to every user): only in environments
+    printf -v "$judge_key_env" '%s' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
+fi
+# exported for the judge server, the health check and the training (whose local Ray workers inherit it)
+[[ -z $judge_key_env ]] || export "${judge_key_env?}"
 
 # ---------------------------------------------------------------------------------------------
 # run; stop what was started on exit, Ctrl-C and SIGTERM
@@ -372,9 +393,12 @@ if ((build_val)) && [[ ! -f $val_file ]]; then
 fi
 
 http_ok() {
-    "$python_bin" - "$1" <<'PY' >/dev/null 2>&1
-import sys, urllib.request
-with urllib.request.urlopen(sys.argv[1], timeout=5) as response:
+    # http_ok URL: 200 from URL, sending the judge's API key (read from the environment) if there is one
+    "$python_bin" - "$1" "$judge_key_env" <<'PY' >/dev/null 2>&1
+import os, sys, urllib.request
+key = os.environ.get(sys.argv[2]) if sys.argv[2] else None
+request = urllib.request.Request(sys.argv[1], headers={"Authorization": f"Bearer {key}"} if key else {})
+with urllib.request.urlopen(request, timeout=5) as response:
     sys.exit(0 if response.status == 200 else 1)
 PY
 }
@@ -386,7 +410,7 @@ if ((start_judge)); then
     fi
     show "${judge_command[@]}"
     set -m # the server gets its own process group, so stopping it stops its workers too
-    "${judge_command[@]}" </dev/null >"$judge_log" 2>&1 &
+    VLLM_API_KEY=${!judge_key_env} "${judge_command[@]}" </dev/null >"$judge_log" 2>&1 &
     judge_pid=$!
     set +m
     health=${judge_endpoint%/v1}/health

@@ -1,8 +1,11 @@
 """speciarl_verl: specificity-aware RL (SpeciaRL) for fine-grained classification, as a verl plugin.
 
-The top level re-exports the pure core only; importing it loads neither verl
-nor torch. The verl adapters live in :mod:`speciarl_verl.verl_ext` and are
-registered with verl through the ``verl.plugins`` entry point.
+The top level holds what a user of the method reaches for: the verdict categories and
+their orders, answer parsing, the group and static rewards, the scoring of one group,
+the reward settings and the verifier contract a custom judge implements. The rest of the
+pure core is in :mod:`speciarl_verl.core`. Importing the package loads neither verl nor
+torch; the verl adapters live in :mod:`speciarl_verl.verl_ext` and are registered with
+verl through the ``verl.plugins`` entry point.
 """
 
 from speciarl_verl.core import (
@@ -10,16 +13,12 @@ from speciarl_verl.core import (
     EVALUATION_LEVEL,
     TRAINING_LEVEL,
     Category,
-    GroupOutcome,
-    apply_verdict_noise,
     best_category,
     group_rewards,
-    noise_rng,
     normalize_label,
     parse_answer,
-    perturb_category,
+    score_group,
     static_reward,
-    step_metrics,
 )
 from speciarl_verl.judge.verifier import Verdict, VerificationRequest, Verifier
 from speciarl_verl.reward_settings import RewardSettings
@@ -27,23 +26,19 @@ from speciarl_verl.reward_settings import RewardSettings
 __version__ = "0.1.0"
 
 __all__ = [
-    "Category",
-    "TRAINING_LEVEL",
-    "EVALUATION_LEVEL",
     "CORRECT_CATEGORIES",
-    "parse_answer",
-    "normalize_label",
-    "group_rewards",
-    "best_category",
-    "static_reward",
-    "perturb_category",
-    "apply_verdict_noise",
-    "noise_rng",
-    "GroupOutcome",
-    "step_metrics",
-    "Verifier",
-    "VerificationRequest",
-    "Verdict",
+    "EVALUATION_LEVEL",
+    "TRAINING_LEVEL",
+    "Category",
     "RewardSettings",
+    "Verdict",
+    "VerificationRequest",
+    "Verifier",
     "__version__",
+    "best_category",
+    "group_rewards",
+    "normalize_label",
+    "parse_answer",
+    "score_group",
+    "static_reward",
 ]

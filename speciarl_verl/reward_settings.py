@@ -21,7 +21,7 @@ from speciarl_verl.core.group_reward import GROUP_MODES, group_rewards
 from speciarl_verl.core.static_reward import get_static_table, static_reward
 from speciarl_verl.judge.settings import JudgeSettings
 
-__all__ = ["OverlongPenalty", "RewardSettings", "SCHEMES"]
+__all__ = ["SCHEMES", "OverlongPenalty", "RewardSettings"]
 
 SCHEMES = ("dynamic", "static")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Literal, get_args
 
-__all__ = ["parse_answer", "ParseMode", "PARSE_MODES"]
+__all__ = ["PARSE_MODES", "ParseMode", "parse_answer"]
 
 ParseMode = Literal["first", "strict"]
 PARSE_MODES: tuple[str, ...] = get_args(ParseMode)

@@ -7,22 +7,27 @@ of six wire labels. Training and evaluation order them differently:
   because the reward must not push the model past the ground truth;
 * evaluation (best-of-N selection): ``more specific`` beats ``specific``.
 
-Levels are integers where higher is better.
+Levels are integers where higher is better. :func:`best_category` is the one
+place that picks a group's best verdict; callers name the order they rank by.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from types import MappingProxyType
+from typing import Literal
 
 __all__ = [
-    "Category",
-    "TRAINING_LEVEL",
-    "EVALUATION_LEVEL",
     "CORRECT_CATEGORIES",
+    "EVALUATION_LEVEL",
+    "LEVELS",
     "NOISE_CHAIN",
+    "TRAINING_LEVEL",
     "UNPARSEABLE_LEVEL",
+    "Category",
+    "RankOrder",
+    "best_category",
 ]
 
 
@@ -113,3 +118,41 @@ NOISE_CHAIN: tuple[Category, ...] = (
 
 #: Level reported for an answer that could not be parsed (below every category).
 UNPARSEABLE_LEVEL = -1
+
+RankOrder = Literal["training", "evaluation"]
+
+#: Each order's levels, by the name callers pass to :func:`best_category`.
+LEVELS: Mapping[RankOrder, Mapping[Category, int]] = MappingProxyType(
+    {"training": TRAINING_LEVEL, "evaluation": EVALUATION_LEVEL}
+)
+
+
+def best_category(categories: Iterable[Category | str | None], order: RankOrder) -> Category | None:
+    """The first entry at the highest level of ``order``; ``None`` when no entry has a verdict.
+
+    ``None`` entries (no verdict: unparseable, or the judge failed) take no part. Entries are
+    :class:`Category` members or wire labels; anything else raises ``ValueError`` naming it.
+    The evaluation order refines the training one, so its best is also at the top training level.
+
+    >>> best_category(["specific", None, "more specific"], "training")
+    <Category.SPECIFIC: 'specific'>
+    >>> best_category(["specific", None, "more specific"], "evaluation")
+    <Category.MORE_SPECIFIC: 'more specific'>
+    """
+    try:
+        levels = LEVELS[order]
+    except KeyError:
+        raise ValueError(f"unknown rank order {order!r} (expected one of {tuple(LEVELS)})") from None
+    best: Category | None = None
+    best_level = -1
+    for entry in categories:
+        if entry is None:
+            continue
+        # a member hashes like its wire label, so one lookup answers both; other spellings go through coerce
+        member = _BY_WIRE_LABEL.get(entry) if isinstance(entry, str) else None
+        if member is None:
+            member = Category.coerce(entry)
+        level = levels[member]
+        if level > best_level:
+            best, best_level = member, level
+    return best

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from speciarl_verl.core.categories import EVALUATION_LEVEL, TRAINING_LEVEL, Category
+from speciarl_verl.core.categories import Category, RankOrder, best_category
 
 __all__ = ["GroupOutcome"]
 
@@ -44,16 +44,14 @@ class GroupOutcome:
     def size(self) -> int:
         return len(self.categories)
 
-    @property
-    def best_for_evaluation(self) -> Category | None:
-        """The finest verdict in the group (more specific beats specific); ``None`` if nothing parsed."""
-        parsed = [c for c in self.categories if c is not None]
-        return max(parsed, key=EVALUATION_LEVEL.__getitem__, default=None)
+    def best(self, order: RankOrder) -> Category | None:
+        """The group's best verdict in ``order`` (see :func:`~speciarl_verl.core.categories.best_category`).
 
-    @property
-    def best_training_level(self) -> int | None:
-        parsed = [TRAINING_LEVEL[c] for c in self.categories if c is not None]
-        return max(parsed, default=None)
+        >>> g = GroupOutcome("u", (Category.SPECIFIC, None, Category.MORE_SPECIFIC), (1.0, -1.0, 1.0))
+        >>> g.best("training"), g.best("evaluation")
+        (<Category.SPECIFIC: 'specific'>, <Category.MORE_SPECIFIC: 'more specific'>)
+        """
+        return best_category(self.categories, order)
 
     @property
     def zero_variance(self) -> bool:

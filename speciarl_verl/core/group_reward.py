@@ -14,38 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from speciarl_verl.core.categories import TRAINING_LEVEL, Category
+from speciarl_verl.core.categories import TRAINING_LEVEL, Category, best_category
 
-__all__ = ["GroupMode", "GROUP_MODES", "group_rewards", "best_category"]
+__all__ = ["GROUP_MODES", "GroupMode", "group_rewards"]
 
 GroupMode = Literal["all", "single"]
 GROUP_MODES: tuple[str, ...] = ("all", "single")
-
-
-def _training_level(entry: Category | str) -> int:
-    # A Category hashes and compares like its wire label, so the table answers both at once;
-    # anything else (other case or spacing, or not a category at all) goes through coerce.
-    try:
-        level = TRAINING_LEVEL.get(entry)
-    except TypeError:  # unhashable: not a category
-        level = None
-    return TRAINING_LEVEL[Category.coerce(entry)] if level is None else level
-
-
-def best_category(categories: Sequence[Category | str | None]) -> Category | None:
-    """The first entry at the highest training level, or ``None`` if nothing parsed.
-
-    >>> best_category(["generic", None, "less specific", "wrong"])
-    <Category.LESS_SPECIFIC: 'less specific'>
-    """
-    best: Category | None = None
-    for entry in categories:
-        if entry is None:
-            continue
-        category = Category.coerce(entry)
-        if best is None or TRAINING_LEVEL[category] > TRAINING_LEVEL[best]:
-            best = category
-    return best
 
 
 def group_rewards(
@@ -74,17 +48,22 @@ def group_rewards(
     """
     if mode not in GROUP_MODES:
         raise ValueError(f"unknown group reward mode {mode!r} (expected one of {GROUP_MODES})")
-    levels = [None if entry is None else _training_level(entry) for entry in categories]
-    parsed = [level for level in levels if level is not None]
-    best = max(parsed, default=None)
-    nothing_to_reward = best is None or best == TRAINING_LEVEL[Category.WRONG]
-
+    penalty = float(format_penalty)
+    best = best_category(categories, "training")  # also refuses any entry that is not a category
+    if best is None or best is Category.WRONG:  # nothing to reward
+        return [penalty if entry is None else 0.0 for entry in categories]
+    best_level = TRAINING_LEVEL[best]
     rewards: list[float] = []
     awarded = False
-    for level in levels:
+    for entry in categories:
+        if entry is None:
+            rewards.append(penalty)
+            continue
+        # a member hashes like its wire label, so the table answers both; other spellings go through coerce
+        level = TRAINING_LEVEL.get(entry)
         if level is None:
-            rewards.append(float(format_penalty))
-        elif nothing_to_reward or level != best or (mode == "single" and awarded):
+            level = TRAINING_LEVEL[Category.coerce(entry)]
+        if level != best_level or (mode == "single" and awarded):
             rewards.append(0.0)
         else:
             rewards.append(1.0)

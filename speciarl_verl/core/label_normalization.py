@@ -14,7 +14,7 @@ from __future__ import annotations
 import unicodedata
 from functools import lru_cache
 
-__all__ = ["normalize_label", "normalize_for_judge"]
+__all__ = ["normalize_for_judge", "normalize_label"]
 
 _APOSTROPHES = frozenset("'\u2019\u02bc\u2018`\u00b4")
 _KEPT_SYMBOLS = frozenset("/&+")

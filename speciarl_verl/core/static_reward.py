@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 from speciarl_verl.core.categories import Category
 
-__all__ = ["register_static_table", "get_static_table", "static_table_names", "static_reward"]
+__all__ = ["get_static_table", "register_static_table", "static_reward", "static_table_names"]
 
 _C = Category
 _STATIC_TABLES: dict[str, Mapping[Category, float]] = {}

@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
-from speciarl_verl.core.categories import Category
+from speciarl_verl.core.categories import TRAINING_LEVEL, Category
 from speciarl_verl.core.group_outcome import GroupOutcome
 
-__all__ = ["step_metrics", "METRIC_PREFIX"]
+__all__ = ["METRIC_PREFIX", "step_metrics"]
 
 METRIC_PREFIX = "speciarl"
 
@@ -30,9 +31,11 @@ def step_metrics(groups: Iterable[GroupOutcome], prefix: str = METRIC_PREFIX) ->
     * ``{prefix}/category/<name>``: share of rollouts with that verdict (every rollout
       counts in the denominator);
     * ``{prefix}/parse_failure_rate``: share of rollouts that could not be parsed;
-    * ``{prefix}/group_best/<name>``: share of groups whose finest verdict is
-      that one (``none``: nothing in the group has a verdict);
-    * ``{prefix}/group_best_level/mean``: mean training level of the group best;
+    * ``{prefix}/group_best/<name>``: share of groups whose best verdict in the evaluation
+      order is that one (*more specific* counts apart from *specific*; ``none``: nothing in
+      the group has a verdict);
+    * ``{prefix}/group_best_level/mean``: mean training level of that best, the level the
+      dynamic reward pays for;
     * ``{prefix}/groups_zero_variance``: share of groups in which every rollout
       got the same reward (no GRPO signal);
     * ``{prefix}/verdict_source/<source>``: share of judged rollouts by verdict source;
@@ -50,64 +53,90 @@ def step_metrics(groups: Iterable[GroupOutcome], prefix: str = METRIC_PREFIX) ->
     >>> m["speciarl/category/specific"], m["speciarl/parse_failure_rate"], m["speciarl/group_best/specific"]
     (0.25, 0.25, 1.0)
     """
-    groups = list(groups)
-    categories: Counter[str] = Counter()
-    best: Counter[str] = Counter()
-    sources: Counter[str] = Counter()
-    latencies: list[float] = []
-    rollouts = judged = unparsed = failed = flips = zero_variance = short = masked = 0
-    best_levels: list[int] = []
+    tally = _Tally()
     for group in groups:
-        rollouts += group.size
-        zero_variance += group.zero_variance
-        short += group.short
-        masked += group.masked
-        group_best = group.best_for_evaluation
-        best[group_best.slug if group_best is not None else "none"] += 1
-        if group.best_training_level is not None:
-            best_levels.append(group.best_training_level)
-        for i, category in enumerate(group.categories):
-            if group.judge_failed and group.judge_failed[i]:
-                failed += 1
-                continue
-            if category is None:
-                unparsed += 1
-                continue
-            judged += 1
-            categories[category.slug] += 1
-            if group.sources:
-                sources[group.sources[i] or "unknown"] += 1
-            if group.noised:
-                flips += group.noised[i]
-            if group.latencies and group.latencies[i] is not None and group.sources[i] == "llm":
-                latencies.append(float(group.latencies[i]))
+        tally.add(group)
+    return tally.metrics(prefix)
 
-    metrics: dict[str, float] = {
-        f"{prefix}/groups_total": float(len(groups)),
-        f"{prefix}/rollouts_total": float(rollouts),
-        f"{prefix}/short_groups_total": float(short),
-        f"{prefix}/masked_groups_total": float(masked),
-        f"{prefix}/judge/calls_total": float(sources["llm"]),
-        f"{prefix}/judge/cache_hits_total": float(sources["cache"]),
-        f"{prefix}/judge/dedup_total": float(sources["dedup"]),
-        f"{prefix}/judge/failures_total": float(failed),
-    }
-    if rollouts:
-        for category in Category:
-            metrics[f"{prefix}/category/{category.slug}"] = categories[category.slug] / rollouts
-        metrics[f"{prefix}/parse_failure_rate"] = unparsed / rollouts
-    if groups:
-        for name in [c.slug for c in Category] + ["none"]:
-            metrics[f"{prefix}/group_best/{name}"] = best[name] / len(groups)
-        metrics[f"{prefix}/groups_zero_variance"] = zero_variance / len(groups)
-    if best_levels:
-        metrics[f"{prefix}/group_best_level/mean"] = sum(best_levels) / len(best_levels)
-    if judged:
-        for source, count in sorted(sources.items()):
-            metrics[f"{prefix}/verdict_source/{source}"] = count / judged
-        metrics[f"{prefix}/noise_flip_rate"] = flips / judged
-        metrics[f"{prefix}/judge/offline_share"] = sources["offline"] / judged
-    if latencies:
-        metrics[f"{prefix}/judge/latency_p50_s"] = _quantile(latencies, 0.50)
-        metrics[f"{prefix}/judge/latency_p95_s"] = _quantile(latencies, 0.95)
-    return metrics
+
+@dataclass
+class _Tally:
+    """Counts over the groups of one batch, turned into :func:`step_metrics`' rates."""
+
+    groups: int = 0
+    rollouts: int = 0
+    judged: int = 0
+    unparsed: int = 0
+    failed: int = 0
+    flips: int = 0
+    zero_variance: int = 0
+    short: int = 0
+    masked: int = 0
+    categories: Counter[str] = field(default_factory=Counter)
+    best: Counter[str] = field(default_factory=Counter)
+    sources: Counter[str] = field(default_factory=Counter)
+    best_levels: list[int] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+    def add(self, group: GroupOutcome) -> None:
+        self.groups += 1
+        self.rollouts += group.size
+        self.zero_variance += group.zero_variance
+        self.short += group.short
+        self.masked += group.masked
+        group_best = group.best("evaluation")
+        if group_best is None:
+            self.best["none"] += 1
+        else:
+            self.best[group_best.slug] += 1
+            self.best_levels.append(TRAINING_LEVEL[group_best])
+        for i, category in enumerate(group.categories):
+            self._add_rollout(group, i, category)
+
+    def _add_rollout(self, group: GroupOutcome, i: int, category: Category | None) -> None:
+        if group.judge_failed and group.judge_failed[i]:
+            self.failed += 1
+            return
+        if category is None:
+            self.unparsed += 1
+            return
+        self.judged += 1
+        self.categories[category.slug] += 1
+        source = (group.sources[i] or "unknown") if group.sources else None
+        if source is not None:
+            self.sources[source] += 1
+        if group.noised:
+            self.flips += group.noised[i]
+        if source == "llm" and group.latencies and group.latencies[i] is not None:
+            self.latencies.append(float(group.latencies[i]))
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        metrics: dict[str, float] = {
+            f"{prefix}/groups_total": float(self.groups),
+            f"{prefix}/rollouts_total": float(self.rollouts),
+            f"{prefix}/short_groups_total": float(self.short),
+            f"{prefix}/masked_groups_total": float(self.masked),
+            f"{prefix}/judge/calls_total": float(self.sources["llm"]),
+            f"{prefix}/judge/cache_hits_total": float(self.sources["cache"]),
+            f"{prefix}/judge/dedup_total": float(self.sources["dedup"]),
+            f"{prefix}/judge/failures_total": float(self.failed),
+        }
+        if self.rollouts:
+            for category in Category:
+                metrics[f"{prefix}/category/{category.slug}"] = self.categories[category.slug] / self.rollouts
+            metrics[f"{prefix}/parse_failure_rate"] = self.unparsed / self.rollouts
+        if self.groups:
+            for name in [c.slug for c in Category] + ["none"]:
+                metrics[f"{prefix}/group_best/{name}"] = self.best[name] / self.groups
+            metrics[f"{prefix}/groups_zero_variance"] = self.zero_variance / self.groups
+        if self.best_levels:
+            metrics[f"{prefix}/group_best_level/mean"] = sum(self.best_levels) / len(self.best_levels)
+        if self.judged:
+            for source, count in sorted(self.sources.items()):
+                metrics[f"{prefix}/verdict_source/{source}"] = count / self.judged
+            metrics[f"{prefix}/noise_flip_rate"] = self.flips / self.judged
+            metrics[f"{prefix}/judge/offline_share"] = self.sources["offline"] / self.judged
+        if self.latencies:
+            metrics[f"{prefix}/judge/latency_p50_s"] = _quantile(self.latencies, 0.50)
+            metrics[f"{prefix}/judge/latency_p95_s"] = _quantile(self.latencies, 0.95)
+        return metrics

@@ -14,7 +14,7 @@ import random
 
 from speciarl_verl.core.categories import NOISE_CHAIN, Category
 
-__all__ = ["noise_rng", "perturb_category", "apply_verdict_noise"]
+__all__ = ["apply_verdict_noise", "noise_rng", "perturb_category"]
 
 
 def noise_rng(seed: int, *key: object) -> random.Random:

@@ -44,6 +44,9 @@ class Coalescer(Generic[K, V]):
         self.max_batch = max_batch
         self._pending: dict[K, list[asyncio.Future]] = {}
         self._timer: asyncio.Task | None = None
+        # The loop keeps only weak references to tasks: a batch call waiting on something nothing
+        # else holds would be collected mid-flight and its waiters would hang. Held until done.
+        self._in_flight: set[asyncio.Task] = set()
 
     async def __call__(self, item: K) -> V | None:
         loop = asyncio.get_running_loop()
@@ -53,10 +56,15 @@ class Coalescer(Generic[K, V]):
             # a full batch goes now: while thousands of calls arrive in one burst, the first
             # batches are already being served instead of all waiting for the burst to end
             batch, self._pending = self._pending, {}
-            loop.create_task(self._deliver(batch))
+            self._hold(loop.create_task(self._deliver(batch)))
         elif self._timer is None:
-            self._timer = loop.create_task(self._after_window())
+            self._timer = self._hold(loop.create_task(self._after_window()))
         return await future
+
+    def _hold(self, task: asyncio.Task) -> asyncio.Task:
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return task
 
     async def _after_window(self) -> None:
         await asyncio.sleep(self.window_s)

@@ -16,7 +16,7 @@ from typing import Any
 
 from speciarl_verl.core.categories import Category
 
-__all__ = ["JudgeSettings", "LLMSettings", "CacheSettings", "JUDGE_KINDS", "FAILURE_POLICIES"]
+__all__ = ["FAILURE_POLICIES", "JUDGE_KINDS", "CacheSettings", "JudgeSettings", "LLMSettings"]
 
 JUDGE_KINDS = ("offline", "llm", "auto")
 FAILURE_POLICIES = ("raise", "mask")
@@ -105,11 +105,15 @@ class LLMSettings:
         return _from_mapping(cls, values, "judge.llm")
 
     def api_key(self) -> str | None:
+        """The bearer token from ``api_key_env`` (``None`` when no variable is named)."""
         if self.api_key_env is None:
             return None
         key = os.environ.get(self.api_key_env)
         if not key:
-            raise ValueError(f"judge.llm.api_key_env names {self.api_key_env!r}, which is not set")
+            raise ValueError(
+                f"judge.llm.api_key_env names {self.api_key_env!r}, which is not set; export it with the "
+                "judge server's API key (vllm serve --api-key) on every node"
+            )
         return key
 
 
@@ -122,7 +126,12 @@ class CacheSettings:
       (``/tmp/speciarl_verl-<uid>/verdicts.sqlite``): SQLite's locking is not safe on network file
       systems, where home directories often live. Point ``path`` at a local disk to keep
       verdicts across runs.
-    * ``redis``: one server shared by every node (``redis_url``).
+    * ``redis``: one server shared by every node (``redis_url``). Its password comes from the
+      environment variable named by ``redis_password_env`` (read when the store opens, never at
+      import; with an ACL user, name the user in the URL: ``redis://speciarl@host:6379/0``) or from
+      the URL itself. A URL reaching another host without a password is refused unless
+      ``allow_unauthenticated_redis`` is true (a trusted, isolated network): an open Redis lets
+      anyone who reaches the port forge verdicts, and often much more.
     * ``none``: no persistence (duplicates within a process are still judged once).
 
     ``lease_s``: how long a worker may hold the claim on a pair it is judging before
@@ -132,6 +141,8 @@ class CacheSettings:
     backend: str = "sqlite"
     path: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password_env: str | None = None
+    allow_unauthenticated_redis: bool = False
     namespace: str = "speciarl"
     lease_s: float = 120.0
     poll_interval_s: float = 0.05
@@ -141,10 +152,30 @@ class CacheSettings:
             raise ValueError(f"judge.cache.backend={self.backend!r} is not one of {CACHE_BACKENDS}")
         if self.lease_s <= 0 or self.poll_interval_s <= 0:
             raise ValueError("judge.cache.lease_s and judge.cache.poll_interval_s must be positive")
+        if self.backend == "redis":  # refused at start-up, not when the first verdict is looked up
+            from speciarl_verl.judge.verdict_store import check_redis_access
+
+            check_redis_access(
+                self.redis_url,
+                has_password=self.redis_password_env is not None,
+                allow_unauthenticated=self.allow_unauthenticated_redis,
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> CacheSettings:
         return _from_mapping(cls, values, "judge.cache")
+
+    def redis_password(self) -> str | None:
+        """The Redis password from ``redis_password_env`` (``None`` when no variable is named)."""
+        if self.redis_password_env is None:
+            return None
+        password = os.environ.get(self.redis_password_env)
+        if not password:
+            raise ValueError(
+                f"judge.cache.redis_password_env names {self.redis_password_env!r}, which is not set; export it "
+                "with the Redis password on every node (before `ray start`)"
+            )
+        return password
 
     def sqlite_path(self) -> Path:
         if self.path:

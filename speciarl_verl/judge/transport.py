@@ -31,7 +31,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from speciarl_verl.judge.settings import LLMSettings
 
-__all__ = ["Completion", "EndpointPool", "JudgeTransportError", "is_retryable", "decoding_mode_for_version"]
+__all__ = ["Completion", "EndpointPool", "JudgeTransportError", "decoding_mode_for_version", "is_retryable"]
 
 #: vLLM versions before this one only understand ``guided_choice``.
 STRUCTURED_OUTPUTS_SINCE = (0, 12)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import json
 import sqlite3
 import time
@@ -24,17 +25,19 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from speciarl_verl.core.label_normalization import normalize_label
 from speciarl_verl.judge.settings import CacheSettings
 
 __all__ = [
-    "cache_key",
-    "judge_fingerprint",
-    "VerdictStore",
     "NullVerdictStore",
-    "SQLiteVerdictStore",
     "RedisVerdictStore",
+    "SQLiteVerdictStore",
+    "VerdictStore",
+    "cache_key",
+    "check_redis_access",
+    "judge_fingerprint",
     "open_verdict_store",
 ]
 
@@ -238,11 +241,66 @@ return 0
 """
 
 
-class RedisVerdictStore(VerdictStore):
-    """Verdicts and claims in one Redis server (keys ``{namespace}:verdict:*`` and ``{namespace}:claim:*``)."""
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
 
-    def __init__(self, url: str, namespace: str = "speciarl"):
+
+def check_redis_access(url: str, *, has_password: bool, allow_unauthenticated: bool = False) -> None:
+    """Refuse a Redis URL that reaches another host without a password.
+
+    Loopback hosts and ``unix://`` sockets pass (only this machine reaches them); a password in
+    the URL (``redis://:PASSWORD@host`` or ``?password=``) or ``has_password`` (one comes from the
+    environment) passes; ``allow_unauthenticated`` is the explicit opt-out for a trusted network.
+
+    >>> check_redis_access("redis://127.0.0.1:6379/0", has_password=False)
+    >>> check_redis_access("redis://judge-node:6379/0", has_password=False)
+    Traceback (most recent call last):
+    ...
+    ValueError: judge.cache.redis_url redis://judge-node:6379/0 reaches judge-node without a password: ...
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"judge.cache.redis_url must be a redis://, rediss:// or unix:// URL, got {url!r}")
+    if allow_unauthenticated or has_password or parts.scheme == "unix":
+        return
+    if parts.password or parse_qs(parts.query).get("password"):
+        return
+    host = parts.hostname or "localhost"  # redis-py's default host
+    if _is_loopback(host):
+        return
+    shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    raise ValueError(
+        f"judge.cache.redis_url {shown} reaches {host} without a password: anyone who reaches that port could "
+        "read and forge verdicts (and, on a default Redis, write files on its host). Start the server with a "
+        "password bound to the cluster interface (redis-server --bind <cluster-ip> --requirepass ..., or an "
+        "ACL user), export the password on every node and set judge.cache.redis_password_env=<VARIABLE>; on a "
+        "trusted, isolated network set judge.cache.allow_unauthenticated_redis=true instead"
+    )
+
+
+class RedisVerdictStore(VerdictStore):
+    """Verdicts and claims in one Redis server (keys ``{namespace}:verdict:*`` and ``{namespace}:claim:*``).
+
+    ``password`` (with the URL's user, if any) authenticates; a URL reaching another host
+    without one is refused unless ``allow_unauthenticated`` (see :func:`check_redis_access`).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str = "speciarl",
+        *,
+        password: str | None = None,
+        allow_unauthenticated: bool = False,
+    ):
+        check_redis_access(url, has_password=bool(password), allow_unauthenticated=allow_unauthenticated)
         self.url = url
+        self._password = password
         self.namespace = namespace
         self._client = None
         self._release_script = None
@@ -258,8 +316,9 @@ class RedisVerdictStore(VerdictStore):
             import redis.asyncio as redis
 
             # a blocking pool waits for a free connection instead of failing when many pairs are in flight
+            options: dict[str, Any] = {"password": self._password} if self._password else {}
             pool = redis.BlockingConnectionPool.from_url(
-                self.url, decode_responses=True, max_connections=32, timeout=60
+                self.url, decode_responses=True, max_connections=32, timeout=60, **options
             )
             self._client = redis.Redis(connection_pool=pool)
             self._release_script = self._client.register_script(_RELEASE_IF_OWNER)
@@ -328,5 +387,10 @@ def open_verdict_store(settings: CacheSettings) -> VerdictStore:
     if settings.backend == "sqlite":
         return SQLiteVerdictStore(settings.sqlite_path())
     if settings.backend == "redis":
-        return RedisVerdictStore(settings.redis_url, settings.namespace)
+        return RedisVerdictStore(
+            settings.redis_url,
+            settings.namespace,
+            password=settings.redis_password(),
+            allow_unauthenticated=settings.allow_unauthenticated_redis,
+        )
     return NullVerdictStore()

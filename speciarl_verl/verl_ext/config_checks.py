@@ -13,7 +13,7 @@ from typing import Any
 
 from speciarl_verl.reward_settings import RewardSettings
 
-__all__ = ["group_stage_class", "check_group_stage", "GROUP_STAGE_PATH"]
+__all__ = ["GROUP_STAGE_PATH", "check_group_stage", "group_stage_class"]
 
 logger = logging.getLogger(__name__)
 

@@ -14,48 +14,39 @@ so re-scoring after a checkpoint restore is idempotent) and its ``rm_scores``
 and records are rewritten in TransferQueue. ``sample`` then adds the step's
 ``speciarl/*`` metrics for the groups it hands to the trainer.
 
-Training groups get :meth:`RewardSettings.training_rewards` of their (possibly
-noised) categories plus each rollout's length penalty; validation items get
-:meth:`RewardSettings.validation_score` of the judge's verdict, so verl's
-validation metrics are per-category rates, not a group reward of one.
+What a group scores is decided by the pure :func:`speciarl_verl.core.group_scoring.score_group`;
+this module finds each group's trajectories, applies ``judge.failure_policy`` and does the
+TransferQueue I/O. The DAPO options verl gives only its own buffer come from
+:mod:`speciarl_verl.verl_ext.sampler_options`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import transfer_queue as tq
-from omegaconf import DictConfig, OmegaConf
 from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 from verl.utils import tensordict_utils as tu
 
 from speciarl_verl.core.group_outcome import GroupOutcome
+from speciarl_verl.core.group_scoring import score_group
 from speciarl_verl.core.step_metrics import METRIC_PREFIX, step_metrics
 from speciarl_verl.reward_settings import RewardSettings
-from speciarl_verl.rollout_record import read_record_fields, record_info
+from speciarl_verl.verl_ext.sampler_options import resolve_buffer_options, root_config
 
 __all__ = [
-    "GroupRewardStage",
     "GroupRewardReplayBuffer",
     "GroupRewardReplayBufferAsync",
+    "GroupRewardStage",
     "JudgeFailedError",
-    "ScoredGroup",
-    "score_group_records",
     "split_trajectory_key",
 ]
 
 VALIDATION_PARTITION = "val"
-_FORWARDED_KWARGS = (
-    "filter_groups_metric",
-    "train_batch_size",
-    "gen_batch_size",
-    "max_inflight_gen_batches",
-    "sync_refill_failed_groups",
-)
 
 
 class JudgeFailedError(RuntimeError):
@@ -66,129 +57,6 @@ def split_trajectory_key(key: str) -> tuple[str, int, int]:
     """``"{uid}_{session}_{index}"`` -> ``(uid, session, index)``; the uid itself may contain ``_``."""
     uid, session, index = key.rsplit("_", 2)
     return uid, int(session), int(index)
-
-
-def _root_config(*nodes: Any) -> DictConfig | None:
-    """The full trainer config the given sub-nodes hang from, if they are OmegaConf nodes."""
-    for node in nodes:
-        if isinstance(node, DictConfig):
-            root = node._get_root()
-            if isinstance(root, DictConfig) and "trainer" in root and "reward" in root:
-                return root
-    return None
-
-
-def _plain(value: Any) -> Any:
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-
-
-def resolve_buffer_options(
-    root: DictConfig | None, sampler_kwargs: Mapping[str, Any], synchronous: bool
-) -> tuple[dict[str, Any], RewardSettings]:
-    """The kwargs verl's ``_build_replay_buffer`` gives its own buffer, and our reward settings.
-
-    verl does not pass its DAPO options to a custom sampler, so they are
-    derived here from the same config nodes verl reads (``algorithm.filter_groups``,
-    ``data.train_batch_size``, ``data.gen_batch_size``,
-    ``trainer.v1.sampler.sync_refill_failed_groups``). Keys of the same name in
-    ``trainer.v1.sampler.sampler_kwargs`` take precedence, as does
-    ``sampler_kwargs.reward_kwargs`` over ``reward.reward_kwargs``.
-    """
-    options: dict[str, Any] = {}
-    settings = RewardSettings()
-    if root is not None:
-        settings = RewardSettings.from_verl_config(root)
-        reward_model = root.reward.get("reward_model") or {}
-        if reward_model.get("enable", False) and not reward_model.get("enable_resource_pool", False):
-            raise ValueError(
-                "SpeciaRL's group stage needs rewards at sampling time, but reward.reward_model.enable=True "
-                "without reward.reward_model.enable_resource_pool scores after sampling"
-            )
-        filter_groups = root.algorithm.get("filter_groups") or {}
-        metric = str(filter_groups.get("metric")) if filter_groups.get("enable", False) else None
-        if filter_groups.get("enable", False) and not filter_groups.get("metric"):
-            raise ValueError("algorithm.filter_groups.metric must be set when group filtering is enabled")
-        refill_failed = bool(root.trainer.v1.sampler.get("sync_refill_failed_groups", False))
-        options.update(filter_groups_metric=metric, sync_refill_failed_groups=refill_failed)
-        if synchronous:
-            train_batch_size = int(root.data.train_batch_size)
-            exact_refill = metric is not None or refill_failed
-            options.update(
-                train_batch_size=train_batch_size,
-                gen_batch_size=1 if exact_refill else (root.data.get("gen_batch_size") or train_batch_size),
-                max_inflight_gen_batches=int(filter_groups.get("max_inflight_gen_batches", 1)) if metric else 1,
-            )
-    explicit = dict(_plain(sampler_kwargs) or {})
-    for key in _FORWARDED_KWARGS:
-        if key in explicit:
-            options[key] = explicit[key]
-    if "reward_kwargs" in explicit:
-        settings = RewardSettings.from_mapping(explicit["reward_kwargs"])
-    return options, settings
-
-
-class ScoredGroup(NamedTuple):
-    """What the stage writes back for one group, in session order."""
-
-    outcome: GroupOutcome
-    #: reward plus length penalty per rollout: the value of its last ``rm_scores`` token
-    scores: list[float]
-    #: each rollout's record with the group fields filled in (its new ``reward_extra_info`` keys)
-    records: list[dict[str, Any]]
-
-
-def score_group_records(
-    records: Sequence[Mapping[str, Any] | None],
-    settings: RewardSettings,
-    uid: str,
-    validation: bool = False,
-    short: bool = False,
-    where: Sequence[str] | None = None,
-) -> ScoredGroup:
-    """Score one group from its rollouts' records (``reward_extra_info``, session order).
-
-    Training groups get ``settings.training_rewards`` of their (possibly noised) categories
-    plus each rollout's length penalty; validation items ``settings.validation_score`` of the
-    judge's verdict. A group with a judge failure gets one reward for all (zero advantage).
-    ``where[i]`` names rollout ``i`` in errors (a missing record raises
-    :class:`~speciarl_verl.rollout_record.MissingRecordError`).
-    """
-    if where is None:
-        name = f"a rollout of group {uid}"
-        rows = [read_record_fields(info or {}, name) for info in records]
-    else:
-        rows = [read_record_fields(info or {}, name) for info, name in zip(records, where, strict=True)]
-    n = len(rows)
-    judge_failed = tuple(row[0] == "judge_error" for row in rows)
-    masked = True in judge_failed  # under failure_policy=raise the stage stops before anything is written
-    if validation:
-        categories = [row[2] for row in rows]  # the judge's own verdict, never the noised one
-        rewards = [settings.validation_score(category) for category in categories]
-        penalties = [0.0] * n
-    else:
-        categories = [row[4] for row in rows]
-        rewards = settings.training_rewards(categories)
-        penalties = [row[6] for row in rows]
-    if masked:  # one reward for the whole group: zero advantage, nothing learnt from a failed judge
-        rewards, penalties = [0.0] * n, [0.0] * n
-    outcome = GroupOutcome(
-        uid=uid,
-        categories=tuple(categories),
-        rewards=tuple(rewards),
-        short=short,
-        sources=tuple(row[3] for row in rows),
-        noised=tuple(row[5] for row in rows),
-        judge_failed=judge_failed,
-        latencies=tuple(row[8] for row in rows),
-        masked=masked,
-    )
-    best = outcome.best_for_evaluation
-    rewritten = [
-        record_info(*row[:7], reward, row[8], row[9], best, n, masked)
-        for row, reward in zip(rows, rewards, strict=True)
-    ]
-    scores = [reward + penalty for reward, penalty in zip(rewards, penalties, strict=True)]
-    return ScoredGroup(outcome, scores, rewritten)
 
 
 class GroupRewardStage:
@@ -213,7 +81,7 @@ class GroupRewardStage:
         **kwargs: Any,
     ) -> None:
         self._check_trainer_mode(trainer_mode)
-        root = _root_config(sampler_kwargs, trainer_config)
+        root = root_config(sampler_kwargs, trainer_config)
         options, settings = resolve_buffer_options(root, sampler_kwargs or {}, self._synchronous)
         options.update(kwargs)
         super().__init__(
@@ -335,11 +203,11 @@ class GroupRewardStage:
         for key in final_keys:
             extra = stored[key][1]
             records.append(extra.get("reward_extra_info") if isinstance(extra, Mapping) else None)
-        scored = score_group_records(
+        scored = score_group(
             records,
             self.reward_settings,
-            uid,
             validation=partition_id == VALIDATION_PARTITION,
+            uid=uid,
             short=short,
             where=[f"trajectory {key}" for key in final_keys],
         )

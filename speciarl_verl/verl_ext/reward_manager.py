@@ -28,10 +28,10 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from speciarl_verl.core.answer_parsing import parse_answer
 from speciarl_verl.core.categories import Category
+from speciarl_verl.core.rollout_record import record_info
 from speciarl_verl.core.verdict_noise import apply_verdict_noise, noise_rng
 from speciarl_verl.judge.verifier import JudgeError, VerificationRequest
 from speciarl_verl.reward_settings import RewardSettings
-from speciarl_verl.rollout_record import record_info
 from speciarl_verl.verl_ext.config_checks import check_group_stage
 
 __all__ = ["SpeciaRewardManager", "REWARD_MANAGER_NAME", "response_decoder"]
@@ -44,14 +44,6 @@ def _last(columns: Any, key: str, default: Any = None) -> Any:
     """The final output's value of a dataset or trajectory column (``default`` if there is none)."""
     column = columns.get(key)
     return default if column is None else column[-1]
-
-
-def _as_tuple(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(str(v) for v in value)
 
 
 def response_decoder(tokenizer: Any) -> Callable[[list[int]], str]:
@@ -175,13 +167,8 @@ class SpeciaRewardManager(RewardManagerBase):
             # a verdict known in this process is taken before anything is built or awaited
             result = None if self._recall_pair is None else self._recall_pair(ground_truth, answer)
             if result is None:
-                request = VerificationRequest(
-                    ground_truth,
-                    answer,
-                    data_source,
-                    _as_tuple(extra_info.get("parents")),
-                    _as_tuple(extra_info.get("synonyms")),
-                )
+                # parents, their levels, domain nouns and synonyms: read once, only on a miss
+                request = VerificationRequest.for_row(ground_truth, answer, data_source, extra_info)
                 result = None if self._recall is None else self._recall(request)
             if result is None:
                 try:

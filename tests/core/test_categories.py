@@ -1,6 +1,8 @@
+import itertools
+
 import pytest
 
-from speciarl_verl import EVALUATION_LEVEL, TRAINING_LEVEL, Category
+from speciarl_verl import EVALUATION_LEVEL, TRAINING_LEVEL, Category, best_category
 
 
 def test_wire_labels_are_exact():
@@ -47,3 +49,34 @@ def test_coerce_returns_the_member_for_a_member_or_its_exact_label():
         assert Category.coerce(member) is member
         assert Category.coerce(str(member)) is member
         assert Category.coerce(member.value.upper()) is member
+
+
+# Each order written out independently of the package (ties share a rank).
+RANKS = {
+    "training": ["wrong", "abstain", "generic", "less specific", ("specific", "more specific")],
+    "evaluation": ["wrong", "abstain", "generic", "less specific", "specific", "more specific"],
+}
+
+
+def rank(order, label):
+    return next(i for i, entry in enumerate(RANKS[order]) if label in (entry if isinstance(entry, tuple) else (entry,)))
+
+
+@pytest.mark.parametrize("order", ["training", "evaluation"])
+def test_best_category_is_the_first_entry_at_the_top_rank_of_the_order(order):
+    states = [c.value for c in Category] + [None]
+    for group in itertools.product(states, repeat=3):
+        parsed = [c for c in group if c is not None]
+        expected = max(parsed, key=lambda c: rank(order, c)) if parsed else None  # max keeps the first of ties
+        best = best_category(group, order)
+        assert best is (None if expected is None else Category(expected)), group
+
+
+def test_best_category_accepts_members_and_spellings_and_names_bad_input():
+    assert best_category([Category.SPECIFIC, " More  Specific"], "evaluation") is Category.MORE_SPECIFIC
+    assert best_category([Category.SPECIFIC, " More  Specific"], "training") is Category.SPECIFIC
+    assert best_category([], "training") is None
+    with pytest.raises(ValueError, match="'very specific'"):
+        best_category(["generic", "very specific"], "training")
+    with pytest.raises(ValueError, match="unknown rank order 'reward'"):
+        best_category(["generic"], "reward")

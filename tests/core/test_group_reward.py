@@ -3,7 +3,7 @@ import itertools
 import pytest
 
 from speciarl_verl import Category, group_rewards
-from speciarl_verl.core.group_reward import best_category
+from speciarl_verl.core import GroupOutcome, best_category, step_metrics
 
 # Seven states of one rollout: the six verdicts and "unparseable" (None).
 STATES = [c.value for c in Category] + [None]
@@ -70,6 +70,17 @@ def test_accepts_category_members_and_rejects_unknown_labels_naming_them():
         group_rewards(["specific"], mode="best")
 
 
-def test_best_category_prefers_first_at_top_training_level():
-    assert best_category(["specific", "more specific"]) is Category.SPECIFIC
-    assert best_category([None, None]) is None
+@pytest.mark.parametrize("group", list(itertools.product(STATES, repeat=3)))
+def test_rewards_outcome_and_metrics_share_one_idea_of_best(group):
+    categories = tuple(None if c is None else Category(c) for c in group)
+    rewards = group_rewards(group)
+    outcome = GroupOutcome("u", categories, tuple(rewards))
+    training_best, evaluation_best = best_category(group, "training"), best_category(group, "evaluation")
+    assert outcome.best("training") is training_best
+    assert outcome.best("evaluation") is evaluation_best
+    if training_best not in (None, Category.WRONG):  # the reward pays exactly the training best's level
+        reference = {"more specific": "specific"}.get(training_best.value, training_best.value)
+        paid = {c for c, r in zip(group, rewards, strict=True) if r == 1.0}
+        assert paid == {c for c in group if c is not None and PAPER_ORDER[c] >= PAPER_ORDER[reference]}
+    slug = "none" if evaluation_best is None else evaluation_best.slug
+    assert step_metrics([outcome])[f"speciarl/group_best/{slug}"] == 1.0

@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from speciarl_verl import Category, apply_verdict_noise, noise_rng, perturb_category
+from speciarl_verl.core import Category, apply_verdict_noise, noise_rng, perturb_category
 
 C = Category
 

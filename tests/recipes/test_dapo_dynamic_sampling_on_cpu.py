@@ -22,10 +22,16 @@ ROW = {
     "data_source": "fgvc_aircraft",
     "prompt": [{"role": "user", "content": "<image>What is this?"}],
     "reward_model": {"style": "model", "ground_truth": "737-800"},
-    "extra_info": {"index": 0, "parents": ["Boeing 737", "Boeing"], "synonyms": []},
+    "extra_info": {
+        "index": 0,
+        "parents": ["Boeing 737", "Boeing"],
+        "parent_levels": ["close", "far"],
+        "domain_nouns": ["aircraft", "airplane", "aeroplane", "plane"],
+        "synonyms": [],
+    },
     "index": 0,
 }
-ANSWERS = {"specific": "737-800", "generic": "airliner", "wrong": "A320"}
+ANSWERS = {"specific": "737-800", "generic": "airplane", "wrong": "A320"}
 
 
 @pytest.fixture

@@ -196,16 +196,21 @@ def test_multi_node_command_of_the_readme_validates(dry_run, validate_on_cpu):
         "/shared/CUB_200_2011",
         "--judge-endpoint",
         "http://judge-node:8001/v1",
+        "--judge-api-key-env",
+        "SPECIARL_JUDGE_API_KEY",
         "--",
         "trainer.nnodes=2",
         "trainer.n_gpus_per_node=8",
         "+ray_kwargs.ray_init.address=auto",
         "reward.reward_kwargs.judge.cache.backend=redis",
         "reward.reward_kwargs.judge.cache.redis_url=redis://judge-node:6379/0",
+        "reward.reward_kwargs.judge.cache.redis_password_env=SPECIARL_REDIS_PASSWORD",
     )
     config = compose_config(*plan.verl_call())
     validate_on_cpu(config)
     judge = RewardSettings.from_verl_config(config).judge
     assert (judge.cache.backend, judge.cache.redis_url) == ("redis", "redis://judge-node:6379/0")
+    assert judge.cache.redis_password_env == "SPECIARL_REDIS_PASSWORD"
+    assert judge.llm.api_key_env == "SPECIARL_JUDGE_API_KEY"
     assert (config.trainer.nnodes * config.trainer.n_gpus_per_node, config.ray_kwargs.ray_init.address) == (16, "auto")
     assert not plan.has("vllm.entrypoints.openai.api_server")

@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from speciarl_verl import Category
-from speciarl_verl.rollout_record import (
+from speciarl_verl.core.rollout_record import (
     RECORD_KEYS,
     STATUSES,
     MissingRecordError,
@@ -80,10 +80,11 @@ def test_unparseable_and_failed_rollouts_fill_the_rates_differently():
 def test_the_record_and_the_fast_renderer_agree_and_read_back():
     for record in possible_records():
         info = record.to_extra_info()
+        assert tuple(info) == RECORD_KEYS  # every possible record carries the same keys, in one order
         fields = [getattr(record, name) for name in RolloutRecord.__dataclass_fields__]
         assert record_info(*fields) == info
         assert RolloutRecord.from_extra_info(info) == record
-        assert read_record_fields(info) == tuple(fields[:7]) + (float(record.acc),) + tuple(fields[8:])
+        assert read_record_fields(info) == (*fields[:7], float(record.acc), *fields[8:])
 
 
 def test_each_rendering_is_a_dict_of_its_own():
@@ -108,7 +109,8 @@ def test_impossible_records_are_refused():
 def test_reading_folds_label_spelling_and_names_what_is_wrong():
     info = record_info("judged", "gull", C.LESS_SPECIFIC, "llm", C.LESS_SPECIFIC, False, 0.0, 1.0)
     fields = read_record_fields({**info, "verdict": " Less  Specific", "category": "LESS SPECIFIC"})
-    assert fields[2] is C.LESS_SPECIFIC and fields[4] is C.LESS_SPECIFIC
+    assert fields[2] is C.LESS_SPECIFIC
+    assert fields[4] is C.LESS_SPECIFIC
     with pytest.raises(ValueError, match="not a verdict category: 'very specific'"):
         read_record_fields({**info, "category": "very specific"})
     incomplete = {key: value for key, value in info.items() if key not in ("acc", "noised")}

@@ -17,54 +17,42 @@ from typing import Any
 
 from speciarl_verl.core.categories import CORRECT_CATEGORIES, TRAINING_LEVEL, UNPARSEABLE_LEVEL, Category
 
-__all__ = ["RolloutRecord", "RECORD_KEYS", "MissingRecordError", "STATUSES", "record_info", "read_record_fields"]
-
-_CATEGORY_KEYS = tuple(f"cat_{c.slug}" for c in Category)
+__all__ = ["RECORD_KEYS", "STATUSES", "MissingRecordError", "RolloutRecord", "read_record_fields", "record_info"]
 
 #: judged: the verifier gave a verdict; unparseable: no single <answer> block;
 #: judge_error: the verifier failed for this rollout (see judge.failure_policy).
 STATUSES = ("judged", "unparseable", "judge_error")
 
-#: Keys present in every rollout's reward_extra_info.
-RECORD_KEYS: tuple[str, ...] = (
-    "acc",
-    "status",
-    "answer",
-    "verdict",
-    "verdict_source",
-    "category",
-    "level",
-    "noised",
-    "parse_failed",
-    "judge_failed",
-    "correct",
-    *_CATEGORY_KEYS,
-    "judge_latency_s",
-    "judge_error",
-    "overlong_penalty",
-    "group_best",
-    "group_size",
-    "masked",
-)
-
 _REQUIRED = ("acc", "status", "answer", "verdict", "verdict_source", "category", "noised", "overlong_penalty")
 
 
 def _template(status: str, verdict: Category | None) -> dict[str, Any]:
-    """Every key of a record, filled with what ``status`` and ``verdict`` alone decide."""
+    """Every key of a record, in order, filled with what ``status`` and ``verdict`` alone decide.
+
+    The one place that lists the record's keys: :data:`RECORD_KEYS` is read off it.
+    """
     failed = status == "judge_error"
-    info: dict[str, Any] = dict.fromkeys(RECORD_KEYS)
-    info.update(
-        status=status,
-        verdict=None if verdict is None else verdict.value,
-        parse_failed=float(status == "unparseable"),
-        judge_failed=float(failed),
+    return {
+        "acc": None,
+        "status": status,
+        "answer": None,
+        "verdict": None if verdict is None else verdict.value,
+        "verdict_source": None,
+        "category": None,
+        "level": None,
+        "noised": None,
+        "parse_failed": float(status == "unparseable"),
+        "judge_failed": float(failed),
         # a failed judge says nothing about the answer: left out of the rates (None), not counted as wrong
-        correct=None if failed else float(verdict in CORRECT_CATEGORIES),
-    )
-    for member, key in zip(Category, _CATEGORY_KEYS, strict=True):
-        info[key] = None if failed else float(verdict is member)
-    return info
+        "correct": None if failed else float(verdict in CORRECT_CATEGORIES),
+        **{f"cat_{member.slug}": None if failed else float(verdict is member) for member in Category},
+        "judge_latency_s": None,
+        "judge_error": None,
+        "overlong_penalty": None,
+        "group_best": None,
+        "group_size": None,
+        "masked": None,
+    }
 
 
 # Computed once: a step renders thousands of records, and a (status, verdict) pair not in
@@ -78,6 +66,10 @@ _TEMPLATES: Mapping[tuple[str, Category | None], dict[str, Any]] = MappingProxyT
         **{("judged", verdict): _template("judged", verdict) for verdict in Category},
     }
 )
+
+#: Keys present in every rollout's reward_extra_info, in the order records carry them.
+RECORD_KEYS: tuple[str, ...] = tuple(_TEMPLATES["unparseable", None])
+
 # wire label (or member: it hashes and compares like its label) -> member; others go through coerce
 _CATEGORY_OF: Mapping[str, Category] = MappingProxyType({member: member for member in Category})
 # (an enum's .value is a Python-level property: a table lookup is several times cheaper)

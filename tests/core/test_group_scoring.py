@@ -1,0 +1,122 @@
+"""One group's scores and rewritten records from its rollouts' records: every branch, without Ray."""
+
+import subprocess
+import sys
+
+import pytest
+
+from speciarl_verl.core import Category, score_group
+from speciarl_verl.core.rollout_record import MissingRecordError, record_info
+from speciarl_verl.reward_settings import OverlongPenalty, RewardSettings
+
+C = Category
+
+
+def judged(verdict, category=None, penalty=0.0, source="cache"):
+    category = category or verdict
+    noised = category is not verdict
+    return record_info("judged", "an answer", verdict, source, category, noised, penalty, 1.0, 0.3)
+
+
+def unparseable(penalty=0.0):
+    return record_info("unparseable", None, None, None, None, False, penalty, -1.0)
+
+
+def failed():
+    return record_info("judge_error", "gull", None, None, None, False, 0.0, 0.0, judge_error="HTTP 503 from j1")
+
+
+def test_training_rewards_the_best_level_and_adds_each_length_penalty():
+    settings = RewardSettings(overlong=OverlongPenalty(True, 4, 1.0, 8))  # penalties come from the records
+    records = [judged(C.SPECIFIC, penalty=-0.25), judged(C.MORE_SPECIFIC), judged(C.GENERIC), unparseable(-0.5)]
+    scored = score_group(records, settings, validation=False, uid="u1")
+    assert scored.outcome.rewards == (1.0, 1.0, 0.0, -1.0)
+    assert scored.scores == [0.75, 1.0, 0.0, -1.5]
+    assert [r["acc"] for r in scored.records] == [1.0, 1.0, 0.0, -1.0]
+    # the evaluation order breaks the training tie: more specific is the group's best
+    assert {(r["group_best"], r["group_size"], r["masked"]) for r in scored.records} == {("more specific", 4, 0.0)}
+    assert [r["overlong_penalty"] for r in scored.records] == [-0.25, 0.0, 0.0, -0.5]
+    assert scored.outcome.categories == (C.SPECIFIC, C.MORE_SPECIFIC, C.GENERIC, None)
+    assert scored.outcome.sources == ("cache", "cache", "cache", None)
+    assert (scored.outcome.uid, scored.outcome.short, scored.outcome.masked) == ("u1", False, False)
+
+
+def test_an_unparseable_answer_gets_the_format_penalty_and_no_rank():
+    scored = score_group([unparseable(), judged(C.WRONG)], RewardSettings(format_penalty=-0.5), validation=False)
+    assert scored.scores == [-0.5, 0.0]  # an all-wrong group earns nothing; the wrong answer is not outranked
+    assert [r["group_best"] for r in scored.records] == ["wrong", "wrong"]
+    only_unparseable = score_group([unparseable(), unparseable()], RewardSettings(), validation=False)
+    assert only_unparseable.scores == [-1.0, -1.0]
+    assert {r["group_best"] for r in only_unparseable.records} == {None}
+
+
+def test_training_ranks_the_noised_category_and_validation_the_judges_verdict():
+    records = [judged(C.GENERIC, category=C.SPECIFIC, penalty=-0.5), judged(C.SPECIFIC, category=C.LESS_SPECIFIC)]
+    training = score_group(records, RewardSettings(), validation=False)
+    assert training.scores == [0.5, 0.0]
+    assert training.outcome.noised == (True, True)
+    assert training.outcome.categories == (C.SPECIFIC, C.LESS_SPECIFIC)
+    validation = score_group(records, RewardSettings(), validation=True)
+    assert validation.scores == [0.0, 1.0]  # reward3 of the verdicts; no length penalty in validation
+    assert validation.outcome.categories == (C.GENERIC, C.SPECIFIC)
+    assert [r["category"] for r in validation.records] == ["specific", "less specific"]  # records stay as written
+    assert [r["acc"] for r in validation.records] == [0.0, 1.0]
+
+
+def test_validation_scores_each_answer_on_its_own_with_the_validation_table():
+    records = [judged(C.LESS_SPECIFIC), judged(C.LESS_SPECIFIC), unparseable(-0.5)]
+    scored = score_group(records, RewardSettings(validation_table="scala1"), validation=True)
+    assert scored.scores == [0.75, 0.75, 0.0]  # a group reward would pay 1; unparseable scores 0 in validation
+
+
+def test_a_judge_failure_gives_the_whole_group_one_reward():
+    records = [judged(C.SPECIFIC, penalty=-0.25), failed(), judged(C.WRONG)]
+    for validation in (False, True):
+        scored = score_group(records, RewardSettings(), validation=validation, uid="u3")
+        assert scored.scores == [0.0, 0.0, 0.0]
+        assert scored.outcome.masked
+        assert scored.outcome.judge_failed == (False, True, False)
+        assert [r["masked"] for r in scored.records] == [1.0, 1.0, 1.0]
+        assert scored.records[1]["judge_error"] == "HTTP 503 from j1"
+        assert scored.records[1]["correct"] is None  # a failed judge is not counted as a wrong answer
+
+
+def test_static_scheme_and_single_mode_come_from_the_settings():
+    records = [judged(C.LESS_SPECIFIC), judged(C.LESS_SPECIFIC), judged(C.GENERIC)]
+    assert score_group(records, RewardSettings(), validation=False).scores == [1.0, 1.0, 0.0]
+    assert score_group(records, RewardSettings(group_mode="single"), validation=False).scores == [1.0, 0.0, 0.0]
+    static = RewardSettings(scheme="static", static_table="scala1")
+    assert score_group(records, static, validation=False).scores == [0.75, 0.75, 0.5]
+
+
+def test_short_groups_are_scored_on_what_exists_and_marked():
+    scored = score_group([judged(C.GENERIC)], RewardSettings(), validation=False, uid="u6", short=True)
+    assert scored.scores == [1.0]
+    assert scored.outcome.short
+    assert scored.records[0]["group_size"] == 1
+
+
+def test_scoring_reads_records_and_never_their_previous_group_fields():
+    first = score_group([judged(C.GENERIC), judged(C.ABSTAIN)], RewardSettings(), validation=False)
+    again = score_group(first.records, RewardSettings(), validation=False)
+    assert again.scores == first.scores
+    assert again.records == first.records
+
+
+def test_a_missing_record_names_the_trajectory():
+    with pytest.raises(MissingRecordError, match="trajectory u5_1_0 has no SpeciaRL reward record"):
+        score_group([judged(C.WRONG), None], RewardSettings(), validation=False, where=["u5_0_0", "trajectory u5_1_0"])
+    with pytest.raises(MissingRecordError, match="a rollout of group u5"):
+        score_group([{"acc": 1.0}], RewardSettings(), validation=False, uid="u5")
+
+
+def test_the_core_scores_a_group_without_loading_torch_or_verl():
+    code = (
+        "import sys; import speciarl_verl.core as c; c.score_group; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    loaded = set(
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    )
+    assert "speciarl_verl" in loaded
+    assert not loaded & {"torch", "verl", "transfer_queue", "ray", "omegaconf"}, loaded
