@@ -133,6 +133,10 @@ def register_image_folder(
 ) -> type[ImageFolderAdapter]:
     """Register an :class:`ImageFolderAdapter` under ``name`` (the rows' ``data_source``).
 
+    ``hierarchy`` maps a class to its coarser names, nearest first. The rule tier files the
+    nearest one as *less specific* without asking the LLM judge (it is ``close``); farther ones
+    are ``far`` and go to the LLM, which decides between *less specific* and *generic*.
+
     >>> register_image_folder("doc_example_birds").name
     'doc_example_birds'
     """

@@ -9,11 +9,17 @@ from speciarl_verl import group_rewards, parse_answer, static_reward
 from speciarl_verl.judge import OfflineVerifier, VerificationRequest
 
 GROUND_TRUTH = "737-800"
-PARENTS = ("Boeing 737", "Boeing")  # FGVC-Aircraft family and manufacturer of the class
+# What the class's parquet row carries for the judge (extra_info): the FGVC-Aircraft family (close: filed
+# "less specific" offline) and manufacturer (far: left to an LLM judge), and the domain's nouns ("generic")
+CLASS_FIELDS = {
+    "parents": ["Boeing 737", "Boeing"],
+    "parent_levels": ["close", "far"],
+    "domain_nouns": ["aircraft", "airplane", "aeroplane", "plane"],
+}
 RESPONSES = [
     "<think>Winglets and a long fuselage.</think><answer>737-800</answer>",
     "<think>Boeing narrow-body.</think><answer>Boeing 737</answer>",
-    "<think>A passenger jet.</think><answer>airliner</answer>",
+    "<think>A passenger jet.</think><answer>airplane</answer>",
     "<think>Looks like an Airbus.</think><answer>A320</answer>",
     "It is a 737-800.",  # no answer block: unparseable
 ]
@@ -22,7 +28,7 @@ RESPONSES = [
 async def main() -> None:
     answers = [parse_answer(text) for text in RESPONSES]
     verifier = OfflineVerifier()  # rule tier; undecided pairs count as wrong
-    requests = [VerificationRequest(GROUND_TRUTH, a, "fgvc_aircraft", parents=PARENTS) for a in answers if a]
+    requests = [VerificationRequest.for_row(GROUND_TRUTH, a, "fgvc_aircraft", CLASS_FIELDS) for a in answers if a]
     verdicts = iter(await verifier.verify(requests))
     categories = [next(verdicts).category if a else None for a in answers]
 

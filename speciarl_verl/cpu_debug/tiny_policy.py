@@ -422,10 +422,7 @@ def check_policy(rows: Sequence[dict], groups: Sequence[Sequence[str]]) -> Polic
                 categories["unparseable"] += 1
                 continue
             parsed += 1
-            request = VerificationRequest(
-                row["reward_model"]["ground_truth"], label, row["data_source"],
-                tuple(extra["parents"]), tuple(extra["synonyms"]),
-            )  # fmt: skip
+            request = VerificationRequest.for_row(row["reward_model"]["ground_truth"], label, row["data_source"], extra)
             category = decide_offline(request) or Category.WRONG
             seen.add(category.value)
             categories[category.value] += 1

@@ -13,8 +13,16 @@ column             content
                    order), ``class_name`` (dataset spelling), ``image_id``, ``source_file``,
                    ``parents`` (nearest first), ``synonyms``, ``prompt_name``,
                    ``prompt_version``, ``image_format``, ``width``, ``height``,
-                   ``reencoded`` (empty unless the bytes were converted, e.g. ``"TIFF -> PNG"``)
+                   ``reencoded`` (empty unless the bytes were converted, e.g. ``"TIFF -> PNG"``),
+                   ``parent_levels`` (``"close"``/``"far"`` per parent, same order),
+                   ``domain_nouns`` (words for the class's whole domain)
 =================  ==========================================================================
+
+The judge reads ``parents``, ``parent_levels``, ``domain_nouns`` and ``synonyms``
+(:meth:`~speciarl_verl.judge.verifier.VerificationRequest.for_row`). Files written before
+``parent_levels`` and ``domain_nouns`` existed stay readable: a missing ``parent_levels``
+makes every parent ``far`` and a missing ``domain_nouns`` is empty, so such rows only lose
+offline decisions (the LLM judge takes them); rebuild the file to get them back.
 """
 
 from __future__ import annotations
@@ -63,6 +71,8 @@ def row_schema(with_pixel_limits: bool = False) -> pa.Schema:
                         pa.field("width", pa.int64()),
                         pa.field("height", pa.int64()),
                         pa.field("reencoded", pa.string()),
+                        pa.field("parent_levels", pa.list_(pa.string())),
+                        pa.field("domain_nouns", pa.list_(pa.string())),
                     ]
                 ),
             ),
@@ -102,5 +112,7 @@ def make_row(
             "width": image.width,
             "height": image.height,
             "reencoded": image.reencoded,
+            "parent_levels": list(record.cls.parent_levels),
+            "domain_nouns": list(record.cls.domain_nouns),
         },
     }

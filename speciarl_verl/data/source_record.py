@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from speciarl_verl.judge.verifier import ParentLevel
+
 __all__ = ["ClassInfo", "SourceRecord", "DataSourceError", "ProblemLog"]
 
 
@@ -26,7 +28,10 @@ class ClassInfo:
     ``class_id`` is 0-based in the dataset's official class order; ``class_name`` is the
     dataset's own spelling (``"001.Black_footed_Albatross"``); ``ground_truth`` the natural
     name the reward compares against; ``parents`` the coarser names of the class from the
-    dataset's own hierarchy, nearest first; ``synonyms`` other exact names.
+    dataset's own hierarchy, nearest first, and ``parent_levels`` the level of each
+    (``close`` or ``far``, see :data:`~speciarl_verl.judge.verifier.ParentLevel`);
+    ``domain_nouns`` the words for the class's whole domain (``"bird"``); ``synonyms`` other
+    exact names.
     """
 
     class_id: int
@@ -34,6 +39,15 @@ class ClassInfo:
     ground_truth: str
     parents: tuple[str, ...] = ()
     synonyms: tuple[str, ...] = ()
+    parent_levels: tuple[ParentLevel, ...] = ()
+    domain_nouns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.parent_levels) != len(self.parents):
+            raise ValueError(
+                f"class {self.class_name!r}: {len(self.parents)} parents {self.parents!r} but "
+                f"{len(self.parent_levels)} parent_levels {self.parent_levels!r}; give one level per parent"
+            )
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,8 @@ def default_judge_settings() -> dict[str, Any]:
 
 
 def verification_request(prediction: PredictionRecord) -> VerificationRequest:
-    """The judge request for a parsed answer (dataset parents and synonyms carried through)."""
+    """The judge request for a parsed answer (the class's parents, their levels, domain nouns and synonyms
+    carried through)."""
     if prediction.answer is None:
         raise ValueError(f"sample {prediction.sample_id!r} answer {prediction.prediction_index} was not parsed")
     return VerificationRequest(
@@ -85,6 +86,8 @@ def verification_request(prediction: PredictionRecord) -> VerificationRequest:
         data_source=prediction.data_source,
         parents=prediction.parents,
         synonyms=prediction.synonyms,
+        parent_levels=prediction.parent_levels,
+        domain_nouns=prediction.domain_nouns,
     )
 
 

@@ -4,7 +4,8 @@ Dataset rows follow verl's parquet schema: ``data_source``, ``prompt`` (chat
 messages whose string content marks the image with ``<image>``, or a list of
 ``{"type": "image"}`` / ``{"type": "text"}`` blocks), ``images``
 (``[{"bytes": ...}]``), ``reward_model.ground_truth`` and ``extra_info``
-(``image_id`` or ``index``, ``parents``, ``synonyms``).
+(``image_id`` or ``index``, ``parents``, ``parent_levels``, ``domain_nouns``, ``synonyms``,
+carried unchanged into the prediction rows for the judge).
 
 Requests become OpenAI-style chat messages with the image inlined as a data
 URL, which vLLM's ``LLM.chat`` renders with the model's own chat template.
@@ -88,6 +89,8 @@ class PredictionRequest:
     images: tuple[bytes, ...]
     parents: tuple[str, ...] = field(default=())
     synonyms: tuple[str, ...] = field(default=())
+    parent_levels: tuple[str, ...] = field(default=())
+    domain_nouns: tuple[str, ...] = field(default=())
 
 
 def _names(value: Any, key: str, where: str) -> tuple[str, ...]:
@@ -178,6 +181,8 @@ def request_from_row(row: Mapping[str, Any], where: str, instruction: str | None
         images=images,
         parents=_names(extra.get("parents"), "parents", where),
         synonyms=_names(extra.get("synonyms"), "synonyms", where),
+        parent_levels=_names(extra.get("parent_levels"), "parent_levels", where),
+        domain_nouns=_names(extra.get("domain_nouns"), "domain_nouns", where),
     )
 
 
@@ -230,6 +235,8 @@ def prediction_rows(
             "answer": parse_answer(text, max_words=max_answer_words),
             "parents": list(request.parents),
             "synonyms": list(request.synonyms),
+            "parent_levels": list(request.parent_levels),
+            "domain_nouns": list(request.domain_nouns),
         }
         for index, text in enumerate(texts)
     ]

@@ -11,9 +11,14 @@ key                 value                                                     re
 ``prediction_index``  0-based index of this answer among the image's answers  yes
 ``response``        raw model output                                          one of
 ``answer``          parsed label, ``null`` when unparseable                   the two
-``parents``         coarser names of the class (list of strings)              no
+``parents``         coarser names of the class, nearest first (strings)       no
+``parent_levels``   ``"close"``/``"far"`` per parent (absent: all far)        no
+``domain_nouns``    words for the class's whole domain (strings)              no
 ``synonyms``        other accepted names of the class (list of strings)       no
 ==================  ========================================================  ========
+
+The four class fields are the dataset row's ``extra_info`` fields of the same names; the
+judge's rule tier reads them (see :class:`~speciarl_verl.judge.verifier.VerificationRequest`).
 
 When ``answer`` is absent it is parsed from ``response`` with
 :func:`~speciarl_verl.core.answer_parsing.parse_answer`; when present it is used as given.
@@ -43,6 +48,7 @@ from typing import Any
 from speciarl_verl.core.answer_parsing import parse_answer
 from speciarl_verl.core.categories import Category
 from speciarl_verl.jsonl_io import read_jsonl
+from speciarl_verl.judge.verifier import PARENT_LEVELS, ParentLevel
 
 __all__ = [
     "PredictionRecord",
@@ -78,6 +84,8 @@ class PredictionRecord:
     response: str | None = None
     parents: tuple[str, ...] = field(default=())
     synonyms: tuple[str, ...] = field(default=())
+    parent_levels: tuple[ParentLevel, ...] = field(default=())
+    domain_nouns: tuple[str, ...] = field(default=())
 
     @property
     def key(self) -> tuple[str, int]:
@@ -118,6 +126,8 @@ class PredictionRecord:
             response=response,
             parents=_optional_names(row, "parents", where),
             synonyms=_optional_names(row, "synonyms", where),
+            parent_levels=_parent_levels(row, where),
+            domain_nouns=_optional_names(row, "domain_nouns", where),
         )
 
 
@@ -275,6 +285,16 @@ def _require_index(row: Mapping[str, Any], where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{where}: 'prediction_index' must be an integer >= 0, got {value!r}")
     return value
+
+
+def _parent_levels(row: Mapping[str, Any], where: str) -> tuple[ParentLevel, ...]:
+    levels = _optional_names(row, "parent_levels", where)
+    if levels and (len(levels) != len(_optional_names(row, "parents", where)) or not set(levels) <= set(PARENT_LEVELS)):
+        raise ValueError(
+            f"{where}: 'parent_levels' {list(levels)} must give one of {PARENT_LEVELS} for each of the "
+            f"'parents' {row.get('parents')!r}; drop it to leave every parent to the LLM judge"
+        )
+    return levels  # type: ignore[return-value]  # checked above
 
 
 def _optional_names(row: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:

@@ -1,8 +1,11 @@
 """``speciarl verify``: judge a JSONL file of (ground truth, prediction) pairs.
 
 Each input row is a JSON object with ``ground_truth`` and ``prediction`` (strings;
-optional: ``data_source`` a string, ``parents`` and ``synonyms`` lists of strings). Each
-output row is the input row plus:
+optional: ``data_source`` a string; ``parents``, ``parent_levels``, ``domain_nouns`` and
+``synonyms`` lists of strings, as a built parquet row's ``extra_info`` holds them). The
+rule tier files a ``parents`` entry as *less specific* only where ``parent_levels`` calls
+it ``close`` (no ``parent_levels``: every parent is far and left to the LLM judge), and a
+``domain_nouns`` entry as *generic*. Each output row is the input row plus:
 
 * ``category``: a wire label (``"less specific"``), or ``null`` where ``--judge offline``
   could not decide the pair; such a row also has ``"reason": "undecided"`` (the rule tier
@@ -39,7 +42,8 @@ CHUNK = 256
 UNDECIDED = "undecided"
 
 _REQUIRED = {"ground_truth": str, "prediction": str}
-_OPTIONAL = {"data_source": (str, type(None)), "parents": (list, type(None)), "synonyms": (list, type(None))}
+_NAME_LISTS = ("parents", "parent_levels", "domain_nouns", "synonyms")
+_OPTIONAL = {"data_source": (str, type(None)), **dict.fromkeys(_NAME_LISTS, (list, type(None)))}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -98,11 +102,21 @@ def read_pairs(path: Path) -> list[tuple[int, dict[str, Any]]]:
     for number, row in read_jsonl_objects(path, _REQUIRED):
         for key, expected in _OPTIONAL.items():
             check_field_type(row.get(key), expected, f"{path}:{number}: field {key!r}")
-        for key in ("parents", "synonyms"):
+        for key in _NAME_LISTS:
             for item in row.get(key) or ():
                 check_field_type(item, str, f"{path}:{number}: each item of {key!r}")
+        try:
+            _request(row)
+        except ValueError as bad:  # parent_levels that do not fit the parents
+            raise UserInputError(f"{path}:{number}: {bad}") from None
         rows.append((number, row))
     return rows
+
+
+def _request(row: dict[str, Any]):
+    from speciarl_verl.judge.verifier import VerificationRequest
+
+    return VerificationRequest.for_row(row["ground_truth"], row["prediction"], row.get("data_source") or "", row)
 
 
 def _done_rows(output: Path, rows: list[tuple[int, dict[str, Any]]]) -> int:
@@ -136,7 +150,7 @@ async def verify_file(settings, input_path: Path, output_path: Path) -> dict[str
 
     from speciarl_verl.judge.offline import decide_offline
     from speciarl_verl.judge.tiered import TieredVerifier
-    from speciarl_verl.judge.verifier import JudgeError, VerificationRequest
+    from speciarl_verl.judge.verifier import JudgeError
 
     rows = read_pairs(input_path)
     done = _done_rows(output_path, rows)
@@ -151,16 +165,7 @@ async def verify_file(settings, input_path: Path, output_path: Path) -> dict[str
             task = progress.add_task("judging", total=len(rows), completed=done)
             for start in range(done, len(rows), CHUNK):
                 chunk = rows[start : start + CHUNK]
-                requests = [
-                    VerificationRequest(
-                        row["ground_truth"],
-                        row["prediction"],
-                        row.get("data_source") or "",
-                        tuple(row.get("parents") or ()),
-                        tuple(row.get("synonyms") or ()),
-                    )
-                    for _, row in chunk
-                ]
+                requests = [_request(row) for _, row in chunk]
                 if verifier is None:
                     decided = [decide_offline(r) for r in requests]
                     results = [(None if c is None else c.value, "offline") for c in decided]

@@ -2,7 +2,10 @@
 
 It answers ``POST /v1/chat/completions`` like a judge model would: it reads the JSON pair
 out of the user message, decides the category with the offline rule tier (``wrong`` where
-the rules cannot decide), and replies with that label. ``latency_s`` is added to every
+the rules cannot decide), and replies with that label. A judge model knows the classes'
+taxonomy, which the pair alone does not carry: ``hierarchy`` gives it (ground truth -> the
+row fields ``parents``, ``parent_levels``, ``domain_nouns``, ``synonyms``), and any listed
+parent, near or far, is then *less specific*, as a model files a manufacturer. ``latency_s`` is added to every
 request and at most ``max_concurrency`` requests are served at once, so a benchmark can
 compare a client against the theoretical limit. ``fault`` makes it misbehave:
 
@@ -27,11 +30,14 @@ import asyncio
 import json
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from speciarl_verl.core.categories import Category
+from speciarl_verl.core.label_normalization import normalize_label
 from speciarl_verl.judge.offline import decide_offline
 from speciarl_verl.judge.verifier import VerificationRequest
 
@@ -47,8 +53,11 @@ class FakeJudgeServer:
     fault: str | None = None
     vllm_version: str | None = "0.30.0"
     requests: list[dict[str, Any]] = field(default_factory=list)
+    hierarchy: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # the client may send the pair normalised (lower case, no punctuation), so classes are looked up folded
+        self._known = {normalize_label(truth): row for truth, row in self.hierarchy.items()}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -118,7 +127,11 @@ class FakeJudgeServer:
         """The label a sensible judge would give the pair in ``body`` (rule tier, else wrong)."""
         user = next(m["content"] for m in body["messages"] if m["role"] == "user")
         pair = json.loads(_PAIR.search(user).group(1))
-        category = decide_offline(VerificationRequest(pair["ground_truth"], pair["prediction"]))
+        row = self._known.get(normalize_label(pair["ground_truth"]))
+        request = VerificationRequest.for_row(pair["ground_truth"], pair["prediction"], "", row)
+        category = decide_offline(request)
+        if category is None and normalize_label(request.prediction) in {normalize_label(p) for p in request.parents}:
+            category = Category.LESS_SPECIFIC
         return category.value if category is not None else "wrong"
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:

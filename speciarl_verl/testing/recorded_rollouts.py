@@ -1,8 +1,9 @@
 """Recorded rollouts: groups of policy answers for one image each, stored as JSONL.
 
 One line per image: ``image_id``, ``data_source``, ``ground_truth``, ``parents``
-(coarser names from the dataset's hierarchy), ``synonyms``, ``prompt`` and
-``responses`` (the raw policy outputs of one GRPO group).
+(coarser names from the dataset's hierarchy), ``parent_levels``, ``domain_nouns``,
+``synonyms`` (as a built row's ``extra_info`` holds them), ``prompt`` and ``responses``
+(the raw policy outputs of one GRPO group).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class RecordedGroup:
     responses: tuple[str, ...]
     parents: tuple[str, ...] = field(default=())
     synonyms: tuple[str, ...] = field(default=())
+    parent_levels: tuple[str, ...] = field(default=())
+    domain_nouns: tuple[str, ...] = field(default=())
 
     def row(self, index: int) -> dict:
         """The dataset columns verl hands the reward manager for this image."""
@@ -40,6 +43,8 @@ class RecordedGroup:
                 "image_id": self.image_id,
                 "parents": list(self.parents),
                 "synonyms": list(self.synonyms),
+                "parent_levels": list(self.parent_levels),
+                "domain_nouns": list(self.domain_nouns),
             },
             "index": index,
         }
@@ -78,4 +83,6 @@ def _parse(lines: Iterable[str], source: str) -> Iterable[RecordedGroup]:
             responses=tuple(map(str, record["responses"])),
             parents=tuple(record.get("parents") or ()),
             synonyms=tuple(record.get("synonyms") or ()),
+            parent_levels=tuple(record.get("parent_levels") or ()),
+            domain_nouns=tuple(record.get("domain_nouns") or ()),
         )

@@ -55,7 +55,7 @@ def training_steps(out: Path) -> dict[int, dict]:
     return dict(steps)
 
 
-def recomputed_group_rewards(out: Path, step: int, parents: dict[str, tuple[str, ...]]) -> tuple[list, list]:
+def recomputed_group_rewards(out: Path, step: int, classes: dict[str, dict]) -> tuple[list, list]:
     """(rewards verl stored, rewards recomputed here from the dumped answers) for one step's rollouts."""
     from speciarl_verl.core.answer_parsing import parse_answer
     from speciarl_verl.core.categories import Category
@@ -75,20 +75,20 @@ def recomputed_group_rewards(out: Path, step: int, parents: dict[str, tuple[str,
             if label is None:
                 categories.append(None)
                 continue
-            request = VerificationRequest(row["gts"], label, "synthetic_shapes", parents[row["gts"]])
+            request = VerificationRequest.for_row(row["gts"], label, "synthetic_shapes", classes[row["gts"]])
             categories.append(decide_offline(request) or Category.WRONG)  # kind=offline: undecided -> wrong
         recomputed += group_rewards(categories)
         stored += [row["score"] for row in members]
     return stored, recomputed
 
 
-def class_parents(out: Path) -> dict[str, tuple[str, ...]]:
-    """Ground-truth label -> its parents, from the parquets the run built."""
-    parents = {}
+def class_rows(out: Path) -> dict[str, dict]:
+    """Ground-truth label -> its row's extra_info (parents, their levels, domain nouns), from the run's parquets."""
+    classes = {}
     for parquet in (out / "data").glob("*.parquet"):
         for row in pq.read_table(parquet, columns=["reward_model", "extra_info"]).to_pylist():
-            parents[row["reward_model"]["ground_truth"]] = tuple(row["extra_info"]["parents"])
-    return parents
+            classes[row["reward_model"]["ground_truth"]] = row["extra_info"]
+    return classes
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +114,9 @@ def test_grpo_run_logs_every_step_and_learns(grpo_run):
 
 def test_grpo_scores_are_the_group_stage_rewards(grpo_run):
     steps = training_steps(grpo_run)
-    parents = class_parents(grpo_run)
+    classes = class_rows(grpo_run)
     for step in (1, 2):
-        stored, recomputed = recomputed_group_rewards(grpo_run, step, parents)
+        stored, recomputed = recomputed_group_rewards(grpo_run, step, classes)
         assert len(stored) == 2 * 4
         assert stored == pytest.approx(recomputed)
         assert steps[step]["critic/score/mean"] == pytest.approx(sum(recomputed) / len(recomputed), abs=1e-6)

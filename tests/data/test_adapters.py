@@ -44,7 +44,8 @@ def test_cub_joins_on_image_id_and_cleans_class_names(cub_root):
     assert records["1"].cls.class_id == 0 and records["3"].cls.class_id == 1 and records["5"].cls.class_id == 8
     assert records["5"].cls.class_name == "009.Brewer_Blackbird"
     assert records["5"].cls.synonyms == ("Brewer's Blackbird",)
-    assert all(r.cls.parents == () for r in train + test)
+    assert all(r.cls.parents == () == r.cls.parent_levels for r in train + test)
+    assert records["1"].cls.domain_nouns == ("bird", "birds")
     assert records["4"].origin.endswith("images.txt line 4")
 
 
@@ -63,13 +64,14 @@ def test_fgvc_keeps_leading_zeros_labels_with_spaces_and_the_hierarchy(fgvc_root
     assert set(records) == {"0056978", "1025794"}
     bae = records["0056978"]
     assert bae.cls.ground_truth == "BAE 146-200" and bae.cls.class_id == 1
-    assert bae.cls.parents == ("BAE 146", "British Aerospace")
+    assert bae.cls.parents == ("BAE 146", "British Aerospace") and bae.cls.parent_levels == ("close", "far")
     assert records["1025794"].cls.parents == ("Boeing 707", "Boeing")
     assert bae.source_file == "fgvc-aircraft-2013b/data/images/0056978.jpg"
     test, _ = read("fgvc_aircraft", fgvc_root, "test")
     hornet = by_id(test)["2201045"]
     # the family equals the variant, so only the manufacturer is a parent
     assert hornet.cls.ground_truth == "F/A-18" and hornet.cls.parents == ("McDonnell Douglas",)
+    assert hornet.cls.parent_levels == ("far",)  # the maker keeps its level when the family is dropped
     trainval, _ = read("fgvc_aircraft", fgvc_root, "trainval")
     assert len(trainval) == 4
 
@@ -121,6 +123,10 @@ def test_pets_reads_only_listed_images_with_species_parents(pets_root):
     assert records["Abyssinian_1"].cls.parents == ("cat",)
     assert records["american_bulldog_10"].cls.ground_truth == "american bulldog"
     assert records["american_bulldog_10"].cls.parents == ("dog",)
+    assert records["american_bulldog_10"].cls.parent_levels == ("far",)
+    assert (
+        "dog" in records["american_bulldog_10"].cls.domain_nouns and "dog" not in records["Sphynx_5"].cls.domain_nouns
+    )
     assert records["Sphynx_5"].cls.class_id == 33
 
 
@@ -148,6 +154,7 @@ def test_cars_devkit_form_reads_struct_arrays_and_make_model_parents(cars_root):
     assert train[0].cls.parents == ("Acura TL", "Acura")
     assert train[1].cls.parents == ("AM General Hummer", "AM General")
     assert train[2].cls.parents == ("Ram C/V", "Ram")
+    assert {r.cls.parent_levels for r in train} == {("close", "far")}
     test, _ = read("stanford_cars", cars_root, "test")
     assert test[0].image_path == cars_root / "stanford_cars" / "cars_test" / "00001.jpg"
     assert test[0].cls.class_id == 2
@@ -201,3 +208,4 @@ def test_every_official_class_name_maps_back_to_its_own_index(dataset):
         rule = name.split(".", 1)[1] if dataset == "cub200" else name
         assert normalize_label(info.ground_truth) == normalize_label(rule.replace("_", " "))
         assert normalize_label(info.ground_truth) not in {normalize_label(p) for p in info.parents}
+        assert len(info.parent_levels) == len(info.parents) and info.domain_nouns

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import asdict
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -67,6 +68,7 @@ def test_records_carry_the_hierarchy_nearest_first_and_images_are_reproducible_a
     first, second = records("train"), records("train")
     record = next(r for r in first if r.image_id == "blue_triangle_0005")
     assert record.cls.ground_truth == "blue triangle" and record.cls.parents == ("triangle", "shape")
+    assert record.cls.parent_levels == ("close", "far") and "shape" in record.cls.domain_nouns
     assert record.cls.class_id == SPECIES.index(next(s for s in SPECIES if s.name == "blue triangle"))
     assert record.source_file == "rendered:train/blue_triangle/0005.png" and record.image_path is None
     assert [r.read_image() for r in first[:20]] == [r.read_image() for r in second[:20]]
@@ -103,6 +105,7 @@ def test_builder_writes_the_usual_rows_and_is_byte_identical_across_builds(tmp_p
     extra = row["extra_info"]
     family = row["reward_model"]["ground_truth"].split(" ")[1]
     assert extra["parents"] == [family, "shape"] and extra["image_format"] == "PNG"
+    assert extra["parent_levels"] == ["close", "far"] and extra["domain_nouns"][0] == "shape"
     assert (extra["width"], extra["height"]) == (112, 112)
     assert (tmp_path / "a" / "train.manifest.json").is_file()
 
@@ -122,11 +125,10 @@ def test_an_unknown_split_names_the_known_ones():
         ("None", Category.ABSTAIN),
         ("blue square", None),  # a wrong species: deferred (wrong without an LLM judge)
         ("circle", None),  # a wrong family
+        ("geometric shape", Category.GENERIC),  # a declared domain noun that is no parent
     ],
 )
 def test_the_offline_rule_tier_files_every_answer_level_of_the_task(prediction, expected):
     record = next(r for r in records("test") if r.cls.ground_truth == "red square")
-    request = VerificationRequest(
-        record.cls.ground_truth, prediction, "synthetic_shapes", record.cls.parents, record.cls.synonyms
-    )
+    request = VerificationRequest.for_row(record.cls.ground_truth, prediction, "synthetic_shapes", asdict(record.cls))
     assert decide_offline(request) == expected

@@ -12,7 +12,12 @@ OFFLINE = {"kind": "offline"}
 
 def rows():
     base = {"sample_id": "fgvc_aircraft/1025794", "data_source": "fgvc_aircraft", "ground_truth": "707-320"}
-    extra = {"parents": ["Boeing 707", "Boeing"], "synonyms": ["Boeing 707-320"]}
+    extra = {
+        "parents": ["Boeing 707", "Boeing"],
+        "parent_levels": ["close", "far"],
+        "domain_nouns": ["aircraft", "airplane"],
+        "synonyms": ["Boeing 707-320"],
+    }
     answers = ["Boeing 707-320", "Boeing 707", "aircraft", "DC-8", "None", None]
     out = []
     for i, answer in enumerate(answers):
@@ -27,6 +32,7 @@ def rows():
                 "ground_truth": "sushi",
                 "prediction_index": 0,
                 "response": f"<answer>{label}</answer>",
+                "domain_nouns": ["food", "dish", "meal"],
             }
         )
     return out
@@ -42,8 +48,8 @@ def test_offline_judge_uses_parents_and_synonyms_and_never_guesses(tmp_path, jso
     aircraft = [verdicts[("fgvc_aircraft/1025794", i)] for i in range(6)]
     assert [v.category.value if v.category else None for v in aircraft] == [
         "specific",  # a listed synonym
-        "less specific",  # a parent from the dataset's hierarchy
-        "generic",  # the domain noun
+        "less specific",  # the close parent (the family) from the dataset's hierarchy
+        "generic",  # a domain noun the row declares
         None,  # no rule for it: undecided, not wrong
         "abstain",
         None,
@@ -70,6 +76,8 @@ def test_eval_judge_offline_and_verify_offline_give_the_same_rows(tmp_path, json
             "prediction": v.answer,
             "data_source": v.data_source,
             "parents": list(asked[v.key].parents),
+            "parent_levels": list(asked[v.key].parent_levels),
+            "domain_nouns": list(asked[v.key].domain_nouns),
             "synonyms": list(asked[v.key].synonyms),
         }
         for v in evaluated

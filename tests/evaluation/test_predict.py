@@ -38,7 +38,14 @@ def verl_row(i: int, source: str = "fgvc_aircraft") -> dict:
         "images": [{"bytes": png((i * 40 % 256, 10, 200))}],
         "ability": "fine-grained classification",
         "reward_model": {"style": "model", "ground_truth": f"class {i}"},
-        "extra_info": {"index": i, "image_id": f"img{i:03d}", "parents": ["family"], "synonyms": []},
+        "extra_info": {
+            "index": i,
+            "image_id": f"img{i:03d}",
+            "parents": ["family"],
+            "parent_levels": ["close"],
+            "domain_nouns": ["aircraft"],
+            "synonyms": [],
+        },
     }
 
 
@@ -114,6 +121,7 @@ def test_prediction_rows_parse_answers_and_carry_the_hierarchy(tmp_path):
     assert [r["prediction_index"] for r in rows] == [0, 1, 2]
     assert [r["answer"] for r in rows] == ["737-800", None, None]
     assert rows[0]["parents"] == ["family"] and rows[0]["response"] == texts[0]
+    assert rows[0]["parent_levels"] == ["close"] and rows[0]["domain_nouns"] == ["aircraft"]
     path = tmp_path / "p.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert [r.answer for r in load_predictions(path)] == ["737-800", None, None]  # the judge reads them back

@@ -25,12 +25,21 @@ def test_answer_is_parsed_from_the_response_when_absent(tmp_path, jsonl_writer):
             prediction(),
             prediction(prediction_index=1, response="no tags at all"),
             prediction(prediction_index=2, response="ignored", answer="Avro RJ85"),
-            prediction(prediction_index=3, answer=None, parents=["BAE 146"], synonyms=["Avro RJ85"]),
+            prediction(
+                prediction_index=3,
+                answer=None,
+                parents=["BAE 146"],
+                parent_levels=["close"],
+                domain_nouns=["aircraft"],
+                synonyms=["Avro RJ85"],
+            ),
         ],
     )
     records = load_predictions(path)
     assert [r.answer for r in records] == ["BAE 146", None, "Avro RJ85", None]
     assert records[3].parents == ("BAE 146",) and records[3].synonyms == ("Avro RJ85",)
+    assert records[3].parent_levels == ("close",) and records[3].domain_nouns == ("aircraft",)
+    assert records[0].parent_levels == () == records[0].domain_nouns  # an older row: every parent far, no nouns
 
 
 @pytest.mark.parametrize(
@@ -43,6 +52,8 @@ def test_answer_is_parsed_from_the_response_when_absent(tmp_path, jsonl_writer):
         ({k: v for k, v in prediction().items() if k != "response"}, "needs 'response'"),
         (prediction(answer=3), "'answer' must be a string or null"),
         (prediction(parents="BAE 146"), "'parents' must be a list of strings"),
+        (prediction(parents=["BAE 146"], parent_levels=["near"]), r"'parent_levels' \['near'\] must give one of"),
+        (prediction(parents=["BAE 146"], parent_levels=["close", "far"]), "for each of the 'parents'"),
         (["not", "an", "object"], "expected a JSON object"),
     ],
 )

@@ -159,19 +159,19 @@ def test_untrusted_prediction_is_capped_and_stays_data(fake_judge):
     assert sent == hostile.strip()[:50]
 
 
+BOEING_737_800 = {"parents": ["Boeing 737", "Boeing"], "parent_levels": ["close", "far"], "domain_nouns": ["airplane"]}
+
+
 def test_auto_sends_only_what_the_rule_tier_cannot_decide(fake_judge):
     server = fake_judge()
     requests = [
-        VerificationRequest("737-800", "Boeing 737", "fgvc_aircraft", parents=("Boeing 737", "Boeing")),
-        VerificationRequest("737-800", "737-800", "fgvc_aircraft"),
-        VerificationRequest("737-800", "airplane", "fgvc_aircraft"),
-        VerificationRequest("737-800", "I don't know", "fgvc_aircraft"),
-        VerificationRequest("737-800", "A320", "fgvc_aircraft"),
+        VerificationRequest.for_row("737-800", prediction, "fgvc_aircraft", BOEING_737_800)
+        for prediction in ("Boeing 737", "737-800", "airplane", "I don't know", "A320", "Boeing")
     ]
     verdicts = run(TieredVerifier(settings([server.url], kind="auto")), requests)
-    assert [v.source for v in verdicts] == ["offline"] * 4 + ["llm"]
-    assert [v.category for v in verdicts] == [C.LESS_SPECIFIC, C.SPECIFIC, C.GENERIC, C.ABSTAIN, C.WRONG]
-    assert server.calls == 1
+    assert [v.source for v in verdicts] == ["offline"] * 4 + ["llm"] * 2  # the manufacturer is far: asked
+    assert [v.category for v in verdicts][:4] == [C.LESS_SPECIFIC, C.SPECIFIC, C.GENERIC, C.ABSTAIN]
+    assert server.calls == 2
 
 
 def test_identical_pairs_are_judged_once_in_a_batch_and_across_concurrent_calls(fake_judge):
@@ -225,3 +225,17 @@ def test_partial_failure_keeps_reached_verdicts_and_frees_the_pair_for_a_retry(f
     verdicts = run(TieredVerifier(settings([good.url], tmp_path)), batch)
     assert [v.source for v in verdicts] == ["cache", "llm"]
     assert time.perf_counter() - started < 5
+
+
+def test_the_llm_decides_the_far_ancestors_the_rules_leave_to_it(fake_judge):
+    server = fake_judge(hierarchy={"737-800": BOEING_737_800})
+    requests = [
+        VerificationRequest.for_row("737-800", prediction, "fgvc_aircraft", BOEING_737_800)
+        for prediction in ("Boeing 737", "Boeing", "A320")
+    ]
+    verdicts = run(TieredVerifier(settings([server.url], kind="auto")), requests)
+    assert [(v.category, v.source) for v in verdicts] == [
+        (C.LESS_SPECIFIC, "offline"),
+        (C.LESS_SPECIFIC, "llm"),
+        (C.WRONG, "llm"),
+    ]

@@ -17,7 +17,7 @@ def settings(endpoints, tmp_path=None, kind="llm"):
 
 
 def pair(prediction, truth="Laysan Albatross"):
-    return VerificationRequest(truth, prediction, "cub200")
+    return VerificationRequest(truth, prediction, "cub200", domain_nouns=("bird", "birds"))
 
 
 def test_offline_verdicts_are_known_without_waiting():

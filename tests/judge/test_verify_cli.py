@@ -17,7 +17,13 @@ from speciarl_verl.cli import main
 
 ROWS = [
     {"ground_truth": "737-800", "prediction": "737-800", "data_source": "fgvc_aircraft"},
-    {"ground_truth": "737-800", "prediction": "Boeing 737", "parents": ["Boeing 737", "Boeing"], "id": 7},
+    {
+        "ground_truth": "737-800",
+        "prediction": "Boeing 737",
+        "parents": ["Boeing 737", "Boeing"],
+        "parent_levels": ["close", "far"],
+        "id": 7,
+    },
     {"ground_truth": "737-800", "prediction": "A320"},
     {"ground_truth": "737-800", "prediction": "a320"},
     {"ground_truth": "samoyed", "prediction": "not sure"},
@@ -42,6 +48,21 @@ def test_offline_judge_leaves_undecided_pairs_null_and_says_why(tmp_path, capsys
     assert {r["source"] for r in rows} == {"offline"}
     assert rows[1]["id"] == 7 and rows[1]["parents"] == ["Boeing 737", "Boeing"]  # input fields are kept
     assert "rows=5 resumed=0 offline=3 undecided=2" in capsys.readouterr().out
+
+
+def test_offline_judge_files_only_close_parents_and_declared_domain_nouns(tmp_path):
+    boeing = {"ground_truth": "737-800", "parents": ["Boeing 737", "Boeing"], "parent_levels": ["close", "far"]}
+    samoyed = {"ground_truth": "Samoyed", "data_source": "oxford_pets", "parents": ["dog"], "parent_levels": ["far"]}
+    samoyed["domain_nouns"] = ["dog", "pet", "animal"]
+    rows = [
+        {**boeing, "prediction": "Boeing 737"},
+        {**boeing, "prediction": "Boeing"},  # the manufacturer: the LLM judge decides
+        {**samoyed, "prediction": "dog"},
+        {"ground_truth": "737-800", "prediction": "Boeing 737", "parents": ["Boeing 737", "Boeing"]},  # no levels
+    ]
+    pairs, out = write_rows(tmp_path / "pairs.jsonl", rows), tmp_path / "out.jsonl"
+    assert main(["verify", "--judge", "offline", "--input", str(pairs), "--output", str(out)]) == 0
+    assert [r["category"] for r in read_rows(out)] == ["less specific", None, "generic", None]
 
 
 def test_auto_judge_through_an_endpoint_and_resume(tmp_path, fake_judge):
@@ -80,6 +101,10 @@ def test_output_of_another_input_is_refused(tmp_path, capsys):
         ('["a", "b"]', "expected a JSON object, got a list"),
         ('{"ground_truth": "a", "prediction": "b", "parents": "Boeing"}', "field 'parents' must be a list or null"),
         ('{"ground_truth": "a", "prediction": "b", "synonyms": [1]}', "each item of 'synonyms' must be a string"),
+        (
+            '{"ground_truth": "a", "prediction": "b", "parents": ["x"], "parent_levels": ["near"]}',
+            "parent_levels ('near',) must give one of ('close', 'far') for each of the parents ('x',)",
+        ),
         ('{"ground_truth": "a", "prediction": "b",', "not valid JSON (Expecting property name"),
     ],
 )

@@ -14,14 +14,28 @@ ROWS = {
         "data_source": "fgvc_aircraft",
         "prompt": [{"role": "user", "content": "<image>Classify the image."}],
         "reward_model": {"style": "model", "ground_truth": "737-800"},
-        "extra_info": {"index": 0, "parents": ["Boeing 737", "Boeing"], "synonyms": []},
+        "extra_info": {
+            "index": 0,
+            "parents": ["Boeing 737", "Boeing"],
+            "parent_levels": ["close", "far"],
+            "domain_nouns": ["aircraft", "airplane", "aeroplane", "plane"],
+            "synonyms": [],
+        },
         "index": 0,
     },
     "oxford_pets": {
         "data_source": "oxford_pets",
         "prompt": [{"role": "user", "content": "<image>Classify the image."}],
         "reward_model": {"style": "model", "ground_truth": "samoyed"},
-        "extra_info": {"index": 1, "parents": ["dog"], "synonyms": []},
+        # Pets ships no close parent (the species is a domain noun); "spitz" stands in for one so a Pets
+        # group can hold every verdict
+        "extra_info": {
+            "index": 1,
+            "parents": ["spitz", "dog"],
+            "parent_levels": ["close", "far"],
+            "domain_nouns": ["dog", "dogs", "puppy", "domestic dog", "pet", "pets", "animal"],
+            "synonyms": [],
+        },
         "index": 1,
     },
 }
@@ -31,13 +45,13 @@ ANSWERS = {
     "fgvc_aircraft": {
         "specific": "737-800",
         "less specific": "Boeing 737",
-        "generic": "airliner",
+        "generic": "airplane",
         "abstain": "None",
         "wrong": "A320",
     },
     "oxford_pets": {
         "specific": "Samoyed",
-        "less specific": "dog",
+        "less specific": "spitz",
         "generic": "animal",
         "abstain": "unknown",
         "wrong": "Siberian Husky",

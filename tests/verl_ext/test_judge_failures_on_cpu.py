@@ -15,7 +15,13 @@ ROW = {
     "data_source": "fgvc_aircraft",
     "prompt": [{"role": "user", "content": "<image>Classify the image."}],
     "reward_model": {"style": "model", "ground_truth": "737-800"},
-    "extra_info": {"index": 0, "parents": ["Boeing 737", "Boeing"], "synonyms": []},
+    "extra_info": {
+        "index": 0,
+        "parents": ["Boeing 737", "Boeing"],
+        "parent_levels": ["close", "far"],
+        "domain_nouns": ["aircraft", "airplane", "aeroplane", "plane"],
+        "synonyms": [],
+    },
     "index": 0,
 }
 
@@ -66,8 +72,8 @@ def test_mask_policy_zeroes_the_group_and_counts_it(config_factory, tokenizer, f
     server = fake_judge(fault="status:503")
     config = config_factory("data.train_batch_size=2", *judge_overrides(server.url, tmp_path, policy="mask"))
     manager = load_reward_manager(config, tokenizer)
-    failed = score_group(manager, tokenizer, "c3d4", ["737-800", "A320", "Boeing 737", "airliner"])
-    healthy = score_group(manager, tokenizer, "e5f6", ["737-800", "Boeing 737", "airliner", "None"])
+    failed = score_group(manager, tokenizer, "c3d4", ["737-800", "A320", "Boeing 737", "airplane"])
+    healthy = score_group(manager, tokenizer, "e5f6", ["737-800", "Boeing 737", "airplane", "None"])
     batch, metrics = build_replay_buffer(config).sample(global_steps=1, partition_id="train", batch_size=2)
     data = transfer_queue.kv_batch_get(
         keys=[r.key for r in failed + healthy], partition_id="train", select_fields=["rm_scores", "extra_fields"]

@@ -16,7 +16,13 @@ ROW = {
     "data_source": "fgvc_aircraft",
     "prompt": [{"role": "user", "content": "<image>Classify the image."}],
     "reward_model": {"style": "model", "ground_truth": "737-800"},
-    "extra_info": {"index": 3, "parents": ["Boeing 737", "Boeing"], "synonyms": ["Boeing 737-800"]},
+    "extra_info": {
+        "index": 3,
+        "parents": ["Boeing 737", "Boeing"],
+        "parent_levels": ["close", "far"],
+        "domain_nouns": ["aircraft", "airplane", "aeroplane", "plane"],
+        "synonyms": ["Boeing 737-800"],
+    },
     "index": 3,
 }
 
@@ -61,9 +67,10 @@ def test_importlib_source_with_pkg_path_resolves_too(compose, tokenizer_dir):
         ("737-800", "specific", "offline", 1.0),
         ("Boeing 737-800", "specific", "offline", 1.0),
         ("Boeing 737", "less specific", "offline", 1.0),
-        ("airliner", "generic", "offline", 1.0),
+        ("airplane", "generic", "offline", 1.0),
         ("None", "abstain", "offline", 1.0),
         ("A320", "wrong", "deferred", 0.0),
+        ("Boeing", "wrong", "deferred", 0.0),  # the manufacturer is a far parent: left to the LLM judge
     ],
 )
 def test_run_single_parses_judges_and_records(make_manager, tokenizer, answer, category, source, provisional):
@@ -105,7 +112,7 @@ def test_word_cap_from_config(make_manager, tokenizer):
 def test_static_scheme_scores_from_the_table(make_manager, tokenizer):
     manager = make_manager("reward.reward_kwargs.scheme=static", "reward.reward_kwargs.static_table=scala1")
     assert score(manager, tokenizer, "<answer>Boeing 737</answer>")["reward_score"] == 0.75
-    assert score(manager, tokenizer, "<answer>airliner</answer>")["reward_score"] == 0.5
+    assert score(manager, tokenizer, "<answer>airplane</answer>")["reward_score"] == 0.5
 
 
 def test_overlong_penalty_is_added_and_recorded(make_manager, tokenizer):
@@ -127,7 +134,7 @@ def test_overlong_penalty_is_added_and_recorded(make_manager, tokenizer):
 def test_verdict_noise_is_seeded_per_step_and_rollout_and_keeps_the_raw_verdict(make_manager, tokenizer):
     noisy = ("reward.reward_kwargs.noise_rate=1.0", "reward.reward_kwargs.noise_seed=5")
     a, b = make_manager(*noisy), make_manager(*noisy)
-    text = "<answer>airliner</answer>"
+    text = "<answer>airplane</answer>"
     runs_a = [score(a, tokenizer, text, session=s, steps=t)["reward_extra_info"] for s in range(4) for t in (1, 2)]
     runs_b = [score(b, tokenizer, text, session=s, steps=t)["reward_extra_info"] for s in range(4) for t in (1, 2)]
     assert runs_a == runs_b
@@ -219,7 +226,7 @@ def test_a_multi_output_trajectory_is_scored_on_its_final_output(make_manager, t
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     prompt = tokenizer.encode("<|im_start|>user\nClassify.<|im_end|>\n<|im_start|>assistant\n")
     first = tokenizer.encode("<think>one engine?</think><answer>A320</answer> and a much longer first turn") + [eos]
-    final = tokenizer.encode("<answer>airliner</answer>") + [eos]
+    final = tokenizer.encode("<answer>airplane</answer>") + [eos]
     width = max(len(first), len(final))
     responses = torch.tensor([first + [0] * (width - len(first)), final + [0] * (width - len(final))])
     mask = torch.tensor(
@@ -236,6 +243,6 @@ def test_a_multi_output_trajectory_is_scored_on_its_final_output(make_manager, t
     )
     result = manager.loop.run_until_complete(manager.run_single(DataProto(batch=batch, non_tensor_batch=columns)))
     info = result["reward_extra_info"]
-    assert (info["answer"], info["verdict"]) == ("airliner", "generic")
+    assert (info["answer"], info["verdict"]) == ("airplane", "generic")
     # the length penalty counts the final output's valid tokens, not the padded width
     assert info["overlong_penalty"] == pytest.approx(min(-(len(final) - 2) / 4, 0.0))

@@ -10,6 +10,7 @@ from typing import ClassVar
 from speciarl_verl.core.label_normalization import normalize_label
 from speciarl_verl.data.shipped_lists import class_names, synonyms_of
 from speciarl_verl.data.source_record import ClassInfo, DataSourceError, ProblemLog, SourceRecord
+from speciarl_verl.judge.verifier import ParentLevel
 
 __all__ = ["DatasetAdapter", "find_layout_root", "read_lines", "dedupe_parents", "relative_name"]
 
@@ -22,12 +23,19 @@ class DatasetAdapter(ABC):
     split JSON exists for the dataset, ``coop_image_dir`` (the folder its paths are
     relative to). They implement :meth:`read_raw` and, where the naming rule is not
     "underscores become spaces", :meth:`ground_truth` and :meth:`parents`.
+
+    What the judge's rule tier knows of a class is declared here too, and written into
+    every row: ``domain_nouns`` (the words for the whole benchmark's domain, filed
+    *generic*; :meth:`domain_nouns_of` may add words per class) and
+    :meth:`parent_levels` (which parents are ``close``, i.e. may be filed *less specific*
+    without asking the LLM judge). A new dataset needs no change to the judge.
     """
 
     name: ClassVar[str]
     splits: ClassVar[tuple[str, ...]]
     class_list: ClassVar[str]
     coop_image_dir: ClassVar[str | None] = None
+    domain_nouns: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def read_raw(self, root: Path, split: str, problems: ProblemLog) -> list[SourceRecord]:
@@ -41,16 +49,36 @@ class DatasetAdapter(ABC):
         """Coarser names of a class that follow from its name alone (nearest first)."""
         return ()
 
+    def parent_levels(self, parents: Sequence[str]) -> tuple[ParentLevel, ...]:
+        """The level of each of ``parents`` (nearest first, before duplicates are dropped).
+
+        By default the nearest parent is ``close`` and the others ``far``; a dataset whose
+        nearest parent is a broad kind (Pets' "cat"/"dog") or may be missing (a car's model)
+        overrides this.
+
+        >>> from speciarl_verl.data.adapters import get_adapter
+        >>> get_adapter("fgvc_aircraft").parent_levels(["Boeing 737", "Boeing"])
+        ('close', 'far')
+        """
+        return tuple("close" if position == 0 else "far" for position in range(len(parents)))
+
+    def domain_nouns_of(self, parents: Sequence[str]) -> tuple[str, ...]:
+        """The domain nouns of a class with these ``parents``: :attr:`domain_nouns` unless overridden."""
+        return self.domain_nouns
+
     def class_info(self, class_id: int, class_name: str, parents: Sequence[str] | None = None) -> ClassInfo:
         """A :class:`ClassInfo` by this dataset's rules; ``parents`` overrides :meth:`parents`."""
         truth = self.ground_truth(class_name)
         found = self.parents(class_name) if parents is None else tuple(parents)
+        kept = dedupe_parents(truth, found, self.parent_levels(found))
         return ClassInfo(
             class_id=class_id,
             class_name=class_name,
             ground_truth=truth,
-            parents=dedupe_parents(truth, found),
+            parents=tuple(name for name, _ in kept),
             synonyms=synonyms_of(self.name, truth),
+            parent_levels=tuple(level for _, level in kept),
+            domain_nouns=self.domain_nouns_of(found),
         )
 
     def class_for_name(self, name: str) -> ClassInfo | None:
@@ -77,19 +105,24 @@ class DatasetAdapter(ABC):
             )
 
 
-def dedupe_parents(ground_truth: str, parents: Sequence[str]) -> tuple[str, ...]:
-    """Drop empty parents and those that fold to the ground truth or to a nearer parent.
+def dedupe_parents(
+    ground_truth: str, parents: Sequence[str], levels: Sequence[ParentLevel]
+) -> tuple[tuple[str, ParentLevel], ...]:
+    """``(parent, level)`` pairs without empty parents and those that fold to the ground truth or
+    to a nearer parent; a parent keeps its own level (a dropped family does not promote the maker).
 
-    >>> dedupe_parents("F/A-18", ["F/A-18", "McDonnell Douglas"])
-    ('McDonnell Douglas',)
+    >>> dedupe_parents("F/A-18", ["F/A-18", "McDonnell Douglas"], ["close", "far"])
+    (('McDonnell Douglas', 'far'),)
     """
+    if len(levels) != len(parents):
+        raise ValueError(f"{ground_truth!r}: {len(parents)} parents {list(parents)} but levels {list(levels)}")
     seen = {normalize_label(ground_truth)}
-    kept: list[str] = []
-    for parent in parents:
+    kept: list[tuple[str, ParentLevel]] = []
+    for parent, level in zip(parents, levels, strict=True):
         key = normalize_label(parent)
         if key and key not in seen:
             seen.add(key)
-            kept.append(parent)
+            kept.append((parent, level))
     return tuple(kept)
 
 

@@ -9,7 +9,8 @@ Ground truth: the class name after its first ``.``, underscores turned into spac
 ``001.Black_footed_Albatross`` -> ``Black footed Albatross``, ``141.Artic_Tern`` ->
 ``Artic Tern`` (the dataset's spelling is kept; ``synonyms.txt`` adds ``Arctic Tern`` and
 the possessive forms such as ``Brewer's Blackbird``). CUB ships no hierarchy, so
-``parents`` is empty. ``class_id`` is ``classes.txt``'s id minus one; ``image_id`` is
+``parents`` is empty (a family word such as "albatross" is left to the LLM judge).
+``domain_nouns``: "bird", "birds". ``class_id`` is ``classes.txt``'s id minus one; ``image_id`` is
 the CUB image id.
 """
 
@@ -46,6 +47,7 @@ class Cub200Adapter(DatasetAdapter):
     name = "cub200"
     splits = ("train", "test")
     class_list = "cub200.txt"
+    domain_nouns = ("bird", "birds")
 
     def ground_truth(self, class_name: str) -> str:
         """``"001.Black_footed_Albatross"`` -> ``"Black footed Albatross"`` (a name without prefix also works)."""

@@ -9,7 +9,9 @@ zeros (``0056978``) and are never parsed as numbers.
 Ground truth: the variant name exactly as ``variants.txt`` spells it (``707-320``,
 ``BAE 146-200``, ``F/A-18``). ``parents``: the image's family, then its manufacturer, from
 the family and manufacturer files of the same split (``737-800`` -> ``["Boeing 737",
-"Boeing"]``); a parent equal to the variant (``F/A-18``) is dropped. ``class_id`` is the
+"Boeing"]``), the family ``close`` and the manufacturer ``far``; a parent equal to the
+variant (``F/A-18``) is dropped, so F/A-18's only parent is its ``far`` manufacturer.
+``domain_nouns``: "aircraft", "airplane" and their spelling variants. ``class_id`` is the
 line index in ``variants.txt``. The 20-pixel copyright banner at the bottom of each image
 is left in place: the original file bytes go into the parquet.
 """
@@ -44,6 +46,8 @@ class FgvcAircraftAdapter(DatasetAdapter):
     name = "fgvc_aircraft"
     splits = ("train", "val", "trainval", "test")
     class_list = "fgvc_aircraft_variants.txt"
+    # only words true of every variant: "jet" or "airliner" would misfile a Cessna or a DHC-6 as generic
+    domain_nouns = ("aircraft", "airplane", "aeroplane", "plane")
 
     def ground_truth(self, class_name: str) -> str:
         """Variant names are used as spelled (``"F/A-18"``, ``"BAE 146-200"``); only whitespace is tidied."""

@@ -9,7 +9,8 @@ files are read without ``squeeze_me`` and flattened, so a split of one image sta
 Ground truth: the official files name no class, so names come from the shipped
 ``flowers102.txt`` (the widely used ``cat_to_name.json`` list), by ``label - 1``, spelled as
 there: ``passion flower``, ``colt's foot``, ``barbeton daisy`` (sic). No hierarchy:
-``parents`` is empty. ``class_id`` is ``label - 1``; ``image_id`` is ``image_00001``.
+``parents`` is empty. ``domain_nouns``: "flower", "plant" and their variants.
+``class_id`` is ``label - 1``; ``image_id`` is ``image_00001``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Flowers102Adapter(DatasetAdapter):
     name = "flowers102"
     splits = ("train", "val", "test")
     class_list = "flowers102.txt"
+    domain_nouns = ("flower", "flowers", "plant", "flowering plant")
     coop_image_dir = "jpg"
 
     def ground_truth(self, class_name: str) -> str:

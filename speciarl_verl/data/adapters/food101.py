@@ -8,7 +8,8 @@ Ground truth: the class folder name with underscores turned into spaces (``apple
 ``apple pie``; identical to ``meta/labels.txt`` up to case). ``class_id`` is the line index
 in ``meta/classes.txt``, the official order in which ``cheesecake`` (16) comes before
 ``cheese_plate`` (17); CoOp and sorted-folder copies are matched by name, never by their
-own index. No hierarchy: ``parents`` is empty. ``image_id`` is ``<class>/<id>``.
+own index. No hierarchy: ``parents`` is empty. ``domain_nouns``: "food", "dish", "meal".
+``image_id`` is ``<class>/<id>``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Food101Adapter(DatasetAdapter):
     name = "food101"
     splits = ("train", "test")
     class_list = "food101.txt"
+    domain_nouns = ("food", "dish", "meal")
     coop_image_dir = "images"
 
     def read_raw(self, root: Path, split: str, problems: ProblemLog) -> list[SourceRecord]:

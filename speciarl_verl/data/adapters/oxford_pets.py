@@ -11,12 +11,16 @@ Ground truth: the breed (the image name without its trailing ``_<n>``) with unde
 turned into spaces, in the dataset's case: cat breeds capitalised (``Abyssinian``,
 ``British Shorthair``), dog breeds lower case (``american bulldog``). ``parents``:
 ``["cat"]`` or ``["dog"]`` from the SPECIES column (for other sources: from the official
-capitalisation, cats being the capitalised breeds). ``class_id`` is ``CLASS-ID - 1``;
-``image_id`` is the image name without extension.
+capitalisation, cats being the capitalised breeds), level ``far``: the species is a broad
+kind, which the method's judge files as *generic*, never *less specific*. ``domain_nouns``:
+the species' words (``cat``, ``kitten``, ... or ``dog``, ``puppy``, ...) and ``pet``,
+``animal``; "cat" for a dog breed is no domain noun of it and is left to the LLM judge.
+``class_id`` is ``CLASS-ID - 1``; ``image_id`` is the image name without extension.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from speciarl_verl.core.label_normalization import normalize_label
@@ -24,10 +28,15 @@ from speciarl_verl.data.adapters.base import DatasetAdapter, find_layout_root, r
 from speciarl_verl.data.adapters.registry import register_adapter
 from speciarl_verl.data.shipped_lists import class_names
 from speciarl_verl.data.source_record import ProblemLog, SourceRecord
+from speciarl_verl.judge.verifier import ParentLevel
 
 __all__ = ["OxfordPetsAdapter"]
 
 _SPECIES = {"1": "cat", "2": "dog"}
+_SPECIES_NOUNS = {
+    "cat": ("cat", "cats", "kitten", "domestic cat"),
+    "dog": ("dog", "dogs", "puppy", "domestic dog"),
+}
 _WRAPPERS = ("oxford-iiit-pet", "oxford_pets", "oxford-pets")
 
 
@@ -37,6 +46,20 @@ class OxfordPetsAdapter(DatasetAdapter):
     splits = ("trainval", "test")
     class_list = "oxford_pets.txt"
     coop_image_dir = "images"
+    domain_nouns = ("pet", "pets", "animal")
+
+    def parent_levels(self, parents: Sequence[str]) -> tuple[ParentLevel, ...]:
+        """Every parent is ``far``: a breed's only ancestor is its species."""
+        return ("far",) * len(parents)
+
+    def domain_nouns_of(self, parents: Sequence[str]) -> tuple[str, ...]:
+        """The species' words, then the pet-wide ones.
+
+        >>> OxfordPetsAdapter().domain_nouns_of(["dog"])
+        ('dog', 'dogs', 'puppy', 'domestic dog', 'pet', 'pets', 'animal')
+        """
+        species = tuple(noun for parent in parents for noun in _SPECIES_NOUNS.get(parent, ()))
+        return species + self.domain_nouns
 
     def parents(self, class_name: str) -> tuple[str, ...]:
         """``("cat",)`` for a capitalised official breed, ``("dog",)`` for a lower-case one."""

@@ -15,12 +15,15 @@ Ground truth: the ``cars_meta`` name as is (``AM General Hummer SUV 2000``,
 ``Ram C/V Cargo Van Minivan 2012``). ``parents``: ``[make + model, make]`` from the shipped
 ``stanford_cars_make_model.txt`` (``Acura TL Type-S 2008`` -> ``["Acura TL", "Acura"]``);
 for a name not in that table only the make (``AM General``, ``Aston Martin``,
-``Land Rover`` or else the first word). ``class_id`` is ``class - 1``; ``image_id`` is the
-image path without extension (``cars_train/00001``).
+``Land Rover`` or else the first word). Make and model (the product line) is ``close``;
+the make alone is ``far``, wherever it stands. ``domain_nouns``: "car", "vehicle" and
+their variants. ``class_id`` is ``class - 1``; ``image_id`` is the image path without
+extension (``cars_train/00001``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,7 @@ from speciarl_verl.data.adapters.base import DatasetAdapter, relative_name
 from speciarl_verl.data.adapters.registry import register_adapter
 from speciarl_verl.data.shipped_lists import car_make_model
 from speciarl_verl.data.source_record import ClassInfo, DataSourceError, ProblemLog, SourceRecord
+from speciarl_verl.judge.verifier import ParentLevel
 
 __all__ = ["StanfordCarsAdapter"]
 
@@ -76,6 +80,7 @@ class StanfordCarsAdapter(DatasetAdapter):
     name = "stanford_cars"
     splits = ("train", "test")
     class_list = "stanford_cars.txt"
+    domain_nouns = ("car", "cars", "vehicle", "automobile", "motor vehicle")
 
     def ground_truth(self, class_name: str) -> str:
         """``cars_meta`` names are used as spelled; only whitespace is tidied."""
@@ -85,6 +90,14 @@ class StanfordCarsAdapter(DatasetAdapter):
         """``(make model, make)``, or ``(make,)`` for a class missing from the shipped table."""
         make, model = car_make_model(class_name)
         return (make,) if model is None else (f"{make} {model}", make)
+
+    def parent_levels(self, parents: Sequence[str]) -> tuple[ParentLevel, ...]:
+        """A make and model is ``close``; the make alone, the last parent, is ``far``.
+
+        >>> StanfordCarsAdapter().parent_levels(["Acura TL", "Acura"]), StanfordCarsAdapter().parent_levels(["Acura"])
+        (('close', 'far'), ('far',))
+        """
+        return tuple("far" if position == len(parents) - 1 else "close" for position in range(len(parents)))
 
     def read_raw(self, root: Path, split: str, problems: ProblemLog) -> list[SourceRecord]:
         self.check_split(split)

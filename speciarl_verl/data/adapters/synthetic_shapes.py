@@ -3,7 +3,8 @@
 Every image is one large coloured shape on a light background. The shape is the *family*
 (``circle``, ``square``, ``triangle``, ``cross``), the colour picks the *species* inside it
 (``red circle``, ``blue cross``, ...), and every class shares the *domain noun* ``shape``.
-``parents`` is ``[family, "shape"]`` (nearest first), so the judge's rule tier files
+``parents`` is ``[family, "shape"]`` (nearest first; the family ``close``, ``shape`` ``far``)
+and ``domain_nouns`` holds ``shape`` and its variants, so the judge's rule tier files
 ``red circle`` / ``circle`` / ``shape`` / ``None`` under *specific* / *less specific* /
 *generic* / *abstain* for a red circle.
 
@@ -172,6 +173,7 @@ class SyntheticShapesAdapter(DatasetAdapter):
     name = _DATASET
     splits = tuple(SPLIT_SIZES)
     class_list = ""  # the classes are defined in code (SPECIES), not in a shipped list
+    domain_nouns = (DOMAIN_NOUN, "shapes", "geometric shape", "figure")
 
     def parents(self, class_name: str) -> tuple[str, ...]:
         """``(family, "shape")``: the shape is the word after the colour.
