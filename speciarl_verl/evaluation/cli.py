@@ -14,11 +14,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from speciarl_verl.cli_errors import UserInputError, user_input
+from speciarl_verl.core.answer_parsing import PARSE_MODES
 
 if TYPE_CHECKING:
     from speciarl_verl.evaluation.vllm_predictor import PredictConfig
 
-__all__ = ["register", "judge_mapping", "inclusion_judge_mapping", "run_names"]
+__all__ = ["inclusion_judge_mapping", "judge_mapping", "predict_config", "register", "run_names"]
+
+
+def _add_parse_mode(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--parse-mode",
+        choices=PARSE_MODES,
+        default="first",
+        help="which <answer> block of a response counts: first (default, the method's reading: the first "
+        "<answer>...</answer>, tags case-sensitive) or strict (exactly one block, tags in any case); training "
+        "reads the same choice from reward.reward_kwargs.parse_mode",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -96,20 +108,22 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="images per generate call")
     p.add_argument("--limit", type=int, help="only the first N dataset rows")
     p.add_argument("--max-answer-words", type=int, help="answers longer than this many words count as unparseable")
+    _add_parse_mode(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE", help="extra vllm.LLM argument")
     p.set_defaults(func=_guarded(_predict))
 
 
-def _predict(args: argparse.Namespace) -> int:
+def predict_config(args: argparse.Namespace) -> PredictConfig:
+    """The prediction run that the parsed ``speciarl eval predict`` arguments ask for."""
     from speciarl_verl.evaluation.prediction_requests import DecodingSettings
-    from speciarl_verl.evaluation.vllm_predictor import PredictConfig, run_predictions
+    from speciarl_verl.evaluation.vllm_predictor import PredictConfig
 
     if args.mode == "greedy":
         decoding = DecodingSettings.greedy(args.max_new_tokens)
     else:
         decoding = DecodingSettings.best_of_n(args.n, args.temperature, args.top_p, args.max_new_tokens)
-    config = PredictConfig(
+    return PredictConfig(
         data=tuple(args.data),
         model=args.model,
         out=args.out,
@@ -119,9 +133,16 @@ def _predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         limit=args.limit,
         max_answer_words=args.max_answer_words,
+        parse_mode=args.parse_mode,
         seed=args.seed,
         engine_args=_key_values(args.engine_arg, "--engine-arg"),
     )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from speciarl_verl.evaluation.vllm_predictor import run_predictions
+
+    config = predict_config(args)
     _check_predict_inputs(config)
     answered = run_predictions(config)
     print(f"answered {answered} image(s) in this run -> {args.out}")
@@ -196,6 +217,7 @@ def _add_judge(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--judge-set", action="append", default=[], metavar="KEY=VALUE", help="one more judge setting")
     p.add_argument("--batch-size", type=int, default=256, help="answers per verifier call")
+    _add_parse_mode(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_guarded(_judge))
 
@@ -211,6 +233,7 @@ def _judge(args: argparse.Namespace) -> int:
             judge_mapping(args.judge, args.judge_config, args.judge_set),
             batch_size=args.batch_size,
             progress=not args.no_progress,
+            parse_mode=args.parse_mode,
         )
     except JudgeError as error:
         raise JudgeError(
@@ -222,7 +245,7 @@ def _judge(args: argparse.Namespace) -> int:
     print(
         f"{summary.predictions} answers: {summary.already_judged} already judged, {summary.judged} judged now "
         f"by {summary.judge or '-'} (by source: {sources}; unparseable {summary.unparseable}; "
-        f"undecided {summary.undecided}) -> {args.out}"
+        f"undecided {summary.undecided}) -> {args.out}; responses parsed in mode {summary.parse_mode}"
     )
     if summary.undecided:
         print(

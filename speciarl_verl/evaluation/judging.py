@@ -7,6 +7,11 @@ could not be parsed get ``category: null, reason: "unparseable"`` without a judg
 (``category: null, source: "offline", reason: "undecided"``, as ``speciarl verify`` writes it),
 never as a guessed category; the report counts such answers apart.
 
+Responses are parsed in ``parse_mode`` (``first``, the method's reading, or ``strict``; see
+:mod:`speciarl_verl.core.answer_parsing`). Each verdict row records the mode that produced its
+answer and whether the raw response parses under each mode, so the report can give the
+unparseable rate under both.
+
 The parsed answers go to the verifier in batches; each finished batch is appended to the
 verdicts file and flushed, so an interrupted run loses at most the batch in flight. Running
 again skips every ``(sample_id, prediction_index)`` already in the verdicts file.
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speciarl_verl.core.answer_parsing import PARSE_MODES, ParseMode
 from speciarl_verl.evaluation.records import (
     DEFERRED_SOURCE,
     UNDECIDED,
@@ -39,9 +45,9 @@ __all__ = [
     "EVAL_JUDGE_CONFIG",
     "JudgeRunSummary",
     "default_judge_settings",
+    "judge_name",
     "judge_predictions",
     "verification_request",
-    "judge_name",
 ]
 
 #: The shipped evaluation-judge settings (package data of :mod:`speciarl_verl.evaluation`).
@@ -59,6 +65,7 @@ class JudgeRunSummary:
     undecided: int = 0
     judge: str | None = None
     verdict_sources: Mapping[str, int] = field(default_factory=dict)
+    parse_mode: ParseMode = "first"
 
 
 def default_judge_settings() -> dict[str, Any]:
@@ -112,19 +119,24 @@ def judge_predictions(
     batch_size: int = 256,
     verifier: Verifier | None = None,
     progress: bool = True,
+    parse_mode: ParseMode = "first",
 ) -> JudgeRunSummary:
     """Judge every answer of ``predictions_path`` not yet in ``out_path``; append the verdicts.
 
     ``judge_settings`` is handed to ``JudgeSettings.from_mapping`` (``None``: the shipped
     evaluation judge, :func:`default_judge_settings`; a mapping without ``kind`` means ``llm``);
-    ``verifier`` replaces the verifier it would build. Refuses ``deferred_outcome`` (the
-    evaluation never files an undecided pair under a category; the report decides how to count
-    it) and a verdicts file that holds answers the predictions do not.
+    ``verifier`` replaces the verifier it would build; ``parse_mode`` is how responses become
+    answers (see :func:`~speciarl_verl.evaluation.records.load_predictions`). Refuses
+    ``deferred_outcome`` (the evaluation never files an undecided pair under a category; the report
+    decides how to count it), a verdicts file that holds answers the predictions do not, and one
+    whose verdicts were parsed in another mode.
 
     Example: ``judge_predictions("preds.jsonl", "verdicts.jsonl", {"kind": "offline"})``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if parse_mode not in PARSE_MODES:
+        raise ValueError(f"unknown parse mode {parse_mode!r}; choose one of {', '.join(PARSE_MODES)}")
     settings = default_judge_settings() if judge_settings is None else dict(judge_settings)
     settings.setdefault("kind", "llm")
     if "deferred_outcome" in settings:
@@ -133,7 +145,7 @@ def judge_predictions(
             "undecided pairs are written as undecided; drop it, and choose how the report counts them with "
             "`speciarl eval report --undecided exclude|wrong|<category>`"
         )
-    predictions = load_predictions(predictions_path)
+    predictions = load_predictions(predictions_path, parse_mode)
     known = {p.key: p for p in predictions}
     out_path = Path(out_path)
     done: set[tuple[str, int]] = set()
@@ -146,6 +158,12 @@ def judge_predictions(
                     f"{out_path}: holds a verdict for sample {verdict.sample_id!r} answer "
                     f"{verdict.prediction_index} ({verdict.data_source}) that {predictions_path} does not have; "
                     "is it the verdicts file of another predictions file?"
+                )
+            if verdict.parse_mode not in (None, parse_mode):
+                raise ValueError(
+                    f"{out_path}: sample {verdict.sample_id!r} answer {verdict.prediction_index} was parsed with "
+                    f"parse mode {verdict.parse_mode!r}, this run asks for {parse_mode!r}; one verdicts file holds "
+                    "one mode: pass the same --parse-mode to resume, or write to another --out"
                 )
             done.add(verdict.key)
     pending = [p for p in predictions if p.key not in done]
@@ -171,6 +189,7 @@ def judge_predictions(
         undecided=sources.pop(UNDECIDED, 0),
         judge=name if pending else None,
         verdict_sources=dict(sources),
+        parse_mode=parse_mode,
     )
 
 
@@ -251,6 +270,8 @@ async def _judge_batch(
                 answer=prediction.answer,
                 judge=judge,
                 reason=reason,
+                parse_mode=prediction.parse_mode,
+                parseable=prediction.parseable,
             )
         )
     return out, failure

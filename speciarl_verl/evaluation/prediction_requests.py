@@ -20,16 +20,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speciarl_verl.core.answer_parsing import parse_answer
+from speciarl_verl.core.answer_parsing import PARSE_MODES, ParseMode, parse_answer
 
 __all__ = [
     "IMAGE_MARKER",
     "DecodingSettings",
     "PredictionRequest",
-    "request_from_row",
     "chat_messages",
     "image_data_url",
     "prediction_rows",
+    "request_from_row",
 ]
 
 IMAGE_MARKER = "<image>"
@@ -217,14 +217,24 @@ def chat_messages(request: PredictionRequest) -> list[dict[str, Any]]:
 
 
 def prediction_rows(
-    request: PredictionRequest, texts: Sequence[str], max_answer_words: int | None = None
+    request: PredictionRequest,
+    texts: Sequence[str],
+    max_answer_words: int | None = None,
+    parse_mode: ParseMode = "first",
 ) -> list[dict[str, Any]]:
     """The predictions-JSONL rows for the generated ``texts`` of one request, in order.
+
+    Each row's ``answer`` is parsed in ``parse_mode``; the row records the mode and
+    ``max_answer_words``, so ``speciarl eval judge`` can parse the response again in another mode.
 
     >>> req = PredictionRequest("cub200/1", "cub200", "Sayornis", (("user", ("", "Classify.")),), (b"",))
     >>> [r["answer"] for r in prediction_rows(req, ["<answer>Phoebe</answer>", "no tags"])]
     ['Phoebe', None]
+    >>> [r["answer"] for r in prediction_rows(req, ["<answer>a</answer><answer>b</answer>"], parse_mode="strict")]
+    [None]
     """
+    if parse_mode not in PARSE_MODES:
+        raise ValueError(f"unknown parse mode {parse_mode!r}; choose one of {', '.join(PARSE_MODES)}")
     return [
         {
             "sample_id": request.sample_id,
@@ -232,7 +242,9 @@ def prediction_rows(
             "ground_truth": request.ground_truth,
             "prediction_index": index,
             "response": text,
-            "answer": parse_answer(text, max_words=max_answer_words),
+            "answer": parse_answer(text, max_words=max_answer_words, mode=parse_mode),
+            "parse_mode": parse_mode,
+            "max_answer_words": max_answer_words,
             "parents": list(request.parents),
             "synonyms": list(request.synonyms),
             "parent_levels": list(request.parent_levels),

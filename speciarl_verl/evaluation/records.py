@@ -15,17 +15,27 @@ key                 value                                                     re
 ``parent_levels``   ``"close"``/``"far"`` per parent (absent: all far)        no
 ``domain_nouns``    words for the class's whole domain (strings)              no
 ``synonyms``        other accepted names of the class (list of strings)       no
+``parse_mode``      the parse mode that produced ``answer`` (``first``/``strict``)  no
+``max_answer_words``  the word cap ``answer`` was parsed with (``null``: none)  no
 ==================  ========================================================  ========
 
 The four class fields are the dataset row's ``extra_info`` fields of the same names; the
 judge's rule tier reads them (see :class:`~speciarl_verl.judge.verifier.VerificationRequest`).
 
-When ``answer`` is absent it is parsed from ``response`` with
-:func:`~speciarl_verl.core.answer_parsing.parse_answer`; when present it is used as given.
+The reader is given a parse mode (``speciarl eval judge --parse-mode``, default ``first``). When
+``answer`` is absent it is parsed from ``response`` with
+:func:`~speciarl_verl.core.answer_parsing.parse_answer` in that mode; when the row says its
+``answer`` was parsed in another mode (``speciarl eval predict`` writes ``parse_mode``), it is parsed
+again from ``response`` in the asked mode, with the row's ``max_answer_words``; otherwise ``answer``
+is used as given. With a ``response``, the record also knows whether it parses under each mode
+(the report's unparseable rate under both).
 
 Verdicts JSONL (``speciarl eval judge`` writes it), one row per answer: ``data_source``,
 ``sample_id``, ``prediction_index``, ``category`` (a wire label, or ``null``) are required;
-``source``, ``ground_truth``, ``answer``, ``judge`` and ``reason`` are kept when present.
+``source``, ``ground_truth``, ``answer``, ``judge``, ``reason``, ``parse_mode`` (the mode that produced
+``answer``; ``null`` when the predictions file gave it) and ``parseable`` (whether the raw response
+parses under each mode, e.g. ``{"first": true, "strict": false}``; absent without a response) are
+kept when present.
 A ``null`` category comes with a ``reason`` (``speciarl verify`` writes the same field and word
 for the pairs its offline tier leaves undecided):
 
@@ -45,20 +55,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speciarl_verl.core.answer_parsing import parse_answer
+from speciarl_verl.core.answer_parsing import PARSE_MODES, ParseMode, parse_answer
 from speciarl_verl.core.categories import Category
 from speciarl_verl.jsonl_io import read_jsonl
 from speciarl_verl.judge.verifier import PARENT_LEVELS, ParentLevel
 
 __all__ = [
+    "DEFERRED_SOURCE",
+    "UNDECIDED",
+    "UNPARSEABLE",
+    "UNPARSEABLE_SOURCE",
     "PredictionRecord",
     "VerdictRecord",
     "load_predictions",
     "load_verdicts",
-    "UNPARSEABLE_SOURCE",
-    "UNDECIDED",
-    "UNPARSEABLE",
-    "DEFERRED_SOURCE",
+    "parseable_under_each_mode",
 ]
 
 #: ``source`` of a verdict row whose answer could not be parsed (no judge saw it).
@@ -70,6 +81,15 @@ UNPARSEABLE = "unparseable"
 #: ``source`` the judge gives a pair its rule tier deferred; its category is a placeholder, not a verdict.
 DEFERRED_SOURCE = "deferred"
 _REASONS = (UNDECIDED, UNPARSEABLE)
+
+
+def parseable_under_each_mode(response: str, max_words: int | None = None) -> dict[str, bool]:
+    """Whether ``response`` gives a label under each parse mode.
+
+    >>> parseable_under_each_mode("<answer>gull</answer><answer>tern</answer>")
+    {'first': True, 'strict': False}
+    """
+    return {mode: parse_answer(response, max_words=max_words, mode=mode) is not None for mode in PARSE_MODES}
 
 
 @dataclass(frozen=True)
@@ -86,20 +106,27 @@ class PredictionRecord:
     synonyms: tuple[str, ...] = field(default=())
     parent_levels: tuple[ParentLevel, ...] = field(default=())
     domain_nouns: tuple[str, ...] = field(default=())
+    parse_mode: ParseMode | None = None
+    parseable: dict[str, bool] | None = field(default=None, hash=False)
 
     @property
     def key(self) -> tuple[str, int]:
         return (self.sample_id, self.prediction_index)
 
     @classmethod
-    def from_json(cls, row: Any, where: str) -> PredictionRecord:
+    def from_json(cls, row: Any, where: str, parse_mode: ParseMode = "first") -> PredictionRecord:
         """Validate one parsed JSON row; errors start with ``where`` (``file:line``).
+
+        ``parse_mode`` is how a ``response`` becomes ``answer`` (see the module docstring);
+        ``parse_mode`` of the record is the mode that produced ``answer`` (``None``: given by the row).
 
         >>> r = PredictionRecord.from_json({"sample_id": "a", "data_source": "cub200", "ground_truth": "Sayornis",
         ...     "prediction_index": 0, "response": "<answer>phoebe</answer>"}, "f.jsonl:1")
-        >>> r.answer
-        'phoebe'
+        >>> r.answer, r.parse_mode, r.parseable
+        ('phoebe', 'first', {'first': True, 'strict': True})
         """
+        if parse_mode not in PARSE_MODES:
+            raise ValueError(f"unknown parse mode {parse_mode!r}; choose one of {', '.join(PARSE_MODES)}")
         row = _require_object(row, where)
         values = {
             "sample_id": _require_text(row, "sample_id", where),
@@ -112,18 +139,31 @@ class PredictionRecord:
         response = row.get("response")
         if response is not None and not isinstance(response, str):
             raise ValueError(f"{where}: 'response' must be a string, got {type(response).__name__}")
-        if "answer" in row:
+        max_words = _max_answer_words(row, where)
+        answered_in = _row_parse_mode(row, where)
+        used_mode: ParseMode | None = parse_mode
+        if "answer" in row and (answered_in is None or answered_in == parse_mode):
             answer = row["answer"]
             if answer is not None and not isinstance(answer, str):
                 raise ValueError(f"{where}: 'answer' must be a string or null, got {type(answer).__name__}")
             if answer is not None and not answer.strip():
                 answer = None
+            used_mode = answered_in
+        elif response is not None:
+            answer = parse_answer(response, max_words=max_words, mode=parse_mode)
+        elif "answer" in row:
+            raise ValueError(
+                f"{where}: 'answer' was parsed with parse_mode {answered_in!r} and the row has no 'response' to "
+                f"parse again with {parse_mode!r}; ask for --parse-mode {answered_in}"
+            )
         else:
-            answer = parse_answer(response) if response is not None else None
+            answer = None  # a null response: nothing to parse under any mode
         return cls(
             **values,
             answer=answer,
             response=response,
+            parse_mode=used_mode,
+            parseable=None if response is None else parseable_under_each_mode(response, max_words),
             parents=_optional_names(row, "parents", where),
             synonyms=_optional_names(row, "synonyms", where),
             parent_levels=_parent_levels(row, where),
@@ -144,6 +184,8 @@ class VerdictRecord:
     answer: str | None = None
     judge: str | None = None
     reason: str | None = None
+    parse_mode: ParseMode | None = None
+    parseable: dict[str, bool] | None = field(default=None, hash=False)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -173,6 +215,9 @@ class VerdictRecord:
         }
         if self.reason is not None:  # as ``speciarl verify``: only rows without a category have one
             row["reason"] = self.reason
+        row["parse_mode"] = self.parse_mode
+        if self.parseable is not None:
+            row["parseable"] = dict(self.parseable)
         return row
 
     @classmethod
@@ -208,11 +253,13 @@ class VerdictRecord:
             prediction_index=_require_index(row, where),
             category=category,
             **optional,
+            parse_mode=_row_parse_mode(row, where),
+            parseable=_parseable(row, where),
         )
 
 
-def load_predictions(path: str | Path) -> list[PredictionRecord]:
-    """Read and validate a predictions JSONL file.
+def load_predictions(path: str | Path, parse_mode: ParseMode = "first") -> list[PredictionRecord]:
+    """Read and validate a predictions JSONL file, parsing responses in ``parse_mode``.
 
     Also refuses a repeated ``(sample_id, prediction_index)`` and a sample whose
     rows disagree on ``data_source`` or ``ground_truth``; errors name ``file:line``.
@@ -222,7 +269,7 @@ def load_predictions(path: str | Path) -> list[PredictionRecord]:
     sample_facts: dict[str, tuple[str, str, int]] = {}
     for number, row in read_jsonl(path):
         where = f"{path}:{number}"
-        record = PredictionRecord.from_json(row, where)
+        record = PredictionRecord.from_json(row, where, parse_mode)
         _refuse_duplicate(record.key, number, seen, where)
         facts = (record.data_source, record.ground_truth)
         first = sample_facts.setdefault(record.sample_id, (*facts, number))
@@ -285,6 +332,33 @@ def _require_index(row: Mapping[str, Any], where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{where}: 'prediction_index' must be an integer >= 0, got {value!r}")
     return value
+
+
+def _row_parse_mode(row: Mapping[str, Any], where: str) -> ParseMode | None:
+    value = row.get("parse_mode")
+    if value is not None and value not in PARSE_MODES:
+        raise ValueError(f"{where}: 'parse_mode' must be one of {list(PARSE_MODES)} or null, got {value!r}")
+    return value
+
+
+def _max_answer_words(row: Mapping[str, Any], where: str) -> int | None:
+    value = row.get("max_answer_words")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{where}: 'max_answer_words' must be an integer >= 1 or null, got {value!r}")
+    return value
+
+
+def _parseable(row: Mapping[str, Any], where: str) -> dict[str, bool] | None:
+    value = row.get("parseable")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, Mapping)
+        or not set(value) <= set(PARSE_MODES)
+        or not all(isinstance(flag, bool) for flag in value.values())
+    ):
+        raise ValueError(f"{where}: 'parseable' must map parse modes {list(PARSE_MODES)} to true/false, got {value!r}")
+    return dict(value)
 
 
 def _parent_levels(row: Mapping[str, Any], where: str) -> tuple[ParentLevel, ...]:

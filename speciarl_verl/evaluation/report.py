@@ -22,6 +22,13 @@ For each run (one verdicts file) and each data source:
 Each run also states the judge(s) that wrote its verdicts (``judges``: the verdict rows'
 ``judge`` with their counts) and its total ``undecided`` count.
 
+Parse modes: ``parse_modes`` counts the verdict rows by the mode that turned their response into
+the answer the metrics use (``given`` when the predictions file gave the answer, or the verdicts
+predate parse modes). ``unparseable_rate``, per source and for the whole run, is the share of
+answers whose raw response gives no label under each mode (``first`` and ``strict``), over the
+``answers`` whose verdict row carries that (``speciarl eval judge`` writes it when the prediction has
+a response); a rate is ``None`` when no row carries it.
+
 With answer metrics (the open-world metrics of :mod:`.owc_metrics`, ``ReportSettings.answer_metrics``),
 each source also gets every such metric's image-weighted mean over all answers (undecided ones
 included: these metrics do not use the category judge), its ``ci``, and ``unscored`` (answers
@@ -44,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from speciarl_verl.core.answer_parsing import PARSE_MODES
 from speciarl_verl.evaluation.bootstrap import percentile_interval, resampled_histograms
 from speciarl_verl.evaluation.metrics import (
     EXCLUDE,
@@ -63,7 +71,10 @@ from speciarl_verl.evaluation.owc_metrics import get_answer_metric
 from speciarl_verl.evaluation.pass_at_k import best_of_k_matrix, k_values
 from speciarl_verl.evaluation.records import VerdictRecord
 
-__all__ = ["ReportSettings", "RunVerdicts", "build_report", "metric_definitions"]
+__all__ = ["GIVEN", "ReportSettings", "RunVerdicts", "build_report", "metric_definitions", "unparseable_rates"]
+
+#: ``parse_modes`` key of the answers not parsed by the evaluation (given by the predictions file).
+GIVEN = "given"
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,11 @@ def metric_definitions(
         "ood_mean": "mean over out-of-domain sources of each metric; hm = harmonic mean of the mean correctness "
         "and the mean specificity",
         "interval": "percentile bootstrap over images (per source; stratified by source for ood_mean)",
+        "parse_mode": "which <answer> block of a response gives the answer the metrics use: first (the first "
+        "<answer>...</answer>, tags case-sensitive; the method's reading) or strict (exactly one block, tags in "
+        f"any case); {GIVEN}: the predictions file gave the answer",
+        "unparseable_rate": "share of answers whose raw response gives no label under each parse mode, over the "
+        "answers whose verdict row records it (a plain share of answers, not image-weighted)",
         **{name: get_answer_metric(name).definition for name in answer_metrics},
         **({"answer_metrics": _ANSWER_SCOPE} if answer_metrics else {}),
     }
@@ -230,13 +246,35 @@ def _run_block(run: RunVerdicts, settings: ReportSettings) -> dict[str, Any]:
         per_source[source] = block
     ood_sources = [s for s in per_source if s not in settings.train_domains]
     judges = Counter(v.judge or "unknown" for v in run.verdicts)
+    modes = Counter(v.parse_mode or GIVEN for v in run.verdicts)
     return {
         "source_file": run.source_file,
         "judges": dict(sorted(judges.items(), key=lambda item: (-item[1], item[0]))),
+        "parse_modes": dict(sorted(modes.items(), key=lambda item: (-item[1], item[0]))),
+        "unparseable_rate": unparseable_rates(run.verdicts),
         "undecided": sum(block["undecided"] for block in per_source.values()),
         "per_source": per_source,
         "ood_mean": _ood_block(ood_sources, per_source, draws, settings),
     }
+
+
+def unparseable_rates(verdicts: Iterable[VerdictRecord]) -> dict[str, Any]:
+    """Under each parse mode, the share of ``verdicts`` whose response gives no label, and in
+    ``counts`` how many; ``answers``: how many rows record it (``None`` rates when none does).
+
+    >>> rows = [VerdictRecord("a", "cub200", i, None, parseable={"first": i > 0, "strict": i > 1}) for i in range(4)]
+    >>> unparseable_rates(rows)
+    {'answers': 4, 'first': 0.25, 'strict': 0.5, 'counts': {'first': 1, 'strict': 2}}
+    """
+    flags = [v.parseable for v in verdicts if v.parseable is not None]
+    out: dict[str, Any] = {"answers": len(flags)}
+    counts: dict[str, int] = {}
+    for mode in PARSE_MODES:
+        known = [row[mode] for row in flags if mode in row]
+        counts[mode] = sum(not parses for parses in known)
+        out[mode] = counts[mode] / len(known) if known else None
+    out["counts"] = counts
+    return out
 
 
 def _keys_for(values: Iterable[Iterable[str]]) -> list[str]:
@@ -291,6 +329,7 @@ def _source_block(
         "undecided": counts[UNDECIDED],
         "scored": {"answers": sum(scored_sizes), "images": len(scored)},
         "verdict_sources": dict(Counter(str(v.source) for rows in images for v in rows).most_common()),
+        "unparseable_rate": unparseable_rates(v for rows in images for v in rows),
         **aggregate_all(weighted, settings.sets),
     }
     draws: dict[str, np.ndarray] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from speciarl_verl.core.answer_parsing import PARSE_MODES
 from speciarl_verl.evaluation.metrics import HISTOGRAM_KEYS
 
 __all__ = ["render_markdown"]
@@ -49,11 +50,13 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
     lines = ["# Evaluation report", ""]
     lines += [
         f"- run `{name}`: {run.get('source_file') or '(in memory)'}; judged by {_judges(run)}; "
-        f"undecided answers: {run.get('undecided', 0)}"
+        f"undecided answers: {run.get('undecided', 0)}; parse mode {_modes_of(run)}"
         for name, run in runs.items()
     ]
     policy = settings.get("undecided", "exclude")
     lines += [
+        f"- parse mode of the metrics (which `<answer>` block counts): {_parse_modes(runs)}; "
+        "unparseable rates under every mode are in the section below",
         f"- undecided answers (no judge decided them): {_undecided_policy(policy)}",
         *([_undecided_caveat(policy)] if any(run.get("undecided") for run in runs.values()) else []),
         f"- training domain(s): {', '.join(sorted(train)) or 'none'}; every other data source is out of domain",
@@ -68,6 +71,7 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
     lines += [f"- **{key}**: {definitions[key]}" for key in ("correctness", "specificity", "hm")]
     lines += [f"- undecided: {definitions['undecided']}"] if "undecided" in definitions else []
     lines += [f"- {key}: {definitions[key]}" for key in ("weighting", "best_of_n", "ood_mean", "interval")]
+    lines += [f"- {key}: {definitions[key]}" for key in ("parse_mode", "unparseable_rate") if key in definitions]
     if answer_names:
         lines += ["", "Open-world metrics (columns " + ", ".join(map(_title, answer_names)) + "):", ""]
         lines += [f"- **{name}** ({_title(name)}): {definitions[name]}" for name in answer_names]
@@ -107,6 +111,8 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
         )
         lines += _table(["data source", *(f"`{n}`" for n in runs)], rows)
 
+    lines += _unparseable_section(runs, train)
+
     for name, run in runs.items():
         lines += _run_section(name, run, names, train)
 
@@ -129,6 +135,45 @@ def _ran_with(described: Mapping[str, Any]) -> str:
             f"failure policy `{judge['failure_policy']}`"
         )
     return "; ".join(parts) or "(nothing to configure)"
+
+
+def _modes_of(run: Mapping[str, Any]) -> str:
+    modes = run.get("parse_modes") or {}
+    return ", ".join(f"`{mode}` ({count})" for mode, count in modes.items()) or "(not recorded)"
+
+
+def _parse_modes(runs: Mapping[str, Mapping[str, Any]]) -> str:
+    """The one mode when every answer of every run used it, else each run's modes with their answer counts."""
+    used = {mode for run in runs.values() for mode in run.get("parse_modes") or {}}
+    if len(used) == 1:
+        return f"`{used.pop()}`" + (" in every run" if len(runs) > 1 else "")
+    return "; ".join(f"run `{name}`: {_modes_of(run)}" for name, run in runs.items())
+
+
+def _rate(rates: Mapping[str, Any], mode: str) -> str:
+    value = rates.get(mode)
+    return "-" if value is None else f"{value:.1%} ({rates.get('counts', {}).get(mode, '?')})"
+
+
+def _unparseable_section(runs: Mapping[str, Mapping[str, Any]], train: set[str]) -> list[str]:
+    """Per run and source, the share of answers whose response gives no label under each parse mode."""
+    lines = ["## Unparseable answers under each parse mode", ""]
+    rows = []
+    for name, run in runs.items():
+        blocks = [(s, b.get("unparseable_rate") or {}) for s, b in run["per_source"].items()]
+        overall = run.get("unparseable_rate") or {}
+        for source, rates in [*blocks, ("**all sources**", overall)]:
+            label = f"{source} (training domain)" if source in train else source
+            rows.append([f"`{name}`", label, str(rates.get("answers", 0)), *(_rate(rates, m) for m in PARSE_MODES)])
+    lines += _table(["run", "data source", "answers with a response", *(f"`{m}`" for m in PARSE_MODES)], rows, 2)
+    if any(not (run.get("unparseable_rate") or {}).get("answers") for run in runs.values()):
+        lines += [
+            "A run without answers with a response has verdict rows that do not record the parse under each mode "
+            "(judged before parse modes, or its predictions gave only the parsed `answer`); judge its predictions "
+            "again with `speciarl eval judge` to get the rates.",
+            "",
+        ]
+    return lines
 
 
 def _judges(run: Mapping[str, Any]) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speciarl_verl.core.answer_parsing import PARSE_MODES, ParseMode
 from speciarl_verl.evaluation.prediction_requests import (
     DecodingSettings,
     PredictionRequest,
@@ -29,11 +30,11 @@ from speciarl_verl.jsonl_io import JsonlAppender, drop_torn_tail, read_jsonl, wr
 __all__ = [
     "MissingGpuExtraError",
     "PredictConfig",
-    "read_requests",
     "completed_samples",
-    "pending_requests",
-    "run_predictions",
     "lora_rank",
+    "pending_requests",
+    "read_requests",
+    "run_predictions",
 ]
 
 #: LoRA ranks vLLM accepts for ``max_lora_rank``.
@@ -51,6 +52,8 @@ class PredictConfig:
     ``batch_size`` is the number of images per ``LLM.chat`` call (each yields
     ``decoding.n`` answers). ``prompt_name`` swaps the dataset's instruction for
     a registered policy prompt. ``engine_args`` go to ``vllm.LLM`` as given.
+    ``parse_mode`` fills each row's ``answer``; it is not part of :meth:`identity`
+    (each row records its own mode, and the judge parses again in the mode it is asked for).
     """
 
     data: tuple[Path, ...]
@@ -62,6 +65,7 @@ class PredictConfig:
     batch_size: int = 256
     limit: int | None = None
     max_answer_words: int | None = None
+    parse_mode: ParseMode = "first"
     seed: int = 0
     engine_args: Mapping[str, Any] = field(default_factory=dict)
 
@@ -72,6 +76,8 @@ class PredictConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.parse_mode not in PARSE_MODES:
+            raise ValueError(f"parse_mode must be one of {', '.join(PARSE_MODES)}, got {self.parse_mode!r}")
 
     def identity(self) -> dict[str, Any]:
         """What must match for a run to resume another one's output."""
@@ -239,7 +245,7 @@ def run_predictions(config: PredictConfig, progress: bool = True) -> int:
                 texts = [completion.text for completion in output.outputs]
                 if len(texts) != config.decoding.n:
                     raise RuntimeError(f"{request.sample_id}: expected {config.decoding.n} answers, got {len(texts)}")
-                sink.write_many(prediction_rows(request, texts, config.max_answer_words))
+                sink.write_many(prediction_rows(request, texts, config.max_answer_words, config.parse_mode))
             sink.flush()
             answered += len(chunk)
     return answered
