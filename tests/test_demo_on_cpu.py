@@ -13,7 +13,7 @@ pytestmark = pytest.mark.ray
 def test_demo_tour_runs_every_step():
     env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "speciarl_verl.demo"], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, "-m", "speciarl_verl.demo"], capture_output=True, text=True, env=env, timeout=1500
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
@@ -33,7 +33,8 @@ def test_demo_tour_runs_every_step():
     # best in group is rewarded; coarser correct answers are not, unless they are the group's best
     assert all("+1.00" in line for line in rows("737-800") + rows("Samoyed") + rows("not sure"))
     assert all("+0.00" in line for line in rows("Boeing 737") + rows("airliner"))
-    assert all("+1.00" in line for line in rows("A340") + rows("Airbus"))
+    assert all("+1.00" in line for line in rows("A340"))
+    assert all("+0.00" in line for line in rows("Airbus"))  # the manufacturer alone: far, left to the LLM judge
     assert all("-1.00" in line for line in rows("(unparseable)"))
     assert re.search(r"speciarl/groups_total\s+│\s+6\.000", out)
     assert re.search(r"speciarl/groups_zero_variance\s+│\s+0\.167", out)
@@ -47,3 +48,7 @@ def test_demo_tour_runs_every_step():
     assert "python3 -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn speciarl_grpo" in out
     # step 4: the evaluation report with its out-of-domain mean
     assert "## Out-of-domain mean" in out and "fgvc_aircraft" in out
+    # step 5: three GRPO steps through verl's main_ppo on the CPU, one table row per step
+    assert re.search(r"verl main_ppo on CPU: 3 steps in \d+ s", out)
+    step_rows = [line for line in out.splitlines() if re.match(r"\s*│\s+[123]\s+│\s+[+-]\d\.\d{3}\s+│", line)]
+    assert len(step_rows) == 3, out[-3000:]

@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TrainStep", "run_train_step", "read_step_metrics", "print_train_step", "recipe_script"]
+__all__ = ["TrainStep", "print_train_step", "read_step_metrics", "recipe_script", "run_train_step"]
 
 #: Supervision steps of the demo's policy: enough for parseable, varied answers, quick on 2 cores.
 POLICY_STEPS = 200
@@ -80,7 +80,7 @@ def run_train_step(work: Path, steps: int = 3, timeout_s: int = 900) -> TrainSte
 def print_train_step(console, result: TrainStep) -> None:
     from rich.table import Table
 
-    table = Table(title=f"verl main_ppo on CPU: {len(result.steps)} steps in {result.seconds:.0f} s ({result.out})")
+    table = Table(title=f"verl main_ppo on CPU: {len(result.steps)} steps in {result.seconds:.0f} s")
     categories = sorted(
         {key.removeprefix("speciarl/category/") for row in result.steps.values() for key in row}
         - {key for row in result.steps.values() for key in row if not key.startswith("speciarl/category/")}
@@ -105,3 +105,4 @@ def print_train_step(console, result: TrainStep) -> None:
         "[dim]reward mean = critic/score/mean (the group-stage rewards); category columns: share of rollouts "
         "per verdict; zero-var groups: share of groups with no GRPO signal[/dim]"
     )
+    console.print(f"[dim]run folder (metrics.jsonl, checkpoints/, train.log): {result.out}[/dim]")
