@@ -1,6 +1,6 @@
 # Two commands for a fresh machine:
 #   make demo   create .venv if missing, install the locked environment, run the main job on CPU
-#   make test   same set-up, run the whole test suite
+#   make test   same set-up, lint (ruff check + format check), run the whole test suite
 # and one for maintainers:
 #   make lock   re-resolve requirements/*.lock and gpu-constraints.txt (after a dependency change)
 PYTHON ?= python3
@@ -33,7 +33,7 @@ install: $(VENV)/.installed
 demo: install
 	$(OFFLINE) $(PY) -m speciarl_verl.demo
 
-test: install
+test: lint
 	$(OFFLINE) $(PY) -m pytest -q
 
 lock: install

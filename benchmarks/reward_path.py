@@ -105,7 +105,7 @@ def dataprotos(tokenizer, step):
         }
         for session, answer in enumerate(answers):
             text = f"<think>Looking at the bill and the wings.</think><answer>{answer}</answer>"
-            ids = tokenizer.encode(text) + [eos]
+            ids = [*tokenizer.encode(text), eos]
             protos.append(trajectory_dataproto(Rollout(f"u{index}", session, row, prompt, ids)))
     return protos
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 
 from speciarl_verl.cli_errors import exit_code_for, expected_errors, one_line
 
-__all__ = ["main", "build_parser", "SUBCOMMAND_MODULES"]
+__all__ = ["SUBCOMMAND_MODULES", "build_parser", "main"]
 
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "speciarl_verl.data.cli",
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
     """The parsers that run something (``speciarl verify``, ``speciarl eval judge``, ...)."""
-    groups = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]  # noqa: SLF001
+    groups = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
     if not groups:
         yield parser
         return

@@ -23,13 +23,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 __all__ = [
-    "UserInputError",
-    "EXIT_USER_INPUT",
     "EXIT_RUNTIME_FAILURE",
-    "expected_errors",
+    "EXIT_USER_INPUT",
+    "UserInputError",
     "exit_code_for",
-    "user_input",
+    "expected_errors",
     "one_line",
+    "user_input",
 ]
 
 EXIT_USER_INPUT = 2

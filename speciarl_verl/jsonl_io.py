@@ -24,13 +24,13 @@ from typing import Any
 from speciarl_verl.cli_errors import UserInputError
 
 __all__ = [
+    "JsonlAppender",
+    "check_field_type",
+    "drop_torn_tail",
+    "json_type_name",
     "read_jsonl",
     "read_jsonl_objects",
-    "check_field_type",
-    "json_type_name",
-    "JsonlAppender",
     "write_atomically",
-    "drop_torn_tail",
 ]
 
 

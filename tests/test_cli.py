@@ -8,7 +8,7 @@ from speciarl_verl.cli import SUBCOMMAND_MODULES, build_parser
 
 def test_every_subcommand_module_registers_something():
     parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps them here
+    commands = parser._subparsers._group_actions[0].choices
     assert len(commands) >= len(SUBCOMMAND_MODULES)
     assert "demo" in commands
 

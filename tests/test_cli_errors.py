@@ -14,7 +14,7 @@ from speciarl_verl.cli_errors import UserInputError, exit_code_for, expected_err
 
 
 def test_every_listed_domain_error_exists_and_is_an_exception():
-    for module_name, class_name, code in cli_errors._DOMAIN_ERRORS:  # noqa: SLF001 - the table under test
+    for module_name, class_name, code in cli_errors._DOMAIN_ERRORS:
         error_type = getattr(importlib.import_module(module_name), class_name)
         assert issubclass(error_type, Exception) and code in (1, 2)
 
@@ -46,16 +46,13 @@ def test_looking_up_the_error_types_imports_nothing_heavy():
 
 
 def test_user_input_converts_only_the_types_it_is_given():
-    with pytest.raises(UserInputError, match="bad value") as excinfo:
-        with user_input():
-            raise ValueError("bad value")
+    with pytest.raises(UserInputError, match="bad value") as excinfo, user_input():
+        raise ValueError("bad value")
     assert isinstance(excinfo.value.__cause__, ValueError)
-    with pytest.raises(UserInputError, match="expected NAME"):
-        with user_input(TypeError):
-            raise TypeError("expected NAME")
-    with pytest.raises(KeyError):
-        with user_input():
-            raise KeyError("not a ValueError: passes through")
+    with pytest.raises(UserInputError, match="expected NAME"), user_input(TypeError):
+        raise TypeError("expected NAME")
+    with pytest.raises(KeyError), user_input():
+        raise KeyError("not a ValueError: passes through")
 
 
 def test_one_line_folds_line_breaks():

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import sysconfig
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 

@@ -29,7 +29,7 @@ import importlib
 from verl.workers.rollout.base import _ROLLOUT_REGISTRY
 from verl.workers.rollout.replica import RolloutReplicaRegistry
 
-from speciarl_verl.cpu_debug import platform as _platform  # noqa: F401  (registers verl platform "cpu")
+from speciarl_verl.cpu_debug import platform as _platform
 from speciarl_verl.cpu_debug.verl_patches import apply_cpu_patches
 
 ROLLOUT_NAME = "hf_cpu"

@@ -290,7 +290,7 @@ class HFCpuServer:
         """Load the actor's weights (full, merged, or base + LoRA adapters); returns the number of tensors received."""
         with self._model_lock:
             merged = merge_received_weights(self.base_state, named_tensors, lora)
-            missing, unexpected = self.model.load_state_dict(merged, strict=False)
+            _missing, unexpected = self.model.load_state_dict(merged, strict=False)
             if unexpected:
                 raise KeyError(f"{ROLLOUT_NAME}: weights the model does not have: {unexpected[:5]}")
             if hasattr(self.model, "tie_weights"):

@@ -42,16 +42,16 @@ if TYPE_CHECKING:
     from speciarl_verl.data.adapters.synthetic_shapes import ShapeSpecies
 
 __all__ = [
+    "TARGET_FORMAT",
     "LabelMix",
     "PolicyCheck",
-    "TARGET_FORMAT",
-    "target_response",
-    "chat_messages",
-    "encode_prompt",
     "build_tiny_policy",
-    "sample_responses",
+    "chat_messages",
     "check_policy",
+    "encode_prompt",
     "main",
+    "sample_responses",
+    "target_response",
 ]
 
 #: The response the policy is taught; ``{label}`` is the species, family, domain noun or ``None``.

@@ -79,7 +79,7 @@ def maybe_fix_3d_position_ids(data: Any) -> None:
     """
     from verl.utils.tensordict_utils import nested_tensor_from_tensor_list
 
-    if "position_ids" not in data.keys():
+    if "position_ids" not in data:
         return
     positions = data["position_ids"]
     if not (positions.is_nested and positions.dim() == 3):

@@ -56,7 +56,7 @@ from speciarl_verl.data.source_record import DataSourceError, ProblemLog, Source
 from speciarl_verl.prompts import get_policy_prompt
 from speciarl_verl.prompts.registry import PolicyPrompt
 
-__all__ = ["SourceSpec", "BuildOptions", "SourceSummary", "BuildReport", "list_records", "build_parquet"]
+__all__ = ["BuildOptions", "BuildReport", "SourceSpec", "SourceSummary", "build_parquet", "list_records"]
 
 SOURCE_KINDS = ("auto", "raw", "hf")
 SAMPLERS = ("per_source", "reference")

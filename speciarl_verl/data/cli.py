@@ -19,7 +19,7 @@ import argparse
 
 from speciarl_verl.cli_errors import UserInputError, user_input
 
-__all__ = ["register", "parse_mixed_spec"]
+__all__ = ["parse_mixed_spec", "register"]
 
 _MIXED_HELP = (
     "one source as NAME=ROOT:SPLIT[:N] (N = subset size; ROOT is an extracted archive, an HF save_to_disk "

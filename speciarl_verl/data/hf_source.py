@@ -19,7 +19,7 @@ from pathlib import Path
 from speciarl_verl.data.adapters.base import DatasetAdapter
 from speciarl_verl.data.source_record import ClassInfo, DataSourceError, ProblemLog, SourceRecord
 
-__all__ = ["read_hf_source", "looks_like_hf_copy"]
+__all__ = ["looks_like_hf_copy", "read_hf_source"]
 
 
 def looks_like_hf_copy(path: Path) -> bool:

@@ -33,7 +33,7 @@ from speciarl_verl.data.image_bytes import CheckedImage
 from speciarl_verl.data.source_record import SourceRecord
 from speciarl_verl.prompts.registry import PolicyPrompt
 
-__all__ = ["ABILITY", "REWARD_STYLE", "row_schema", "make_row"]
+__all__ = ["ABILITY", "REWARD_STYLE", "make_row", "row_schema"]
 
 ABILITY = "fine-grained classification"
 REWARD_STYLE = "model"

@@ -14,7 +14,7 @@ from importlib import resources
 
 from speciarl_verl.core.label_normalization import normalize_label
 
-__all__ = ["class_names", "synonyms_of", "car_make_model", "CAR_MULTIWORD_MAKES"]
+__all__ = ["CAR_MULTIWORD_MAKES", "car_make_model", "class_names", "synonyms_of"]
 
 #: Makes whose name is more than one word; every other make is the first word of a class name.
 CAR_MULTIWORD_MAKES: tuple[str, ...] = ("AM General", "Aston Martin", "Land Rover")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from speciarl_verl.judge.verifier import ParentLevel
 
-__all__ = ["ClassInfo", "SourceRecord", "DataSourceError", "ProblemLog"]
+__all__ = ["ClassInfo", "DataSourceError", "ProblemLog", "SourceRecord"]
 
 
 class DataSourceError(ValueError):

@@ -12,7 +12,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["write_tiny_cub", "DataStepResult", "run_data_step"]
+__all__ = ["DataStepResult", "run_data_step", "write_tiny_cub"]
 
 # (class id, CUB folder name, image file stems); ids and names follow CUB's classes.txt.
 _CLASSES = (

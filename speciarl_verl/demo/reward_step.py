@@ -20,7 +20,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-__all__ = ["run_reward_step", "print_reward_step"]
+__all__ = ["print_reward_step", "run_reward_step"]
 
 
 def run_reward_step(rollouts_path, workers: int, overrides, status):
@@ -63,7 +63,7 @@ def run_reward_step(rollouts_path, workers: int, overrides, status):
         prompt_ids = tokenizer.encode(prompt_text, add_special_tokens=False)
         eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
         for session, text in enumerate(group.responses):
-            response_ids = tokenizer.encode(text, add_special_tokens=False) + [eos]
+            response_ids = [*tokenizer.encode(text, add_special_tokens=False), eos]
             rollouts.append(Rollout(uid, session, row, list(prompt_ids), response_ids))
     score_rollouts(reward_loop.reward_loop_worker_handles, rollouts)
 

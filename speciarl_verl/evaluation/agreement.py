@@ -23,7 +23,7 @@ from speciarl_verl.evaluation.metrics import HISTOGRAM_KEYS
 from speciarl_verl.evaluation.records import VerdictRecord
 from speciarl_verl.jsonl_io import write_atomically
 
-__all__ = ["compare_verdicts", "write_agreement", "AgreementInputs"]
+__all__ = ["AgreementInputs", "compare_verdicts", "write_agreement"]
 
 
 @dataclass(frozen=True)

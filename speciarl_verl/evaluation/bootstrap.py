@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["resampled_histograms", "percentile_interval", "bootstrap_interval"]
+__all__ = ["bootstrap_interval", "percentile_interval", "resampled_histograms"]
 
 _MAX_COUNTS_IN_MEMORY = 4_000_000
 

@@ -34,12 +34,12 @@ from speciarl_verl.judge.settings import CacheSettings, LLMSettings
 from speciarl_verl.judge.verifier import JudgeError
 
 __all__ = [
-    "InclusionPrompt",
+    "INCLUSION_FAILURE_POLICIES",
     "INCLUSION_PROMPT",
     "InclusionJudgeSettings",
-    "LLMInclusionJudge",
+    "InclusionPrompt",
     "LLMInclusionError",
-    "INCLUSION_FAILURE_POLICIES",
+    "LLMInclusionJudge",
 ]
 
 INCLUSION_FAILURE_POLICIES = ("raise", "skip")

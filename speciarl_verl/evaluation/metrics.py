@@ -39,25 +39,25 @@ from speciarl_verl.core.categories import CORRECT_CATEGORIES, Category
 from speciarl_verl.evaluation.records import UNDECIDED, UNPARSEABLE, VerdictRecord
 
 __all__ = [
-    "UNPARSEABLE",
-    "UNDECIDED",
+    "EXCLUDE",
     "HISTOGRAM_KEYS",
     "SCORED_KEYS",
-    "EXCLUDE",
-    "undecided_policy",
-    "apply_undecided",
+    "UNDECIDED",
+    "UNPARSEABLE",
+    "Aggregation",
     "CategorySets",
     "ItemMetric",
-    "Aggregation",
-    "register_item_metric",
-    "get_item_metric",
-    "item_metric_names",
-    "register_aggregation",
-    "get_aggregation",
+    "aggregate_all",
     "aggregation_names",
+    "apply_undecided",
+    "get_aggregation",
+    "get_item_metric",
     "harmonic_mean",
     "histogram",
-    "aggregate_all",
+    "item_metric_names",
+    "register_aggregation",
+    "register_item_metric",
+    "undecided_policy",
 ]
 
 #: Keys the metrics score, finest first, unparseable last (the evaluation order).

@@ -30,13 +30,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
-    "RULES",
     "DEFAULT_CONCEPT_PIPELINE",
-    "SKIPPED_WORDS",
     "FUNCTION_WORDS",
+    "RULES",
+    "SKIPPED_WORDS",
     "ConceptExtractor",
-    "rule_noun_chunks",
     "clean_chunk",
+    "rule_noun_chunks",
 ]
 
 #: ``concept_pipeline`` value for the blank English pipeline with the rule chunker.

@@ -42,19 +42,19 @@ from speciarl_verl.core.label_normalization import normalize_label
 from speciarl_verl.evaluation.records import VerdictRecord
 
 __all__ = [
-    "AnswerMetric",
-    "OwcSettings",
-    "OwcContext",
-    "OWC_METRICS",
     "CONCEPT_REDUCTIONS",
-    "register_answer_metric",
-    "get_answer_metric",
+    "OWC_METRICS",
+    "AnswerMetric",
+    "OwcContext",
+    "OwcSettings",
     "answer_metric_names",
-    "parse_metric_selection",
-    "owc_extra_problem",
     "exact_match",
-    "text_inclusion",
+    "get_answer_metric",
+    "owc_extra_problem",
+    "parse_metric_selection",
+    "register_answer_metric",
     "score_verdicts",
+    "text_inclusion",
 ]
 
 Pair = tuple[str, str]

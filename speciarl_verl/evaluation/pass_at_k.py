@@ -25,11 +25,11 @@ from speciarl_verl.evaluation.metrics import SCORED_KEYS, UNPARSEABLE
 
 __all__ = [
     "HISTOGRAM_LEVEL",
-    "pass_at_k",
     "best_of_k_distribution",
     "best_of_k_matrix",
     "best_prediction_index",
     "k_values",
+    "pass_at_k",
 ]
 
 #: Evaluation level of each scored key (higher is better; unparseable lowest). ``undecided`` has none:

@@ -13,13 +13,13 @@ from typing import Any
 from speciarl_verl.evaluation.metrics import HISTOGRAM_KEYS
 
 __all__ = [
-    "PLOT_SIZES",
     "DPI",
-    "category_bars_png",
-    "specificity_vs_correctness_png",
+    "PLOT_SIZES",
     "best_of_n_png",
-    "hm_vs_semantic_similarity_png",
+    "category_bars_png",
     "heatmap_png",
+    "hm_vs_semantic_similarity_png",
+    "specificity_vs_correctness_png",
 ]
 
 DPI = 100

@@ -9,7 +9,7 @@ from typing import Any
 
 from speciarl_verl.jsonl_io import write_atomically
 
-__all__ = ["write_report", "PLOT_FILES", "OWC_PLOT_FILES"]
+__all__ = ["OWC_PLOT_FILES", "PLOT_FILES", "write_report"]
 
 #: File name of each plot, by the key of :data:`~speciarl_verl.evaluation.plots.PLOT_SIZES`.
 PLOT_FILES: Mapping[str, str] = {

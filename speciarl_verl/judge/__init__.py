@@ -9,16 +9,16 @@ from speciarl_verl.judge.settings import CacheSettings, JudgeSettings, LLMSettin
 from speciarl_verl.judge.verifier import JudgeError, Verdict, VerificationRequest, Verifier
 
 __all__ = [
-    "Verifier",
-    "VerificationRequest",
-    "Verdict",
+    "CacheSettings",
     "JudgeError",
-    "TieredVerifier",
-    "OfflineVerifier",
-    "decide_offline",
     "JudgeSettings",
     "LLMSettings",
-    "CacheSettings",
+    "OfflineVerifier",
+    "TieredVerifier",
+    "Verdict",
+    "VerificationRequest",
+    "Verifier",
+    "decide_offline",
 ]
 
 

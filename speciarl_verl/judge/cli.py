@@ -34,7 +34,7 @@ from typing import Any
 from speciarl_verl.cli_errors import UserInputError, user_input
 from speciarl_verl.jsonl_io import JsonlAppender, check_field_type, drop_torn_tail, read_jsonl_objects
 
-__all__ = ["register", "verify_file", "read_pairs", "UNDECIDED"]
+__all__ = ["UNDECIDED", "read_pairs", "register", "verify_file"]
 
 CHUNK = 256
 

@@ -10,7 +10,7 @@ from speciarl_verl.judge.prompt import JudgePrompt, get_judge_prompt, load_judge
 from speciarl_verl.judge.settings import LLMSettings
 from speciarl_verl.judge.transport import EndpointPool
 
-__all__ = ["LLMJudge", "InvalidVerdictError", "cap_prediction"]
+__all__ = ["InvalidVerdictError", "LLMJudge", "cap_prediction"]
 
 
 class InvalidVerdictError(RuntimeError):

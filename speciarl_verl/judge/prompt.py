@@ -19,13 +19,13 @@ from pathlib import Path
 from speciarl_verl.core.categories import Category
 
 __all__ = [
+    "DEFAULT_JUDGE_PROMPT",
+    "SPECIARL_V1",
     "JudgePrompt",
-    "register_judge_prompt",
     "get_judge_prompt",
     "judge_prompt_names",
     "load_judge_prompts",
-    "DEFAULT_JUDGE_PROMPT",
-    "SPECIARL_V1",
+    "register_judge_prompt",
 ]
 
 LABELS: tuple[str, ...] = tuple(c.value for c in Category)

@@ -36,7 +36,7 @@ from speciarl_verl.judge.transport import JudgeTransportError
 from speciarl_verl.judge.verdict_store import VerdictStore, cache_key, judge_fingerprint, open_verdict_store
 from speciarl_verl.judge.verifier import JudgeError, Verdict, VerificationRequest
 
-__all__ = ["TieredVerifier", "OfflineVerifier"]
+__all__ = ["OfflineVerifier", "TieredVerifier"]
 
 _MEMO_SIZE = 200_000
 _BURST = 4096  # pairs per coalesced store call at most (a step of a reward worker is well under this)

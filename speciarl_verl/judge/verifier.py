@@ -16,13 +16,13 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from speciarl_verl.core.categories import Category
 
 __all__ = [
-    "VerificationRequest",
-    "Verdict",
-    "Verifier",
+    "PARENT_LEVELS",
     "VERDICT_SOURCES",
     "JudgeError",
     "ParentLevel",
-    "PARENT_LEVELS",
+    "Verdict",
+    "VerificationRequest",
+    "Verifier",
     "names_of",
 ]
 

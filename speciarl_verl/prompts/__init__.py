@@ -22,7 +22,7 @@ __all__ = [
     "DEFAULT_POLICY_PROMPT",
     "PolicyPrompt",
     "get_policy_prompt",
+    "load_policy_prompts",
     "policy_prompt_names",
     "register_policy_prompt",
-    "load_policy_prompts",
 ]

@@ -11,7 +11,7 @@ literal layout ``<think> ... </think> <answer> ... </answer>``. The answer tags 
 | ``general`` | classify the image (the training prompt and default evaluation prompt) |
 | ``specific`` | classify the image, being specific ("Be specific" baseline) |
 | ``calibrated`` | correct first; fine-grained only when confident, otherwise a broader true label; None if nothing is |
-| ``elimination`` | up to three candidates, drop those the image contradicts, keep the best; else the broadest sure label |
+| ``elimination`` | up to three candidates, drop what the image contradicts, keep the best; else the broadest sure one |
 | ``high_precision`` | never guess: None when unsure; a label only on visual evidence, the finest it supports |
 | ``max_correctness`` | avoid wrong answers above all: the most cautious label held correct, even a generic one |
 | ``max_specificity`` | always the finest label, never None; the single most likely if several fit |
@@ -60,8 +60,7 @@ BUILTIN_PROMPT_TEXTS: dict[str, str] = {
     ),
     "high_precision": (
         "Classify the image without guessing. Whenever you are unsure, answer None. Give a label only when what"
-        " you can see backs it up, and then the most specific label that the visual evidence supports."
-        + _LABEL_OR_NONE
+        " you can see backs it up, and then the most specific label that the visual evidence supports." + _LABEL_OR_NONE
     ),
     "max_correctness": (
         "Classify the image, and above all do not be wrong: give the most cautious label you are confident is"

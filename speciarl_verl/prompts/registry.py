@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-__all__ = ["PolicyPrompt", "register_policy_prompt", "get_policy_prompt", "policy_prompt_names"]
+__all__ = ["PolicyPrompt", "get_policy_prompt", "policy_prompt_names", "register_policy_prompt"]
 
 
 @dataclass(frozen=True)

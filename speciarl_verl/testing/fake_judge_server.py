@@ -105,7 +105,7 @@ class FakeJudgeServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - aiohttp exposes no public accessor
+        self.port = site._server.sockets[0].getsockname()[1]
 
     async def _shutdown(self) -> None:
         self._closing.set()

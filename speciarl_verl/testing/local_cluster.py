@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-__all__ = ["start_local_cluster", "stop_local_cluster", "build_replay_buffer"]
+__all__ = ["build_replay_buffer", "start_local_cluster", "stop_local_cluster"]
 
 
 def start_local_cluster(num_cpus: int = 2) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["RecordedGroup", "load_recorded_groups", "DEMO_ROLLOUTS"]
+__all__ = ["DEMO_ROLLOUTS", "RecordedGroup", "load_recorded_groups"]
 
 DEMO_ROLLOUTS = "recorded_rollouts.jsonl"
 

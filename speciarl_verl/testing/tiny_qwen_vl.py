@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TINY_MIN_PIXELS", "TINY_MAX_PIXELS", "build_tiny_qwen25_vl"]
+__all__ = ["TINY_MAX_PIXELS", "TINY_MIN_PIXELS", "build_tiny_qwen25_vl"]
 
 # One merged patch covers 28 x 28 pixels (patch 14, spatial merge 2).
 TINY_MIN_PIXELS = 28 * 28 * 4

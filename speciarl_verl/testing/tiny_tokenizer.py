@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["QWEN_SPECIAL_TOKENS", "CHAT_TEMPLATE", "build_tiny_tokenizer"]
+__all__ = ["CHAT_TEMPLATE", "QWEN_SPECIAL_TOKENS", "build_tiny_tokenizer"]
 
 #: The special tokens of Qwen2.5-VL, in id order after the ordinary vocabulary.
 QWEN_SPECIAL_TOKENS: tuple[str, ...] = (

@@ -24,7 +24,7 @@ from tensordict import TensorDict
 from verl import DataProto
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-__all__ = ["Rollout", "trajectory_dataproto", "score_rollouts", "put_prompts", "put_rollouts", "finish_prompt"]
+__all__ = ["Rollout", "finish_prompt", "put_prompts", "put_rollouts", "score_rollouts", "trajectory_dataproto"]
 
 
 @dataclass

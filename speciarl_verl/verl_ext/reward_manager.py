@@ -34,7 +34,7 @@ from speciarl_verl.judge.verifier import JudgeError, VerificationRequest
 from speciarl_verl.reward_settings import RewardSettings
 from speciarl_verl.verl_ext.config_checks import check_group_stage
 
-__all__ = ["SpeciaRewardManager", "REWARD_MANAGER_NAME", "response_decoder"]
+__all__ = ["REWARD_MANAGER_NAME", "SpeciaRewardManager", "response_decoder"]
 
 REWARD_MANAGER_NAME = "speciarl"
 INLINE_DECODE_TOKENS = 1024

@@ -15,7 +15,7 @@ def random_vl_dir(tmp_path_factory):
     return build_tiny_qwen25_vl(tmp_path_factory.mktemp("tiny-vl"))
 
 
-@pytest.fixture()
+@pytest.fixture
 def server(random_vl_dir):
     from speciarl_verl.cpu_debug.hf_rollout import HFCpuServer
 

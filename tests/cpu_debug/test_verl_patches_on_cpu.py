@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from speciarl_verl.cpu_debug.verl_patches import PATCHED_SOURCES
 def _verl_source(module_name: str, qualname: str) -> str:
     """The source of a verl function as its file has it (an activated process may hold our replacement)."""
     path = inspect.getsourcefile(importlib.import_module(module_name))
-    text = open(path, encoding="utf-8").read()
+    text = Path(path).read_text(encoding="utf-8")
     nodes = ast.parse(text).body
     for part in qualname.split("."):
         found = [n for n in nodes if isinstance(n, ast.ClassDef | ast.FunctionDef) and n.name == part]

@@ -117,8 +117,8 @@ def test_hf_copy_without_class_names_is_refused(tmp_path):
     plain.save_to_disk(str(tmp_path / "plain"))
     with pytest.raises(DataSourceError, match="not a ClassLabel"):
         read_hf_source(get_adapter("food101"), tmp_path / "plain", "train", ProblemLog())
+    datasets.DatasetDict({"train": plain}).save_to_disk(str(tmp_path / "dict"))
     with pytest.raises(DataSourceError, match="no split 'test'"):
-        datasets.DatasetDict({"train": plain}).save_to_disk(str(tmp_path / "dict"))
         read_hf_source(get_adapter("food101"), tmp_path / "dict", "test", ProblemLog())
 
 

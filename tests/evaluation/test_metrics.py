@@ -105,5 +105,5 @@ def test_a_user_aggregation_is_computed_without_touching_report_code(restore_agg
 
 
 def test_unknown_aggregation_names_the_known_ones():
-    with pytest.raises(ValueError, match="Unknown aggregation: 'nope'.*correctness"):
+    with pytest.raises(ValueError, match=r"Unknown aggregation: 'nope'.*correctness"):
         get_aggregation("nope")

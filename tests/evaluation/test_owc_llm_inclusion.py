@@ -98,9 +98,11 @@ def test_a_flaky_server_is_retried():
 
 
 def test_a_failing_judge_stops_the_report_by_default_and_keeps_what_it_reached(tmp_path):
-    with lenient_server(fault="status:500") as server:
-        with pytest.raises(LLMInclusionError, match=r"2 of 2 pair\(s\) failed .*HTTP 500") as caught:
-            score(settings(server.url), PAIRS[:2])
+    with (
+        lenient_server(fault="status:500") as server,
+        pytest.raises(LLMInclusionError, match=r"2 of 2 pair\(s\) failed .*HTTP 500") as caught,
+    ):
+        score(settings(server.url), PAIRS[:2])
     assert isinstance(caught.value, JudgeError)  # speciarl exits with 1, as for the category judge
     assert caught.value.endpoint is not None
 
@@ -112,13 +114,12 @@ def test_skip_policy_leaves_failed_pairs_without_a_score():
 
 
 def test_a_reply_that_is_not_one_of_the_labels_is_an_error_not_a_guess():
-    with lenient_server(fault="bad_label") as server:
-        with pytest.raises(LLMInclusionError, match="not 1 or 0"):
-            score(settings(server.url), PAIRS[:1])
+    with lenient_server(fault="bad_label") as server, pytest.raises(LLMInclusionError, match="not 1 or 0"):
+        score(settings(server.url), PAIRS[:1])
 
 
 def test_settings_refuse_another_prompt_kind_or_unknown_keys():
-    with pytest.raises(ValueError, match="llm.prompt='speciarl_v1' cannot be set"):
+    with pytest.raises(ValueError, match=r"llm\.prompt='speciarl_v1' cannot be set"):
         InclusionJudgeSettings.from_mapping({"llm": {"prompt": "speciarl_v1"}})
     with pytest.raises(ValueError, match="is an LLM"):
         InclusionJudgeSettings.from_mapping({"kind": "offline"})

@@ -150,7 +150,7 @@ def test_resume_refuses_other_settings_or_unknown_files(parquet, tmp_path):
     out = tmp_path / "predictions.jsonl"
     out.write_text(json.dumps(prediction_rows(request_from_row(verl_row(0), "w"), ["<answer>x</answer>"])[0]) + "\n")
     config = PredictConfig(data=(parquet,), model="m", out=out)
-    with pytest.raises(ValueError, match="exists without predictions.jsonl.settings.json"):
+    with pytest.raises(ValueError, match=r"exists without predictions\.jsonl\.settings\.json"):
         list(pending_requests(config))
     settings_path(out).write_text(json.dumps(config.identity()))
     other = PredictConfig(data=(parquet,), model="m", out=out, adapter=tmp_path / "lora")
@@ -184,7 +184,7 @@ def test_lora_rank_is_rounded_up_to_a_rank_vllm_supports(tmp_path):
     assert lora_rank(tmp_path) == 32
     (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 64}))
     assert lora_rank(tmp_path) == 64
-    with pytest.raises(ValueError, match="no adapter_config.json"):
+    with pytest.raises(ValueError, match=r"no adapter_config\.json"):
         lora_rank(tmp_path / "missing")
 
 

@@ -80,7 +80,7 @@ def test_best_of_n_draws_from_the_decided_answers(verdict_factory):
 
 def test_a_source_with_nothing_decided_is_an_error_that_says_what_to_do(verdict_factory):
     verdicts = [*verdict_factory("food101", [["specific"]]), *verdict_factory("flowers102", [["undecided"]] * 3)]
-    with pytest.raises(ValueError, match="every answer of 'flowers102' is undecided.*--judge llm.*--undecided wrong"):
+    with pytest.raises(ValueError, match=r"every answer of 'flowers102' is undecided.*--judge llm.*--undecided wrong"):
         build_report([RunVerdicts("r", verdicts)], NO_BOOTSTRAP)
     block = build_report([RunVerdicts("r", verdicts)], ReportSettings(undecided="wrong", replicates=0))
     assert block["runs"]["r"]["per_source"]["flowers102"]["correctness"] == 0.0

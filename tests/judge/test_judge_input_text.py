@@ -47,7 +47,7 @@ def judged_pairs(server, tmp_path=None, **llm) -> list[dict]:
         ("St. Bernard", "st bernard"),
         ("A340-500", "a340-500"),
         ("Crème  brûlée\n(dessert)", "crème brûlée dessert"),
-        ("Cessna 172 – Skyhawk", "cessna 172 – skyhawk"),  # an en dash is dash punctuation: kept
+        ("Cessna 172 \u2013 Skyhawk", "cessna 172 \u2013 skyhawk"),  # an en dash is dash punctuation: kept
         ("!!!", ""),
     ],
 )
@@ -82,7 +82,7 @@ def test_raw_and_cleaned_verdicts_are_cached_apart(fake_judge, tmp_path):
 
 
 def test_an_unknown_input_mode_is_refused():
-    with pytest.raises(ValueError, match="judge.llm.input_text='lower' is not one of"):
+    with pytest.raises(ValueError, match=r"judge\.llm\.input_text='lower' is not one of"):
         LLMSettings(input_text="lower")
 
 

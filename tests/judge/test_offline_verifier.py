@@ -134,7 +134,7 @@ def test_judge_settings_validate_and_build():
     settings = JudgeSettings.from_mapping({"kind": "offline", "deferred_outcome": "abstain"})
     assert settings.deferred_outcome is C.ABSTAIN
     assert isinstance(settings.build_verifier(), TieredVerifier)
-    with pytest.raises(ValueError, match="judge.kind='gpt'"):
+    with pytest.raises(ValueError, match=r"judge\.kind='gpt'"):
         JudgeSettings(kind="gpt")
     with pytest.raises(ValueError, match=r"unknown judge setting\(s\) \['endpoint'\]"):
         JudgeSettings.from_mapping({"endpoint": "http://x"})

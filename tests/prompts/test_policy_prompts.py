@@ -116,10 +116,10 @@ def test_load_prompts_errors_name_the_file_and_entry(tmp_path):
         load_policy_prompts(clash)
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    with pytest.raises(ValueError, match="broken.json: cannot parse prompt file"):
+    with pytest.raises(ValueError, match=r"broken\.json: cannot parse prompt file"):
         load_policy_prompts(broken)
-    with pytest.raises(ValueError, match="must end in .json, .yaml or .yml"):
-        (tmp_path / "p.txt").write_text("x")
+    (tmp_path / "p.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"must end in \.json, \.yaml or \.yml"):
         load_policy_prompts(tmp_path / "p.txt")
     with pytest.raises(ValueError, match="missing prompt file"):
         load_policy_prompts(tmp_path / "absent.yaml")

@@ -61,7 +61,7 @@ def test_dapo_ds_drops_groups_whose_group_reward_is_uniform(dapo_config, tokeniz
         rollouts = []
         for session, verdict in enumerate(verdicts):
             text = f"<think>swept wings</think><answer>{ANSWERS[verdict]}</answer>"
-            rollout = Rollout(uid, session, ROW, prompt, tokenizer.encode(text) + [eos], global_steps=steps)
+            rollout = Rollout(uid, session, ROW, prompt, [*tokenizer.encode(text), eos], global_steps=steps)
             result = manager.loop.run_until_complete(manager.run_single(trajectory_dataproto(rollout)))
             assert result["reward_extra_info"]["verdict"] == verdict
             rollout.score, rollout.reward_extra_info = result["reward_score"], result["reward_extra_info"]

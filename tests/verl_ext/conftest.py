@@ -94,7 +94,7 @@ def scored_group(tokenizer):
                 text = f"<think>wings{filler}</think> I think it is a plane."
             else:
                 text = f"<think>wings{filler}</think><answer>{ANSWERS[source][verdict]}</answer>"
-            rollout = Rollout(uid, session, ROWS[source], prompt, tokenizer.encode(text) + [eos], global_steps=steps)
+            rollout = Rollout(uid, session, ROWS[source], prompt, [*tokenizer.encode(text), eos], global_steps=steps)
             result = manager.loop.run_until_complete(manager.run_single(trajectory_dataproto(rollout)))
             assert result["reward_extra_info"]["verdict"] == verdict, (verdict, result)
             rollout.score = result["reward_score"]

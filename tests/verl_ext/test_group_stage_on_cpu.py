@@ -237,7 +237,7 @@ def test_validation_scores_each_answer_by_its_verdict_and_logs_category_rates(
     ]
     assert items[0][0].reward_extra_info["category"] == LS  # the noise moved it
     publish(items, partition="val")
-    batch, _ = build_replay_buffer(config).sample(global_steps=1, partition_id="val", batch_size=len(items))
+    _batch, _ = build_replay_buffer(config).sample(global_steps=1, partition_id="val", batch_size=len(items))
     scores = [final_scores(transfer_queue, item, "val")[0][0] for item in items]
     assert scores == [1.0, 0.0, 0.0, 0.0, 1.0]  # a group of one would have paid 1 for generic and abstain
 

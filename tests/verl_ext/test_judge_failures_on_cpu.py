@@ -44,7 +44,7 @@ def score_group(manager, tokenizer, uid, answers):
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     rollouts = []
     for session, answer in enumerate(answers):
-        ids = tokenizer.encode(f"<think>wings</think><answer>{answer}</answer>") + [eos]
+        ids = [*tokenizer.encode(f"<think>wings</think><answer>{answer}</answer>"), eos]
         rollout = Rollout(uid, session, ROW, prompt, ids)
         result = manager.loop.run_until_complete(manager.run_single(trajectory_dataproto(rollout)))
         rollout.score, rollout.reward_extra_info = result["reward_score"], result["reward_extra_info"]
@@ -74,7 +74,7 @@ def test_mask_policy_zeroes_the_group_and_counts_it(config_factory, tokenizer, f
     manager = load_reward_manager(config, tokenizer)
     failed = score_group(manager, tokenizer, "c3d4", ["737-800", "A320", "Boeing 737", "airplane"])
     healthy = score_group(manager, tokenizer, "e5f6", ["737-800", "Boeing 737", "airplane", "None"])
-    batch, metrics = build_replay_buffer(config).sample(global_steps=1, partition_id="train", batch_size=2)
+    _batch, metrics = build_replay_buffer(config).sample(global_steps=1, partition_id="train", batch_size=2)
     data = transfer_queue.kv_batch_get(
         keys=[r.key for r in failed + healthy], partition_id="train", select_fields=["rm_scores", "extra_fields"]
     )

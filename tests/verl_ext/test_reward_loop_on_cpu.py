@@ -43,7 +43,7 @@ def demo_rollouts(tokenizer):
         uid = str(uuid.uuid4())
         prompt = tokenizer.encode(tokenizer.apply_chat_template(group.row(index)["prompt"], tokenize=False))
         for session, text in enumerate(group.responses):
-            rollouts.append(Rollout(uid, session, group.row(index), prompt, tokenizer.encode(text) + [eos]))
+            rollouts.append(Rollout(uid, session, group.row(index), prompt, [*tokenizer.encode(text), eos]))
     return rollouts
 
 

@@ -39,7 +39,7 @@ def make_manager(compose, tokenizer_dir, tokenizer):
 def score(manager, tokenizer, text, row=ROW, session=0, steps=1):
     prompt = tokenizer.encode("<|im_start|>user\nClassify.<|im_end|>\n<|im_start|>assistant\n")
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    rollout = Rollout("u1", session, row, prompt, tokenizer.encode(text) + [eos], global_steps=steps)
+    rollout = Rollout("u1", session, row, prompt, [*tokenizer.encode(text), eos], global_steps=steps)
     # RewardManagerBase binds an event loop at construction; asyncio.run would use another one.
     return manager.loop.run_until_complete(manager.run_single(trajectory_dataproto(rollout)))
 
@@ -175,14 +175,17 @@ def test_unknown_reward_kwarg_fails_at_load(make_manager):
 def _special_laden_ids(tokenizer):
     special = tokenizer.convert_tokens_to_ids
     body = tokenizer.encode("<think>grey wings, Crème brûlée?</think><answer> Black-footed Albatross </answer>")
-    return (
-        [special("<|im_start|>")]
-        + tokenizer.encode("assistant\n")
-        + body[:5]
-        + [special("<|vision_start|>"), special("<|image_pad|>"), special("<|vision_end|>")]
-        + body[5:]
-        + [special("<|im_end|>"), special("<|endoftext|>")]
-    )
+    return [
+        special("<|im_start|>"),
+        *tokenizer.encode("assistant\n"),
+        *body[:5],
+        special("<|vision_start|>"),
+        special("<|image_pad|>"),
+        special("<|vision_end|>"),
+        *body[5:],
+        special("<|im_end|>"),
+        special("<|endoftext|>"),
+    ]
 
 
 def _counting_decode(tokenizer):
@@ -225,8 +228,8 @@ def test_a_multi_output_trajectory_is_scored_on_its_final_output(make_manager, t
     # Two outputs of one trajectory padded to a common width, as verl's agent loop sends them.
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     prompt = tokenizer.encode("<|im_start|>user\nClassify.<|im_end|>\n<|im_start|>assistant\n")
-    first = tokenizer.encode("<think>one engine?</think><answer>A320</answer> and a much longer first turn") + [eos]
-    final = tokenizer.encode("<answer>airplane</answer>") + [eos]
+    first = [*tokenizer.encode("<think>one engine?</think><answer>A320</answer> and a much longer first turn"), eos]
+    final = [*tokenizer.encode("<answer>airplane</answer>"), eos]
     width = max(len(first), len(final))
     responses = torch.tensor([first + [0] * (width - len(first)), final + [0] * (width - len(final))])
     mask = torch.tensor(

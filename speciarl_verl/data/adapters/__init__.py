@@ -17,4 +17,4 @@ from speciarl_verl.data.adapters import (  # noqa: F401 - importing registers th
 from speciarl_verl.data.adapters.base import DatasetAdapter
 from speciarl_verl.data.adapters.registry import adapter_names, get_adapter, register_adapter
 
-__all__ = ["DatasetAdapter", "get_adapter", "adapter_names", "register_adapter"]
+__all__ = ["DatasetAdapter", "adapter_names", "get_adapter", "register_adapter"]

@@ -12,7 +12,7 @@ from speciarl_verl.data.shipped_lists import class_names, synonyms_of
 from speciarl_verl.data.source_record import ClassInfo, DataSourceError, ProblemLog, SourceRecord
 from speciarl_verl.judge.verifier import ParentLevel
 
-__all__ = ["DatasetAdapter", "find_layout_root", "read_lines", "dedupe_parents", "relative_name"]
+__all__ = ["DatasetAdapter", "dedupe_parents", "find_layout_root", "read_lines", "relative_name"]
 
 
 class DatasetAdapter(ABC):

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from speciarl_verl.data.adapters.base import DatasetAdapter
 
-__all__ = ["register_adapter", "get_adapter", "adapter_names"]
+__all__ = ["adapter_names", "get_adapter", "register_adapter"]
 
 DATASET_ADAPTERS: dict[str, type[DatasetAdapter]] = {}
 

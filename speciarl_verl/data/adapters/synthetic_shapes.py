@@ -46,18 +46,18 @@ from speciarl_verl.data.adapters.registry import register_adapter
 from speciarl_verl.data.source_record import ClassInfo, ProblemLog, SourceRecord
 
 __all__ = [
+    "COLOURS",
     "DOMAIN_NOUN",
     "FAMILIES",
-    "COLOURS",
     "HELD_OUT",
+    "IMAGE_SIZE",
     "SPECIES",
     "SPLIT_SIZES",
-    "IMAGE_SIZE",
     "ShapeSpecies",
-    "species_in_split",
-    "render_shape",
-    "render_png",
     "SyntheticShapesAdapter",
+    "render_png",
+    "render_shape",
+    "species_in_split",
 ]
 
 DOMAIN_NOUN = "shape"
