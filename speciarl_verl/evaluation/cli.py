@@ -79,6 +79,21 @@ def _key_values(items: Sequence[str], option: str) -> dict[str, Any]:
     return out
 
 
+def _settings_file(path: Path, what: str) -> dict[str, Any]:
+    """The mapping in a YAML/JSON settings file; a bad file is a one-line :class:`UserInputError`."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as error:
+        raise UserInputError(f"{path}: cannot read it ({error.strerror or error})") from error
+    except yaml.YAMLError as error:
+        raise UserInputError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from error
+    if not isinstance(loaded, dict):
+        raise UserInputError(f"{path}: expected a mapping of {what}, got {type(loaded).__name__}")
+    return loaded
+
+
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` updated with ``extra``, nested mappings merged key by key."""
     out = dict(base)
@@ -179,21 +194,11 @@ def judge_mapping(kind: str | None, config_file: Path | None, overrides: Sequenc
     >>> judge_mapping(None, None)["kind"], judge_mapping("offline", None, ["llm.max_in_flight=8"])["kind"]
     ('llm', 'offline')
     """
-    import yaml
-
     from speciarl_verl.evaluation.judging import default_judge_settings
 
     mapping: dict[str, Any] = default_judge_settings() if config_file is None else {"kind": "llm"}
     if config_file is not None:
-        try:
-            loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
-        except OSError as error:
-            raise UserInputError(f"{config_file}: cannot read it ({error.strerror or error})") from error
-        except yaml.YAMLError as error:
-            raise UserInputError(f"{config_file}: not valid YAML ({' '.join(str(error).split())})") from error
-        if not isinstance(loaded, dict):
-            raise UserInputError(f"{config_file}: expected a mapping of judge settings, got {type(loaded).__name__}")
-        mapping.update(loaded)
+        mapping.update(_settings_file(config_file, "judge settings"))
     if kind is not None:
         mapping["kind"] = kind
     return _merge(mapping, _key_values(overrides, "--judge-set"))
@@ -359,23 +364,13 @@ def inclusion_judge_mapping(config_file: Path | None, overrides: Sequence[str] =
     >>> inclusion_judge_mapping(None, ["llm.model=m", "failure_policy=skip"])["llm"]["model"]
     'm'
     """
-    import yaml
-
     from speciarl_verl.evaluation.judging import default_judge_settings
 
     if config_file is None:
         shipped = default_judge_settings()
         mapping: dict[str, Any] = {"llm": shipped["llm"], "cache": shipped.get("cache")}
     else:
-        try:
-            loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
-        except OSError as error:
-            raise UserInputError(f"{config_file}: cannot read it ({error.strerror or error})") from error
-        except yaml.YAMLError as error:
-            raise UserInputError(f"{config_file}: not valid YAML ({' '.join(str(error).split())})") from error
-        if not isinstance(loaded, dict):
-            raise UserInputError(f"{config_file}: expected a mapping of inclusion judge settings")
-        mapping = loaded
+        mapping = _settings_file(config_file, "inclusion judge settings")
     return _merge(mapping, _key_values(overrides, "--inclusion-judge-set"))
 
 
