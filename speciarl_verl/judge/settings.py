@@ -25,6 +25,19 @@ JUDGE_INPUTS = ("normalized", "raw")
 CACHE_BACKENDS = ("sqlite", "redis", "none")
 
 
+def _secret_from_env(variable: str | None, setting: str, what: str) -> str | None:
+    """The value of the environment variable a ``*_env`` setting names, read when used (``None`` if none is named).
+
+    A named variable that is unset or empty is a ``ValueError`` saying what to export.
+    """
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if not value:
+        raise ValueError(f"{setting} names {variable!r}, which is not set; export it with {what}")
+    return value
+
+
 def _from_mapping(cls, values: Mapping[str, Any] | None, where: str, **nested):
     values = dict(values or {})
     known = {f.name for f in fields(cls)}
@@ -106,15 +119,9 @@ class LLMSettings:
 
     def api_key(self) -> str | None:
         """The bearer token from ``api_key_env`` (``None`` when no variable is named)."""
-        if self.api_key_env is None:
-            return None
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise ValueError(
-                f"judge.llm.api_key_env names {self.api_key_env!r}, which is not set; export it with the "
-                "judge server's API key (vllm serve --api-key) on every node"
-            )
-        return key
+        return _secret_from_env(
+            self.api_key_env, "judge.llm.api_key_env", "the judge server's API key (vllm serve --api-key) on every node"
+        )
 
 
 @dataclass(frozen=True)
@@ -167,15 +174,11 @@ class CacheSettings:
 
     def redis_password(self) -> str | None:
         """The Redis password from ``redis_password_env`` (``None`` when no variable is named)."""
-        if self.redis_password_env is None:
-            return None
-        password = os.environ.get(self.redis_password_env)
-        if not password:
-            raise ValueError(
-                f"judge.cache.redis_password_env names {self.redis_password_env!r}, which is not set; export it "
-                "with the Redis password on every node (before `ray start`)"
-            )
-        return password
+        return _secret_from_env(
+            self.redis_password_env,
+            "judge.cache.redis_password_env",
+            "the Redis password on every node (before `ray start`)",
+        )
 
     def sqlite_path(self) -> Path:
         if self.path:
