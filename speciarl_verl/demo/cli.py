@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from speciarl_verl.demo.tour import run, selected_steps
-    from speciarl_verl.testing.recorded_rollouts import load_recorded_groups
+    from speciarl_verl.offline_fixtures.recorded_rollouts import load_recorded_groups
 
     with user_input():
         steps = selected_steps(args.steps)

@@ -78,8 +78,8 @@ def run_data_step(work: Path) -> DataStepResult:
     from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
     from speciarl_verl.data.builder import BuildOptions, SourceSpec, build_parquet
+    from speciarl_verl.offline_fixtures.tiny_qwen_vl import build_tiny_qwen25_vl
     from speciarl_verl.prompts import get_policy_prompt
-    from speciarl_verl.testing.tiny_qwen_vl import build_tiny_qwen25_vl
 
     root = write_tiny_cub(work / "datasets")
     options = BuildOptions(progress=False, seed=42, prompt="general", min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)

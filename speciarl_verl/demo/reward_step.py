@@ -31,10 +31,16 @@ def run_reward_step(rollouts_path, workers: int, overrides, status):
     from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 
     from speciarl_verl.config.compose import compose_config
-    from speciarl_verl.testing.local_cluster import build_replay_buffer
-    from speciarl_verl.testing.recorded_rollouts import load_recorded_groups
-    from speciarl_verl.testing.tiny_tokenizer import build_tiny_tokenizer
-    from speciarl_verl.testing.verl_rollouts import Rollout, finish_prompt, put_prompts, put_rollouts, score_rollouts
+    from speciarl_verl.offline_fixtures.local_cluster import build_replay_buffer
+    from speciarl_verl.offline_fixtures.recorded_rollouts import load_recorded_groups
+    from speciarl_verl.offline_fixtures.tiny_tokenizer import build_tiny_tokenizer
+    from speciarl_verl.offline_fixtures.verl_rollouts import (
+        Rollout,
+        finish_prompt,
+        put_prompts,
+        put_rollouts,
+        score_rollouts,
+    )
 
     groups = load_recorded_groups(rollouts_path)
     tokenizer_dir = Path(tempfile.mkdtemp(prefix="speciarl-demo-tokenizer-"))

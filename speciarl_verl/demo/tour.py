@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, steps: Sequence[str]) -> int:
     if "reward" in steps:
         console.print(Rule("2. reward: verl reward loop + SpeciaRL group stage"))
         from speciarl_verl.demo.reward_step import print_reward_step, run_reward_step
-        from speciarl_verl.testing.local_cluster import start_local_cluster, stop_local_cluster
+        from speciarl_verl.offline_fixtures.local_cluster import start_local_cluster, stop_local_cluster
 
         with console.status("starting Ray, TransferQueue and the reward loop...") as status:
             start_local_cluster()

@@ -10,7 +10,7 @@ import torch
 
 @pytest.fixture(scope="module")
 def random_vl_dir(tmp_path_factory):
-    from speciarl_verl.testing.tiny_qwen_vl import build_tiny_qwen25_vl
+    from speciarl_verl.offline_fixtures.tiny_qwen_vl import build_tiny_qwen25_vl
 
     return build_tiny_qwen25_vl(tmp_path_factory.mktemp("tiny-vl"))
 

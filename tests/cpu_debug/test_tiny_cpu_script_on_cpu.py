@@ -42,7 +42,7 @@ def test_dry_run_plans_data_policy_and_a_verl_command_that_composes(tmp_path, co
 
 def test_llm_judge_plan_starts_the_fake_server_and_points_the_reward_at_it(tmp_path):
     plan = run_script("--dry-run", "--out", str(tmp_path), "--judge", "llm").stdout
-    assert "speciarl_verl.testing.fake_judge_server" in plan
+    assert "speciarl_verl.offline_fixtures.fake_judge_server" in plan
     words = train_words(plan)
     assert "reward.reward_kwargs.judge.kind=llm" in words
     assert "reward.reward_kwargs.judge.llm.endpoints=[JUDGE_URL]" in words

@@ -305,8 +305,8 @@ def hf_copy(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_vl_dir(tmp_path_factory) -> Path:
     """A tiny random Qwen2.5-VL checkpoint (weights, tokenizer, processor), built once per session."""
+    from speciarl_verl.offline_fixtures.tiny_qwen_vl import build_tiny_qwen25_vl
     from speciarl_verl.prompts import get_policy_prompt, policy_prompt_names
-    from speciarl_verl.testing.tiny_qwen_vl import build_tiny_qwen25_vl
 
     corpus = [get_policy_prompt(name).text for name in policy_prompt_names()]
     return build_tiny_qwen25_vl(tmp_path_factory.mktemp("tiny-qwen25-vl"), corpus=corpus)

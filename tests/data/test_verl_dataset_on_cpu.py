@@ -137,7 +137,7 @@ def test_per_image_min_and_max_pixels_are_honoured(cub_root, tmp_path, verl_mode
 def test_tiny_checkpoint_loads_with_transformers_auto_classes(tiny_vl_dir):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from speciarl_verl.testing.tiny_qwen_vl import TINY_MAX_PIXELS, TINY_MIN_PIXELS
+    from speciarl_verl.offline_fixtures.tiny_qwen_vl import TINY_MAX_PIXELS, TINY_MIN_PIXELS
 
     processor = AutoProcessor.from_pretrained(str(tiny_vl_dir))
     model = AutoModelForImageTextToText.from_pretrained(str(tiny_vl_dir))

@@ -12,7 +12,7 @@ from speciarl_verl.evaluation.sentence_embeddings import SentenceEncoder
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from speciarl_verl.testing.tiny_sentence_encoder import build_tiny_sentence_encoder
+    from speciarl_verl.offline_fixtures.tiny_sentence_encoder import build_tiny_sentence_encoder
 
     return str(build_tiny_sentence_encoder(tmp_path_factory.mktemp("tiny-st")))
 

@@ -15,7 +15,7 @@ from speciarl_verl.evaluation.llm_inclusion import (
     LLMInclusionJudge,
 )
 from speciarl_verl.judge.verifier import JudgeError
-from speciarl_verl.testing.fake_inclusion_judge import FakeInclusionJudge
+from support.fake_inclusion_judge import FakeInclusionJudge
 
 _PAIR = re.compile(r"```json\s*(\{.*?\})\s*```", re.DOTALL)
 #: What the stand-in judge accepts besides the class itself: synonyms and correct broader classes.

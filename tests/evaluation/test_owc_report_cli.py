@@ -15,14 +15,14 @@ from speciarl_verl.evaluation.owc_metrics import OWC_METRICS
 from speciarl_verl.evaluation.plots import PLOT_SIZES
 from speciarl_verl.evaluation.report_files import OWC_PLOT_FILES
 from speciarl_verl.evaluation.report_tour import recorded_predictions_path
-from speciarl_verl.testing.fake_inclusion_judge import FakeInclusionJudge
+from support.fake_inclusion_judge import FakeInclusionJudge
 
 SOURCES = {"cub200", "fgvc_aircraft", "flowers102", "food101", "oxford_pets", "stanford_cars"}
 
 
 @pytest.fixture(scope="module")
 def owc_report(tmp_path_factory):
-    from speciarl_verl.testing.tiny_sentence_encoder import build_tiny_sentence_encoder
+    from speciarl_verl.offline_fixtures.tiny_sentence_encoder import build_tiny_sentence_encoder
 
     root = tmp_path_factory.mktemp("owc")
     model = build_tiny_sentence_encoder(root / "model")

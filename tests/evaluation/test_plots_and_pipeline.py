@@ -37,7 +37,7 @@ CORRECT = ("generic", "less specific", "specific", "more specific")
 def pipeline(tmp_path_factory):
     """predictions -> speciarl eval judge (offline; and the default LLM judge, served by the fake judge)
     -> speciarl eval report, undecided answers left out (``report``) and counted as wrong (``as_wrong``)."""
-    from speciarl_verl.testing.fake_judge_server import FakeJudgeServer
+    from speciarl_verl.offline_fixtures.fake_judge_server import FakeJudgeServer
 
     root = tmp_path_factory.mktemp("pipeline")
     predictions = recorded_predictions_path(root)

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from verl.trainer.ppo.reward import load_reward_manager
 
-from speciarl_verl.testing.verl_rollouts import Rollout, trajectory_dataproto
+from speciarl_verl.offline_fixtures.verl_rollouts import Rollout, trajectory_dataproto
 
 ROWS = {
     "fgvc_aircraft": {

@@ -13,8 +13,8 @@ from verl import DataProto
 from verl.trainer.ppo.metric_utils import compute_data_metrics, process_validation_metrics
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 
-from speciarl_verl.testing.local_cluster import build_replay_buffer
-from speciarl_verl.testing.verl_rollouts import finish_prompt, put_prompts, put_rollouts
+from speciarl_verl.offline_fixtures.local_cluster import build_replay_buffer
+from speciarl_verl.offline_fixtures.verl_rollouts import finish_prompt, put_prompts, put_rollouts
 from speciarl_verl.verl_ext.group_stage import GroupRewardReplayBuffer, GroupRewardReplayBufferAsync
 
 pytestmark = pytest.mark.ray
@@ -267,7 +267,7 @@ def test_rescoring_after_a_restart_is_idempotent(config_factory, scored_group, t
 
 def test_trajectories_without_our_record_are_refused(config_factory, transfer_queue):
     config = config_factory()
-    from speciarl_verl.testing.verl_rollouts import Rollout
+    from speciarl_verl.offline_fixtures.verl_rollouts import Rollout
 
     foreign = Rollout(
         str(uuid.uuid4()), 0, {"data_source": "x"}, [1, 2], [3, 4], score=1.0, reward_extra_info={"acc": 1.0}

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 from verl.trainer.ppo.reward import load_reward_manager
 
-from speciarl_verl.testing.local_cluster import build_replay_buffer
-from speciarl_verl.testing.verl_rollouts import Rollout, finish_prompt, put_prompts, put_rollouts, trajectory_dataproto
+from speciarl_verl.offline_fixtures.local_cluster import build_replay_buffer
+from speciarl_verl.offline_fixtures.verl_rollouts import (
+    Rollout,
+    finish_prompt,
+    put_prompts,
+    put_rollouts,
+    trajectory_dataproto,
+)
 from speciarl_verl.verl_ext.group_stage import JudgeFailedError
 
 pytestmark = pytest.mark.ray

@@ -12,8 +12,8 @@ from tensordict import TensorDict
 from verl import DataProto
 from verl.experimental.reward_loop import RewardLoopManager
 
-from speciarl_verl.testing.recorded_rollouts import load_recorded_groups
-from speciarl_verl.testing.verl_rollouts import Rollout, score_rollouts
+from speciarl_verl.offline_fixtures.recorded_rollouts import load_recorded_groups
+from speciarl_verl.offline_fixtures.verl_rollouts import Rollout, score_rollouts
 
 pytestmark = pytest.mark.ray
 

@@ -9,7 +9,7 @@ from tensordict import TensorDict
 from verl import DataProto
 from verl.trainer.ppo.reward import load_reward_manager, resolve_reward_manager_cls
 
-from speciarl_verl.testing.verl_rollouts import Rollout, trajectory_dataproto
+from speciarl_verl.offline_fixtures.verl_rollouts import Rollout, trajectory_dataproto
 from speciarl_verl.verl_ext.reward_manager import SpeciaRewardManager, response_decoder
 
 ROW = {

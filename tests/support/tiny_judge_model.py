@@ -17,7 +17,7 @@ def build_tiny_judge_model(save_dir: str | Path, seed: int = 0) -> Path:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from speciarl_verl.judge.prompt import DEFAULT_JUDGE_PROMPT
-    from speciarl_verl.testing.tiny_tokenizer import build_tiny_tokenizer
+    from speciarl_verl.offline_fixtures.tiny_tokenizer import build_tiny_tokenizer
 
     save_dir = Path(save_dir)
     corpus = [DEFAULT_JUDGE_PROMPT.system, DEFAULT_JUDGE_PROMPT.user_template, *DEFAULT_JUDGE_PROMPT.labels]

@@ -20,7 +20,7 @@ compare a client against the theoretical limit. ``fault`` makes it misbehave:
 ``GET /stats`` the number of chat requests and the most served at once.
 
 Run it as its own process (benchmarks do, so the server does not share the client's
-interpreter): ``python -m speciarl_verl.testing.fake_judge_server --latency 0.02
+interpreter): ``python -m speciarl_verl.offline_fixtures.fake_judge_server --latency 0.02
 --max-concurrency 32``; it prints ``PORT <n>`` once it listens.
 """
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from speciarl_verl.core.label_normalization import normalize_label
-from speciarl_verl.testing.fake_judge_server import FakeJudgeServer
+from speciarl_verl.offline_fixtures.fake_judge_server import FakeJudgeServer
 
 __all__ = ["FakeInclusionJudge"]
 

@@ -2,7 +2,7 @@
 
 It has the real architecture (vision tower with window attention, multimodal rotary
 positions) at toy sizes, the byte-level tokenizer of
-:mod:`speciarl_verl.testing.tiny_tokenizer` and a ``Qwen2_5_VLProcessor`` whose image
+:mod:`speciarl_verl.offline_fixtures.tiny_tokenizer` and a ``Qwen2_5_VLProcessor`` whose image
 processor resizes every picture to between 4 and 16 merged patches, so one image costs at
 most 16 ``<|image_pad|>`` tokens. The saved folder loads like a hub checkpoint with
 ``transformers.AutoProcessor`` / ``AutoModelForImageTextToText`` and with verl's
@@ -52,7 +52,7 @@ def build_tiny_qwen25_vl(
         Qwen2VLVideoProcessor,
     )
 
-    from speciarl_verl.testing.tiny_tokenizer import CHAT_TEMPLATE, build_tiny_tokenizer
+    from speciarl_verl.offline_fixtures.tiny_tokenizer import CHAT_TEMPLATE, build_tiny_tokenizer
 
     path = Path(save_dir)
     path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,5 @@
+"""Stand-ins only the tests use: a fake inclusion judge, a tiny judge model and a real vLLM server on the CPU.
+
+``pythonpath = ["tests"]`` in pyproject's pytest settings makes this package importable as ``support``
+(``tests`` itself is not a package: verl and TransferQueue install one under that name).
+"""
