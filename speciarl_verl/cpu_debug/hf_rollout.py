@@ -38,6 +38,8 @@ from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutMode, RolloutReplica, TokenOutput
 from verl.workers.rollout.utils import ensure_async_iterator, get_vision_placeholder_token_ids
 
+from speciarl_verl.cpu_debug.vision_tokens import mm_token_type_ids
+
 logger = logging.getLogger(__name__)
 
 ROLLOUT_NAME = "hf_cpu"
@@ -183,16 +185,8 @@ class HFCpuServer:
                 f"{ROLLOUT_NAME}: the prompt holds {found} image placeholder tokens but its "
                 f"{len(image_data)} image(s) need {expected}; the images were not resized as the prompt was"
             )
-        ids = torch.tensor(prompt_ids)
-        token_types = torch.zeros_like(ids)
-        token_types[ids == self.image_token_id] = 1
-        if self.video_token_id is not None:
-            token_types[ids == self.video_token_id] = 2
-        return {
-            "pixel_values": vision["pixel_values"],
-            "image_grid_thw": grid,
-            "mm_token_type_ids": token_types[None],
-        }
+        token_types = mm_token_type_ids(torch.tensor([prompt_ids]), self.image_token_id, self.video_token_id)
+        return {"pixel_values": vision["pixel_values"], "image_grid_thw": grid, "mm_token_type_ids": token_types}
 
     def _generate_now(
         self, prompt_ids: list[int], params: dict[str, Any], image_data: list[Any] | None

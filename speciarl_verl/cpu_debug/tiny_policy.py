@@ -227,7 +227,7 @@ def build_tiny_policy(
     model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch.float32)
     with _one_torch_thread():
         examples = _TrainingImages.encode(processor, policy_prompt.user_content, images_per_class)
-        loss = _supervise(model, processor.tokenizer, examples, mix, seed, steps, batch_size, learning_rate, progress)
+        loss = _supervise(model, processor, examples, mix, seed, steps, batch_size, learning_rate, progress)
     model.eval()
     model.save_pretrained(str(path))
     record = {
@@ -275,11 +275,18 @@ class _TrainingImages:
         return cls(prompt_ids, tuple(species), tuple(pixels), tuple(grids))
 
 
-def _supervise(model, tokenizer, data: _TrainingImages, mix: LabelMix, seed, steps, batch_size, lr, progress) -> float:
-    """AdamW on the response tokens only (the prompt is masked); returns the last step's loss."""
+def _supervise(model, processor, data: _TrainingImages, mix: LabelMix, seed, steps, batch_size, lr, progress) -> float:
+    """AdamW on the response tokens only (the prompt is masked); returns the last step's loss.
+
+    The forward pass gets ``mm_token_type_ids``, so the model is taught on the 3-D positions verl's actor and the
+    ``hf_cpu`` rollout use, not on the 1-D fallback transformers takes without them.
+    """
     import torch
 
+    from speciarl_verl.cpu_debug.vision_tokens import mm_token_type_ids
     from speciarl_verl.data.adapters.synthetic_shapes import SPECIES
+
+    tokenizer = processor.tokenizer
 
     responses = {
         (species.class_id, level): tokenizer(target_response(species, level), add_special_tokens=False)["input_ids"]
@@ -322,6 +329,7 @@ def _supervise(model, tokenizer, data: _TrainingImages, mix: LabelMix, seed, ste
             out = model(
                 input_ids=input_ids,
                 attention_mask=attention,
+                mm_token_type_ids=mm_token_type_ids(input_ids, processor.image_token_id, processor.video_token_id),
                 pixel_values=torch.cat([data.pixels[i] for i in batch]),
                 image_grid_thw=torch.cat([data.grids[i] for i in batch]),
                 labels=labels,
@@ -362,13 +370,17 @@ def _sample_group(model, processor, row: dict, n: int, temperature: float, max_n
     import torch
     from PIL import Image
 
+    from speciarl_verl.cpu_debug.vision_tokens import mm_token_type_ids
+
     tokenizer = processor.tokenizer
     image = Image.open(io.BytesIO(row["images"][0]["bytes"])).convert("RGB")
     ids, pixel_values, grid = encode_prompt(processor, row["prompt"][0]["content"], image)
+    token_types = mm_token_type_ids(ids[None], processor.image_token_id, processor.video_token_id)
     with torch.no_grad():
         out = model.generate(
             input_ids=ids[None].repeat(n, 1),
             attention_mask=torch.ones(n, len(ids), dtype=torch.long),
+            mm_token_type_ids=token_types.repeat(n, 1),
             pixel_values=pixel_values.repeat(n, 1),
             image_grid_thw=grid.repeat(n, 1),
             do_sample=True,

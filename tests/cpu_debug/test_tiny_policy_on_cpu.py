@@ -13,6 +13,7 @@ from PIL import Image
 
 from speciarl_verl.core.answer_parsing import parse_answer
 from speciarl_verl.cpu_debug.tiny_policy import encode_prompt
+from speciarl_verl.cpu_debug.vision_tokens import mm_token_type_ids
 
 
 def data_config(tmp_path):
@@ -86,6 +87,9 @@ def test_the_policy_sees_the_prompt_verl_agent_loop_builds_and_answers_it(
         with torch.no_grad():
             out = model.generate(
                 input_ids=torch.tensor([prompt_ids] * 4),
+                mm_token_type_ids=mm_token_type_ids(
+                    torch.tensor([prompt_ids] * 4), processor.image_token_id, processor.video_token_id
+                ),
                 pixel_values=mm_inputs["pixel_values"].repeat(4, 1),
                 image_grid_thw=mm_inputs["image_grid_thw"].repeat(4, 1),
                 do_sample=True,
