@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
 from speciarl_verl.core.answer_parsing import PARSE_MODES, ParseMode
 from speciarl_verl.core.categories import Category
@@ -21,9 +21,10 @@ from speciarl_verl.core.group_reward import GROUP_MODES, group_rewards
 from speciarl_verl.core.static_reward import get_static_table, static_reward
 from speciarl_verl.judge.settings import JudgeSettings
 
-__all__ = ["SCHEMES", "OverlongPenalty", "RewardSettings"]
+__all__ = ["SCHEMES", "OverlongPenalty", "RewardSettings", "Scheme"]
 
-SCHEMES = ("dynamic", "static")
+Scheme = Literal["dynamic", "static"]
+SCHEMES: tuple[Scheme, ...] = get_args(Scheme)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class RewardSettings:
       of answers at the ground truth's level or finer. Unparseable answers score 0.
     """
 
-    scheme: str = "dynamic"
+    scheme: Scheme = "dynamic"
     group_mode: str = "all"
     static_table: str = "reward3"
     format_penalty: float = -1.0

@@ -19,7 +19,7 @@ from typing import Literal, get_args
 __all__ = ["PARSE_MODES", "ParseMode", "parse_answer"]
 
 ParseMode = Literal["first", "strict"]
-PARSE_MODES: tuple[str, ...] = get_args(ParseMode)
+PARSE_MODES: tuple[ParseMode, ...] = get_args(ParseMode)
 
 _FIRST_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _OPEN_TAG = re.compile(r"<answer>", re.IGNORECASE)

@@ -12,14 +12,14 @@ except that an all-wrong group earns nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 from speciarl_verl.core.categories import TRAINING_LEVEL, Category, best_category
 
 __all__ = ["GROUP_MODES", "GroupMode", "group_rewards"]
 
 GroupMode = Literal["all", "single"]
-GROUP_MODES: tuple[str, ...] = ("all", "single")
+GROUP_MODES: tuple[GroupMode, ...] = get_args(GroupMode)
 
 
 def group_rewards(

@@ -13,20 +13,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, get_args
 
 from speciarl_verl.core.categories import CORRECT_CATEGORIES, TRAINING_LEVEL, UNPARSEABLE_LEVEL, Category
 
-__all__ = ["RECORD_KEYS", "STATUSES", "MissingRecordError", "RolloutRecord", "read_record_fields", "record_info"]
+__all__ = [
+    "RECORD_KEYS",
+    "STATUSES",
+    "MissingRecordError",
+    "RolloutRecord",
+    "RolloutStatus",
+    "read_record_fields",
+    "record_info",
+]
 
 #: judged: the verifier gave a verdict; unparseable: no single <answer> block;
 #: judge_error: the verifier failed for this rollout (see judge.failure_policy).
-STATUSES = ("judged", "unparseable", "judge_error")
+RolloutStatus = Literal["judged", "unparseable", "judge_error"]
+STATUSES: tuple[RolloutStatus, ...] = get_args(RolloutStatus)
 
 _REQUIRED = ("acc", "status", "answer", "verdict", "verdict_source", "category", "noised", "overlong_penalty")
 
 
-def _template(status: str, verdict: Category | None) -> dict[str, Any]:
+def _template(status: RolloutStatus, verdict: Category | None) -> dict[str, Any]:
     """Every key of a record, in order, filled with what ``status`` and ``verdict`` alone decide.
 
     The one place that lists the record's keys: :data:`RECORD_KEYS` is read off it.
@@ -78,7 +87,7 @@ _LEVEL: Mapping[Category | None, int] = MappingProxyType({None: UNPARSEABLE_LEVE
 
 
 def record_info(
-    status: str,
+    status: RolloutStatus,
     answer: str | None,
     verdict: Category | None,
     verdict_source: str | None,
@@ -148,7 +157,7 @@ class RolloutRecord:
     ``None`` unless ``status`` is ``judged``.
     """
 
-    status: str
+    status: RolloutStatus
     answer: str | None
     verdict: Category | None
     verdict_source: str | None

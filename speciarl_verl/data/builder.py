@@ -46,6 +46,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 from speciarl_verl.data.adapters import get_adapter
 from speciarl_verl.data.coop_split import read_coop_split
@@ -58,8 +59,10 @@ from speciarl_verl.prompts.registry import PolicyPrompt
 
 __all__ = ["BuildOptions", "BuildReport", "SourceSpec", "SourceSummary", "build_parquet", "list_records"]
 
-SOURCE_KINDS = ("auto", "raw", "hf")
-SAMPLERS = ("per_source", "reference")
+SourceKind = Literal["auto", "raw", "hf"]
+Sampler = Literal["per_source", "reference"]
+SOURCE_KINDS: tuple[SourceKind, ...] = get_args(SourceKind)
+SAMPLERS: tuple[Sampler, ...] = get_args(Sampler)
 MANIFEST_FORMAT = "speciarl-parquet-manifest/1"
 
 
@@ -78,7 +81,7 @@ class SourceSpec:
     split: str
     subset: int | None = None
     split_file: str | Path | None = None
-    source: str = "auto"
+    source: SourceKind = "auto"
 
     def __post_init__(self) -> None:
         if self.source not in SOURCE_KINDS:
@@ -107,7 +110,7 @@ class BuildOptions:
     """How to build: seed, sampler, prompt name, bad-input policy, per-image pixel bounds, progress bar, workers."""
 
     seed: int = 42
-    sampler: str = "per_source"
+    sampler: Sampler = "per_source"
     prompt: str = "general"
     skip_bad: bool = False
     min_pixels: int | None = None

@@ -26,7 +26,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from speciarl_verl.core.label_normalization import normalize_for_judge
 from speciarl_verl.judge.llm_judge import cap_prediction
@@ -36,13 +36,15 @@ from speciarl_verl.judge.verifier import JudgeError
 __all__ = [
     "INCLUSION_FAILURE_POLICIES",
     "INCLUSION_PROMPT",
+    "InclusionFailurePolicy",
     "InclusionJudgeSettings",
     "InclusionPrompt",
     "LLMInclusionError",
     "LLMInclusionJudge",
 ]
 
-INCLUSION_FAILURE_POLICIES = ("raise", "skip")
+InclusionFailurePolicy = Literal["raise", "skip"]
+INCLUSION_FAILURE_POLICIES: tuple[InclusionFailurePolicy, ...] = get_args(InclusionFailurePolicy)
 _LABELS = ("1", "0")
 
 
@@ -126,7 +128,7 @@ class InclusionJudgeSettings:
 
     llm: LLMSettings = field(default_factory=LLMSettings)
     cache: CacheSettings = field(default_factory=lambda: CacheSettings(backend="none"))
-    failure_policy: str = "raise"
+    failure_policy: InclusionFailurePolicy = "raise"
 
     def __post_init__(self) -> None:
         if self.failure_policy not in INCLUSION_FAILURE_POLICIES:

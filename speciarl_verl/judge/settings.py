@@ -12,17 +12,34 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from speciarl_verl.core.categories import Category
 
-__all__ = ["FAILURE_POLICIES", "JUDGE_KINDS", "CacheSettings", "JudgeSettings", "LLMSettings"]
+__all__ = [
+    "FAILURE_POLICIES",
+    "JUDGE_KINDS",
+    "CacheBackend",
+    "CacheSettings",
+    "ConstrainedDecoding",
+    "FailurePolicy",
+    "JudgeInput",
+    "JudgeKind",
+    "JudgeSettings",
+    "LLMSettings",
+]
 
-JUDGE_KINDS = ("offline", "llm", "auto")
-FAILURE_POLICIES = ("raise", "mask")
-CONSTRAINED_DECODING = ("auto", "structured_outputs", "guided_choice", "none")
-JUDGE_INPUTS = ("normalized", "raw")
-CACHE_BACKENDS = ("sqlite", "redis", "none")
+JudgeKind = Literal["offline", "llm", "auto"]
+FailurePolicy = Literal["raise", "mask"]
+ConstrainedDecoding = Literal["auto", "structured_outputs", "guided_choice", "none"]
+JudgeInput = Literal["normalized", "raw"]
+CacheBackend = Literal["sqlite", "redis", "none"]
+# the accepted values, for validation and messages: read off the types, never listed twice
+JUDGE_KINDS: tuple[JudgeKind, ...] = get_args(JudgeKind)
+FAILURE_POLICIES: tuple[FailurePolicy, ...] = get_args(FailurePolicy)
+CONSTRAINED_DECODING: tuple[ConstrainedDecoding, ...] = get_args(ConstrainedDecoding)
+JUDGE_INPUTS: tuple[JudgeInput, ...] = get_args(JudgeInput)
+CACHE_BACKENDS: tuple[CacheBackend, ...] = get_args(CacheBackend)
 
 
 def _secret_from_env(variable: str | None, setting: str, what: str) -> str | None:
@@ -78,7 +95,7 @@ class LLMSettings:
     model: str = "Qwen/Qwen3-30B-A3B-Instruct-2507"
     prompt: str = "speciarl_v2"
     prompt_file: str | None = None
-    constrained_decoding: str = "auto"
+    constrained_decoding: ConstrainedDecoding = "auto"
     enable_thinking: bool = False
     max_tokens: int = 16
     timeout_s: float = 60.0
@@ -88,7 +105,7 @@ class LLMSettings:
     max_in_flight: int = 64
     requests_per_second: float | None = None
     max_prediction_chars: int = 200
-    input_text: str = "normalized"
+    input_text: JudgeInput = "normalized"
     api_key_env: str | None = None
 
     def __post_init__(self) -> None:
@@ -145,7 +162,7 @@ class CacheSettings:
     another worker takes over (a crashed worker never blocks a pair for longer).
     """
 
-    backend: str = "sqlite"
+    backend: CacheBackend = "sqlite"
     path: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password_env: str | None = None
@@ -198,9 +215,9 @@ class JudgeSettings:
       (zero advantage) and counts the group in ``speciarl/masked_groups_total``.
     """
 
-    kind: str = "offline"
+    kind: JudgeKind = "offline"
     deferred_outcome: Category = Category.WRONG
-    failure_policy: str = "raise"
+    failure_policy: FailurePolicy = "raise"
     llm: LLMSettings = field(default_factory=LLMSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from speciarl_verl.core.categories import Category
 
@@ -21,6 +21,7 @@ __all__ = [
     "JudgeError",
     "ParentLevel",
     "Verdict",
+    "VerdictSource",
     "VerificationRequest",
     "Verifier",
     "names_of",
@@ -31,12 +32,13 @@ __all__ = [
 #: ``far``: any farther ancestor (a manufacturer, a car make alone, a species such as "dog"),
 #: which only the LLM judge decides.
 ParentLevel = Literal["close", "far"]
-PARENT_LEVELS: tuple[ParentLevel, ...] = ("close", "far")
+PARENT_LEVELS: tuple[ParentLevel, ...] = get_args(ParentLevel)
 
 #: Who produced a verdict: the rule tier; the rule tier's documented fallback for pairs
 #: it could not decide; the verdict cache; an LLM call made for this pair; an LLM call
 #: made for an identical pair in flight at the same time (single-flight).
-VERDICT_SOURCES = ("offline", "deferred", "cache", "llm", "dedup")
+VerdictSource = Literal["offline", "deferred", "cache", "llm", "dedup"]
+VERDICT_SOURCES: tuple[VerdictSource, ...] = get_args(VerdictSource)
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ class Verdict:
     """A category and where it came from; ``latency_s`` is the round trip of an LLM call."""
 
     category: Category
-    source: str
+    source: VerdictSource
     latency_s: float | None = None
 
     def __post_init__(self) -> None:
