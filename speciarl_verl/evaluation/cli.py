@@ -9,12 +9,13 @@ checks its files (datasets, adapter, prompt name) before it needs a GPU.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from speciarl_verl.cli_errors import UserInputError, user_input
 from speciarl_verl.core.answer_parsing import PARSE_MODES
+from speciarl_verl.judge.file_judging import settings_from_cli
 
 if TYPE_CHECKING:
     from speciarl_verl.evaluation.vllm_predictor import PredictConfig
@@ -54,55 +55,6 @@ def _guarded(body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
             return body(args)
 
     return run
-
-
-def _key_values(items: Sequence[str], option: str) -> dict[str, Any]:
-    """``KEY=VALUE`` items as a mapping; values are YAML scalars, dotted keys nest (``llm.model=X``).
-
-    >>> _key_values(["llm.model=m", "llm.max_in_flight=8", "kind=llm"], "--judge-set")
-    {'llm': {'model': 'm', 'max_in_flight': 8}, 'kind': 'llm'}
-    """
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        parts = [part.strip() for part in key.split(".")]
-        if not sep or not all(parts):
-            raise ValueError(f"{option} expects KEY=VALUE, got {item!r}")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"{option}: {key!r} sets a key under a value that is not a mapping")
-        node[parts[-1]] = yaml.safe_load(value)
-    return out
-
-
-def _settings_file(path: Path, what: str) -> dict[str, Any]:
-    """The mapping in a YAML/JSON settings file; a bad file is a one-line :class:`UserInputError`."""
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except OSError as error:
-        raise UserInputError(f"{path}: cannot read it ({error.strerror or error})") from error
-    except yaml.YAMLError as error:
-        raise UserInputError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from error
-    if not isinstance(loaded, dict):
-        raise UserInputError(f"{path}: expected a mapping of {what}, got {type(loaded).__name__}")
-    return loaded
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` updated with ``extra``, nested mappings merged key by key."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
-        else:
-            out[key] = value
-    return out
 
 
 # ---------------------------------------------------------------- predict
@@ -150,7 +102,7 @@ def predict_config(args: argparse.Namespace) -> PredictConfig:
         max_answer_words=args.max_answer_words,
         parse_mode=args.parse_mode,
         seed=args.seed,
-        engine_args=_key_values(args.engine_arg, "--engine-arg"),
+        engine_args=settings_from_cli(None, args.engine_arg, option="--engine-arg"),
     )
 
 
@@ -196,12 +148,9 @@ def judge_mapping(kind: str | None, config_file: Path | None, overrides: Sequenc
     """
     from speciarl_verl.evaluation.judging import default_judge_settings
 
-    mapping: dict[str, Any] = default_judge_settings() if config_file is None else {"kind": "llm"}
-    if config_file is not None:
-        mapping.update(_settings_file(config_file, "judge settings"))
-    if kind is not None:
-        mapping["kind"] = kind
-    return _merge(mapping, _key_values(overrides, "--judge-set"))
+    base = default_judge_settings() if config_file is None else {"kind": "llm"}
+    flags = {} if kind is None else {"kind": kind}
+    return settings_from_cli(config_file, overrides, base=base, flags=flags, option="--judge-set")
 
 
 def _add_judge(commands: argparse._SubParsersAction) -> None:
@@ -366,12 +315,13 @@ def inclusion_judge_mapping(config_file: Path | None, overrides: Sequence[str] =
     """
     from speciarl_verl.evaluation.judging import default_judge_settings
 
+    base = None
     if config_file is None:
         shipped = default_judge_settings()
-        mapping: dict[str, Any] = {"llm": shipped["llm"], "cache": shipped.get("cache")}
-    else:
-        mapping = _settings_file(config_file, "inclusion judge settings")
-    return _merge(mapping, _key_values(overrides, "--inclusion-judge-set"))
+        base = {"llm": shipped["llm"], "cache": shipped.get("cache")}
+    return settings_from_cli(
+        config_file, overrides, base=base, option="--inclusion-judge-set", what="inclusion judge settings"
+    )
 
 
 def _answer_metric_setup(args: argparse.Namespace):

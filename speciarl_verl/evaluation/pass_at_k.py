@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from speciarl_verl.core import best_category
 from speciarl_verl.core.categories import EVALUATION_LEVEL, UNPARSEABLE_LEVEL
 from speciarl_verl.evaluation.metrics import SCORED_KEYS, UNPARSEABLE
 
@@ -96,15 +97,17 @@ def best_of_k_matrix(samples: Sequence[Sequence[str]], k: int, keys: Sequence[st
     return np.array([best_of_k_distribution(values, k, keys) for values in samples]).reshape(len(samples), len(keys))
 
 
-def best_prediction_index(values: Sequence[str], level: Mapping[str, int] = HISTOGRAM_LEVEL) -> int:
-    """Position of the best answer by evaluation level; ties go to the lowest position.
+def best_prediction_index(values: Sequence[str]) -> int:
+    """Position of the best answer in the evaluation order (``core.best_category``), an unparseable
+    answer below every category; ties go to the lowest position.
 
     >>> best_prediction_index(["generic", "specific", "more specific", "more specific"])
     2
     """
     if not values:
         raise ValueError("no answers to choose from")
-    return max(range(len(values)), key=lambda i: (level[values[i]], -i))
+    best = best_category((None if value == UNPARSEABLE else value for value in values), "evaluation")
+    return 0 if best is None else values.index(best.value)
 
 
 def k_values(n: int) -> list[int]:

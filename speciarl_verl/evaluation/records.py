@@ -58,6 +58,7 @@ from typing import Any
 from speciarl_verl.core.answer_parsing import PARSE_MODES, ParseMode, parse_answer
 from speciarl_verl.core.categories import Category
 from speciarl_verl.jsonl_io import read_jsonl
+from speciarl_verl.judge.file_judging import UNDECIDED
 from speciarl_verl.judge.verifier import PARENT_LEVELS, ParentLevel
 
 __all__ = [
@@ -74,8 +75,6 @@ __all__ = [
 
 #: ``source`` of a verdict row whose answer could not be parsed (no judge saw it).
 UNPARSEABLE_SOURCE = "unparseable"
-#: ``reason`` of a row the offline rule tier could not decide (``speciarl verify`` writes the same word).
-UNDECIDED = "undecided"
 #: ``reason`` of a row whose answer could not be parsed.
 UNPARSEABLE = "unparseable"
 #: ``source`` the judge gives a pair its rule tier deferred; its category is a placeholder, not a verdict.

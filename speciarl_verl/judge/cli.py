@@ -13,11 +13,13 @@ it ``close`` (no ``parent_levels``: every parent is far and left to the LLM judg
 * ``source``: ``offline`` (the rule tier), ``cache``, ``llm``, or ``dedup`` (a pair judged
   once for several identical rows).
 
-Output is appended in input order after every chunk, so an interrupted run resumes where
-it stopped (rows already in OUT are checked against the input and skipped). A judge that
-fails after its retries stops the run with exit code 1, leaving OUT a clean prefix of the
-input; bad input (a line that is not JSON, a missing or mistyped field, an OUT of another
-input) is one line naming ``file:line`` and exit code 2.
+This command is the file-judging pipeline of :mod:`speciarl_verl.judge.file_judging` (the one
+``speciarl eval judge`` runs) on this row format. Its rows have no key but their position, so
+OUT stays a prefix of the input in input order: an interrupted run resumes where it stopped
+(rows already in OUT are checked against the input and skipped). A judge that fails after its
+retries stops the run with exit code 1 and writes nothing of the chunk in flight; bad input (a
+line that is not JSON, a missing or mistyped field, an OUT of another input) is one line naming
+``file:line`` and exit code 2.
 
 Example::
 
@@ -28,22 +30,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
-from speciarl_verl.cli_errors import UserInputError, user_input
-from speciarl_verl.jsonl_io import JsonlAppender, check_field_type, drop_torn_tail, read_jsonl_objects
+from speciarl_verl.cli_errors import UserInputError
+from speciarl_verl.jsonl_io import check_field_type, json_type_name, read_jsonl_objects
+from speciarl_verl.judge.file_judging import (
+    CHUNK,
+    UNDECIDED,
+    JudgingStopped,
+    Outcome,
+    RowFormat,
+    file_judge_settings,
+    judge_file,
+    settings_from_cli,
+)
+from speciarl_verl.judge.verifier import JudgeError, VerificationRequest
 
-__all__ = ["UNDECIDED", "read_pairs", "register", "verify_file"]
-
-CHUNK = 256
-
-#: ``reason`` of an output row whose ``category`` is ``null``: the rule tier could not decide it.
-UNDECIDED = "undecided"
+__all__ = ["CHUNK", "UNDECIDED", "PairRows", "read_pairs", "register", "verify_file"]
 
 _REQUIRED = {"ground_truth": str, "prediction": str}
 _NAME_LISTS = ("parents", "parent_levels", "domain_nouns", "synonyms")
 _OPTIONAL = {"data_source": (str, type(None)), **dict.fromkeys(_NAME_LISTS, (list, type(None)))}
+#: The counts ``speciarl verify`` always prints, in this order (other outcomes follow if any).
+_SUMMARY_KEYS = ("offline", UNDECIDED, "cache", "llm", "dedup")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,45 +65,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--endpoint", action="append", help="judge base URL ending in /v1 (repeat for several)")
     parser.add_argument("--model", help="judge model name as served")
     parser.add_argument("--judge-config", type=Path, help="YAML/JSON mapping of judge settings (see docs)")
-    parser.add_argument("--cache", help="SQLite file for verdicts (default: the user cache directory)")
+    parser.add_argument(
+        "--judge-set", action="append", default=[], metavar="KEY=VALUE", help="one more judge setting (last wins)"
+    )
+    parser.add_argument(
+        "--cache",
+        help="SQLite file for verdicts (default: cache.path of the judge settings, else the node-local "
+        "<system temp>/speciarl_verl-<uid>/verdicts.sqlite)",
+    )
+    parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
-    from speciarl_verl.judge.settings import JudgeSettings
-
-    mapping = _settings_file(args.judge_config) if args.judge_config is not None else {}
-    mapping["kind"] = args.judge
-    llm = dict(mapping.get("llm") or {})
+    flags: dict[str, Any] = {"kind": args.judge}
     if args.endpoint:
-        llm["endpoints"] = args.endpoint
+        flags.setdefault("llm", {})["endpoints"] = list(args.endpoint)
     if args.model:
-        llm["model"] = args.model
-    mapping["llm"] = llm
+        flags.setdefault("llm", {})["model"] = args.model
     if args.cache:
-        mapping["cache"] = {**(mapping.get("cache") or {}), "backend": "sqlite", "path": args.cache}
-    with user_input():
-        settings = JudgeSettings.from_mapping(mapping)
-    summary = asyncio.run(verify_file(settings, args.input, args.output))
+        flags["cache"] = {"backend": "sqlite", "path": args.cache}
+    settings = file_judge_settings(settings_from_cli(args.judge_config, args.judge_set, flags=flags))
+    summary = asyncio.run(verify_file(settings, args.input, args.output, progress=not args.no_progress))
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
     return 0
-
-
-def _settings_file(path: Path) -> dict[str, Any]:
-    """The judge settings mapping in a YAML/JSON file (OmegaConf interpolations resolved)."""
-    import yaml
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        loaded = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except OSError as error:
-        raise UserInputError(f"{path}: cannot read it ({error.strerror or error})") from error
-    except (yaml.YAMLError, OmegaConfBaseException) as error:
-        raise UserInputError(f"{path}: not a valid settings file ({' '.join(str(error).split())})") from error
-    if not isinstance(loaded, dict):
-        raise UserInputError(f"{path}: expected a mapping of judge settings, got {type(loaded).__name__}")
-    return loaded
 
 
 def read_pairs(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -113,90 +109,70 @@ def read_pairs(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def _request(row: dict[str, Any]):
-    from speciarl_verl.judge.verifier import VerificationRequest
-
+def _request(row: dict[str, Any]) -> VerificationRequest:
     return VerificationRequest.for_row(row["ground_truth"], row["prediction"], row.get("data_source") or "", row)
 
 
-def _done_rows(output: Path, rows: list[tuple[int, dict[str, Any]]]) -> int:
-    """How many leading input rows OUT already holds (checked pair by pair)."""
-    if not output.exists():
-        return 0
-    drop_torn_tail(output)  # a line cut by an interruption: redo from there
-    done = 0
-    for out_line, previous in read_jsonl_objects(output, {}):
-        if done >= len(rows):
-            raise UserInputError(
-                f"{output}:{out_line}: OUT has more rows than the input; it belongs to another input, "
-                "use a new --output"
-            )
-        number, row = rows[done]
-        if (previous.get("ground_truth"), previous.get("prediction")) != (row["ground_truth"], row["prediction"]):
-            raise UserInputError(
-                f"{output}:{out_line}: row {done + 1} does not match input line {number}; use a new --output"
-            )
-        done += 1
-    return done
+#: One pair of the input: its position, its line number and its row.
+_Pair = tuple[int, int, dict[str, Any]]
 
 
-async def verify_file(settings, input_path: Path, output_path: Path) -> dict[str, int]:
+class PairRows(RowFormat[_Pair]):
+    """``speciarl verify``'s rows: an output row is the input row plus ``category``, ``source`` (and
+    ``reason`` when ``category`` is null); a row is known by its position in the file."""
+
+    ordered = True
+    out_option = "--output"
+
+    def __init__(self, input_path: Path) -> None:
+        self.input_path = input_path
+        self.items = [(index, number, row) for index, (number, row) in enumerate(read_pairs(input_path))]
+
+    def key(self, item: _Pair) -> Hashable:
+        return item[0]
+
+    def describe(self, key: Hashable) -> str:
+        return f"a row {key + 1}"  # type: ignore[operator]  # keys are positions
+
+    def request(self, item: _Pair) -> VerificationRequest:
+        return _request(item[2])
+
+    def output_row(self, item: _Pair, outcome: Outcome) -> dict[str, Any]:
+        out = {**item[2], "category": None if outcome.category is None else outcome.category.value}
+        out["source"] = outcome.source
+        if outcome.reason is not None:
+            out["reason"] = outcome.reason
+        return out
+
+    def out_key(self, row: Any, where: str, position: int) -> Hashable:
+        if not isinstance(row, dict):
+            raise UserInputError(f"{where}: expected a JSON object, got {json_type_name(row)}")
+        return position
+
+    def mismatch(self, item: _Pair, row: Any) -> str | None:
+        index, number, pair = item
+        if (row.get("ground_truth"), row.get("prediction")) != (pair["ground_truth"], pair["prediction"]):
+            return f"row {index + 1} does not match input line {number}"
+        return None
+
+
+async def verify_file(settings, input_path: Path, output_path: Path, *, progress: bool = True) -> dict[str, int]:
     """Judge every row of ``input_path`` into ``output_path``; returns counts by source.
 
     Raises :class:`UserInputError` on bad input, and ``JudgeError`` (saying how many rows are
     done and how to resume) when the judge fails; finished chunks stay in ``output_path``.
     """
-    from rich.progress import Progress
-
-    from speciarl_verl.judge.offline import decide_offline
-    from speciarl_verl.judge.tiered import TieredVerifier
-    from speciarl_verl.judge.verifier import JudgeError
-
-    rows = read_pairs(input_path)
-    done = _done_rows(output_path, rows)
-    counts = {"rows": len(rows), "resumed": done, "offline": 0, UNDECIDED: 0, "cache": 0, "llm": 0, "dedup": 0}
-    verifier = None
-    if settings.kind != "offline":
-        with user_input():  # a judge prompt missing from llm.prompt_file; api_key_env naming an unset variable
-            settings.llm.api_key()
-            verifier = TieredVerifier(settings)
+    rows = PairRows(input_path)
     try:
-        with Progress() as progress, JsonlAppender(output_path) as out:
-            task = progress.add_task("judging", total=len(rows), completed=done)
-            for start in range(done, len(rows), CHUNK):
-                chunk = rows[start : start + CHUNK]
-                requests = [_request(row) for _, row in chunk]
-                if verifier is None:
-                    decided = [decide_offline(r) for r in requests]
-                    results = [(None if c is None else c.value, "offline") for c in decided]
-                else:
-                    try:
-                        verdicts = await verifier.verify(requests)
-                    except JudgeError as error:
-                        # OUT stays a clean prefix of the input, so the same command resumes.
-                        raise JudgeError(
-                            f"{error}. {start} of {len(rows)} rows are in {output_path}; "
-                            "run the same command again to resume",
-                            error.verdicts,
-                            error.endpoint,
-                        ) from error
-                    results = [(v.category.value, v.source) for v in verdicts]
-                out.write_many(
-                    _output_row(row, category, source)
-                    for (_, row), (category, source) in zip(chunk, results, strict=True)
-                )
-                for category, source in results:
-                    counts[source if category is not None else UNDECIDED] += 1
-                out.flush()
-                progress.advance(task, len(chunk))
-    finally:
-        if verifier is not None:
-            await verifier.aclose()
+        summary = await judge_file(rows, output_path, settings=settings, progress=progress)
+    except JudgingStopped as stopped:
+        raise JudgeError(
+            f"{stopped}. {stopped.in_out} of {stopped.total} rows are in {output_path}; "
+            "run the same command again to resume",
+            stopped.verdicts,
+            stopped.endpoint,
+        ) from stopped
+    counts = {"rows": summary.rows, "resumed": summary.resumed, **dict.fromkeys(_SUMMARY_KEYS, 0)}
+    for outcome, count in summary.by_outcome.items():
+        counts[outcome] = counts.get(outcome, 0) + count
     return counts
-
-
-def _output_row(row: dict[str, Any], category: str | None, source: str) -> dict[str, Any]:
-    out = {**row, "category": category, "source": source}
-    if category is None:
-        out["reason"] = UNDECIDED
-    return out

@@ -5,7 +5,7 @@ import pytest
 from speciarl_verl.cli import main as speciarl
 from speciarl_verl.evaluation.judging import judge_predictions
 from speciarl_verl.evaluation.records import load_predictions, load_verdicts
-from speciarl_verl.judge import JudgeSettings
+from speciarl_verl.judge import JudgeError, JudgeSettings
 
 OFFLINE = {"kind": "offline"}
 
@@ -242,22 +242,20 @@ def test_eval_judge_without_judge_flag_asks_the_llm_for_every_pair(tmp_path, jso
 
 
 class PartlyFailing:
-    """Decides every other request, then raises with the partial results, as the LLM judge does."""
+    """Decides every other request, then raises the judge's error with the partial results, as the LLM judge does."""
 
     def __init__(self) -> None:
         self.inner = JudgeSettings.from_mapping({"kind": "offline"}).build_verifier()
 
     async def verify(self, requests):
         verdicts = await self.inner.verify(requests)
-        error = RuntimeError("judge endpoint went away")
-        error.verdicts = [v if i % 2 == 0 else None for i, v in enumerate(verdicts)]
-        raise error
+        raise JudgeError("judge endpoint went away", [v if i % 2 == 0 else None for i, v in enumerate(verdicts)])
 
 
 def test_partial_judge_failures_keep_the_verdicts_reached(tmp_path, jsonl_writer):
     predictions = jsonl_writer(tmp_path / "p.jsonl", rows())
     out = tmp_path / "v.jsonl"
-    with pytest.raises(RuntimeError, match="went away"):
+    with pytest.raises(JudgeError, match="went away"):
         judge_predictions(predictions, out, OFFLINE, batch_size=20, verifier=PartlyFailing(), progress=False)
     kept = load_verdicts(out)
     assert len(kept) == 11  # 19 parsed answers -> 10 reached (even positions), plus the unparseable one
