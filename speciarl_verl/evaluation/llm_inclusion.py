@@ -31,6 +31,7 @@ from typing import Any, Literal, get_args
 from speciarl_verl.core.label_normalization import normalize_for_judge
 from speciarl_verl.judge.llm_judge import cap_prediction
 from speciarl_verl.judge.settings import CacheSettings, LLMSettings
+from speciarl_verl.judge.transport import JudgeTransportError
 from speciarl_verl.judge.verifier import JudgeError
 
 __all__ = [
@@ -236,7 +237,7 @@ class LLMInclusionJudge:
             raise LLMInclusionError(
                 f"LLM inclusion: {len(errors)} of {len(missing)} pair(s) failed ({first_error}); the answers reached "
                 "are cached, so running the report again asks only the rest (or set failure_policy=skip)",
-                getattr(first_error, "endpoint", None),
+                first_error.endpoint if isinstance(first_error, JudgeError | JudgeTransportError) else None,
             ) from first_error
         return [float(known[k]) if k in known else None for k in keys]
 
