@@ -34,7 +34,7 @@ demo: install
 	$(OFFLINE) $(PY) -m speciarl_verl.demo
 
 test: lint
-	$(OFFLINE) $(PY) -m pytest -q
+	$(OFFLINE) $(PY) -m pytest -q --durations=15
 
 lock: install
 	UV=$(UV) bash requirements/lock.sh
