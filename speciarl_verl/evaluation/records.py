@@ -58,7 +58,7 @@ from typing import Any
 from speciarl_verl.core.answer_parsing import PARSE_MODES, ParseMode, parse_answer
 from speciarl_verl.core.categories import Category
 from speciarl_verl.jsonl_io import read_jsonl
-from speciarl_verl.judge.file_judging import UNDECIDED
+from speciarl_verl.judge.file_judging import DEFERRED_SOURCE, UNDECIDED
 from speciarl_verl.judge.verifier import PARENT_LEVELS, ParentLevel
 
 __all__ = [
@@ -77,8 +77,6 @@ __all__ = [
 UNPARSEABLE_SOURCE = "unparseable"
 #: ``reason`` of a row whose answer could not be parsed.
 UNPARSEABLE = "unparseable"
-#: ``source`` the judge gives a pair its rule tier deferred; its category is a placeholder, not a verdict.
-DEFERRED_SOURCE = "deferred"
 _REASONS = (UNDECIDED, UNPARSEABLE)
 
 

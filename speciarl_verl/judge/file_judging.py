@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK",
+    "DEFERRED_SOURCE",
     "UNDECIDED",
     "FileJudgingSummary",
     "JudgingStopped",
@@ -63,7 +64,8 @@ CHUNK = 256
 #: ``reason`` of a row whose ``category`` is ``null`` because the rule tier had no rule for it.
 UNDECIDED = "undecided"
 
-_DEFERRED = "deferred"  # the verdict source of a pair the rule tier left to a judge that is not there
+#: ``source`` the judge gives a pair its rule tier deferred; its category is a placeholder, not a verdict.
+DEFERRED_SOURCE = "deferred"
 
 Item = TypeVar("Item")
 
@@ -186,7 +188,7 @@ class Outcome:
 def outcome_of(verdict: Verdict) -> Outcome:
     """The outcome a verifier's verdict becomes; a ``deferred`` verdict's category is a placeholder, so
     the pair is written undecided."""
-    if verdict.source == _DEFERRED:
+    if verdict.source == DEFERRED_SOURCE:
         return Outcome(None, "offline", UNDECIDED)
     return Outcome(verdict.category, verdict.source)
 
