@@ -21,7 +21,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import numpy as np
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
@@ -83,26 +82,31 @@ def response_decoder(tokenizer: Any) -> Callable[[list[int]], str]:
     return decode
 
 
-def _final_response(batch: Any) -> tuple[list[int], int]:
+def _final_response(data: DataProto) -> tuple[list[int], int]:
     """The valid response ids of the trajectory's final output (row -1) and their count.
 
-    A multi-output trajectory is scored on its final output. This runs once per rollout, so it
-    sidesteps two costs of a few microseconds per call: a ``TensorDict``'s item access (key
-    normalisation, compile checks), by reading the TensorDict's own dict of top-level tensors
-    when it has a plain one, and torch's per-operation overhead, by slicing NumPy views of CPU
-    tensors. Attention masks hold 0/1, so counting non-zeros gives their sum.
+    A multi-output trajectory is scored on its final output. verl's agent loop sends each
+    output's unpadded length as the ``response_len`` column, and it is the only reliable count:
+    the outputs' ``cat(prompt, response)`` rows are right-padded to a common width, so when the
+    final output's prompt is the longer one (a later turn), the last ``responses.shape[-1]``
+    columns of its attention mask cover prompt tokens too. Without that column (verl's own batch
+    layout: prompts left-padded, responses right-padded) the response half of the mask counts.
+
+    This runs once per rollout, so it reads the TensorDict's own dict of top-level tensors when
+    it has a plain one (a ``TensorDict``'s item access normalises keys and checks compilation on
+    every call), and converts one row with ``tolist`` (a NumPy view costs more for a short row).
     """
+    batch = data.batch
     store = getattr(batch, "_tensordict", None)
-    tensors = store if isinstance(store, dict) else batch
-    responses, mask = tensors["responses"], tensors["attention_mask"]
-    width = responses.shape[-1]
-    try:
-        responses, mask = responses.numpy(), mask.numpy()
-    except (TypeError, RuntimeError):  # not a plain CPU tensor (a GPU copy, a nested layout): torch's own ops
-        valid = int(mask[-1][-width:].sum())
-        return responses[-1][:valid].tolist(), valid
-    valid = int(np.count_nonzero(mask[-1, -width:]))
-    return responses[-1, :valid].tolist(), valid
+    responses = (store if isinstance(store, dict) else batch)["responses"]
+    lengths = data.non_tensor_batch.get("response_len")
+    if lengths is None:
+        mask = (store if isinstance(store, dict) else batch)["attention_mask"]
+        valid = int(mask[-1][-responses.shape[-1] :].sum())
+    else:
+        valid = int(lengths[-1])
+    row = (responses if responses.shape[0] == 1 else responses[-1:]).tolist()[0][:valid]
+    return row, len(row)
 
 
 @register(REWARD_MANAGER_NAME)
@@ -136,7 +140,7 @@ class SpeciaRewardManager(RewardManagerBase):
         self._parse = partial(parse_answer, max_words=self.settings.max_answer_words, mode=self.settings.parse_mode)
 
     async def run_single(self, data: DataProto) -> dict:
-        valid_ids, valid_length = _final_response(data.batch)
+        valid_ids, valid_length = _final_response(data)
         if valid_length <= INLINE_DECODE_TOKENS:
             # a short decode takes microseconds, less than the hop to a worker thread
             text = self._decode(valid_ids)

@@ -224,28 +224,71 @@ def test_a_tokenizer_with_its_own_decoding_keeps_it(tokenizer, tokenizer_dir):
     assert len(calls) == 1
 
 
+def _padded(rows, value=0):
+    return torch.nn.utils.rnn.pad_sequence([torch.tensor(r) for r in rows], batch_first=True, padding_value=value)
+
+
+OVERLONG = (
+    "+reward.reward_kwargs.overlong_buffer_cfg.enable=true",
+    "+reward.reward_kwargs.overlong_buffer_cfg.len=4",
+    "+reward.reward_kwargs.max_resp_len=6",
+)
+
+
 def test_a_multi_output_trajectory_is_scored_on_its_final_output(make_manager, tokenizer):
-    # Two outputs of one trajectory padded to a common width, as verl's agent loop sends them.
+    # Built as verl's AgentLoopWorker._compute_score builds it (agent_loop.py:976-1019): each output's
+    # cat(prompt, response) right-padded with 0 to a common width, unpadded lengths in response_len.
+    # The final output is a later turn, so its prompt is the longer one and the last
+    # responses.shape[-1] columns of its attention mask are partly prompt.
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     prompt = tokenizer.encode("<|im_start|>user\nClassify.<|im_end|>\n<|im_start|>assistant\n")
     first = [*tokenizer.encode("<think>one engine?</think><answer>A320</answer> and a much longer first turn"), eos]
+    later_prompt = [*prompt, *first, *tokenizer.encode("<|im_start|>user\nLook again.<|im_end|>")]
     final = [*tokenizer.encode("<answer>airplane</answer>"), eos]
-    width = max(len(first), len(final))
-    responses = torch.tensor([first + [0] * (width - len(first)), final + [0] * (width - len(final))])
-    mask = torch.tensor(
-        [[1] * (len(prompt) + len(r)) + [0] * (width - len(r)) for r in (first, final)], dtype=torch.int64
-    )
+    outputs = [(prompt, first), (later_prompt, final)]
     batch = TensorDict(
-        {"prompts": torch.tensor([prompt, prompt]), "responses": responses, "attention_mask": mask}, batch_size=2
+        {
+            "prompts": _padded([p for p, _ in outputs]),
+            "responses": _padded([r for _, r in outputs]),
+            "attention_mask": _padded([[1] * (len(p) + len(r)) for p, r in outputs]),
+            "input_ids": _padded([p + r for p, r in outputs]),
+        },
+        batch_size=2,
     )
     columns = {key: np.array([value, value], dtype=object) for key, value in ROW.items()}
-    manager = make_manager(
-        "+reward.reward_kwargs.overlong_buffer_cfg.enable=true",
-        "+reward.reward_kwargs.overlong_buffer_cfg.len=4",
-        "+reward.reward_kwargs.max_resp_len=6",
-    )
+    columns["response_len"] = np.array([len(r) for _, r in outputs])
+    manager = make_manager(*OVERLONG)
     result = manager.loop.run_until_complete(manager.run_single(DataProto(batch=batch, non_tensor_batch=columns)))
     info = result["reward_extra_info"]
     assert (info["answer"], info["verdict"]) == ("airplane", "generic")
-    # the length penalty counts the final output's valid tokens, not the padded width
+    # the length penalty counts the final output's own tokens, not the padded width
     assert info["overlong_penalty"] == pytest.approx(min(-(len(final) - 2) / 4, 0.0))
+
+
+def test_without_response_len_the_response_half_of_the_mask_counts(make_manager, tokenizer):
+    # verl's trainer batch layout: prompts left-padded, responses right-padded, no response_len column.
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    prompts = [tokenizer.encode("Classify."), tokenizer.encode("Classify this image, please.")]
+    responses = [
+        [*tokenizer.encode("<answer>Boeing 737-800</answer>"), eos],
+        [*tokenizer.encode("<answer>plane</answer>"), eos],
+    ]
+    prompt_width, width = max(map(len, prompts)), max(map(len, responses))
+    mask = [
+        [0] * (prompt_width - len(p)) + [1] * (len(p) + len(r)) + [0] * (width - len(r))
+        for p, r in zip(prompts, responses, strict=True)
+    ]
+    batch = TensorDict(
+        {
+            "prompts": torch.tensor([[0] * (prompt_width - len(p)) + p for p in prompts]),
+            "responses": _padded(responses),
+            "attention_mask": torch.tensor(mask),
+        },
+        batch_size=2,
+    )
+    columns = {key: np.array([value, value], dtype=object) for key, value in ROW.items()}
+    manager = make_manager(*OVERLONG)
+    result = manager.loop.run_until_complete(manager.run_single(DataProto(batch=batch, non_tensor_batch=columns)))
+    info = result["reward_extra_info"]
+    assert (info["answer"], info["verdict"]) == ("plane", "generic")
+    assert info["overlong_penalty"] == pytest.approx(min(-(len(responses[1]) - 2) / 4, 0.0))
