@@ -12,9 +12,12 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from speciarl_verl.core.categories import Category
+
+if TYPE_CHECKING:
+    from speciarl_verl.judge.tiered import TieredVerifier
 
 __all__ = [
     "FAILURE_POLICIES",
@@ -232,7 +235,7 @@ class JudgeSettings:
     def from_mapping(cls, values: Mapping[str, Any] | None) -> JudgeSettings:
         return _from_mapping(cls, values, "judge", llm=LLMSettings.from_mapping, cache=CacheSettings.from_mapping)
 
-    def build_verifier(self):
+    def build_verifier(self) -> TieredVerifier:
         """A fresh verifier for this process. Network clients and files open on first use."""
         from speciarl_verl.judge.tiered import TieredVerifier
 

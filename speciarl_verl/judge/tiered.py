@@ -14,8 +14,9 @@ For a batch of requests:
    carrying every verdict that was reached; nothing is guessed.
 
 Steps 1 and 3's memo need no waiting: :meth:`TieredVerifier.recall` gives those verdicts
-synchronously, and the reward manager asks it before awaiting ``verify`` (most rollouts of a
-step end there once the cache is warm).
+synchronously. The reward manager, which verl calls once per rollout, uses
+:meth:`TieredVerifier.verify_one`: it returns such a verdict without suspending (most rollouts
+of a step end there once the cache is warm) and skips the batch bookkeeping otherwise.
 """
 
 from __future__ import annotations
@@ -45,6 +46,17 @@ _BURST = 4096  # pairs per coalesced store call at most (a step of a reward work
 def _for_a_duplicate(verdict: Verdict) -> Verdict:
     """The verdict an identical pair gets from ``verdict``: an LLM call made for another pair is a ``dedup``."""
     return Verdict(verdict.category, "dedup") if verdict.source == "llm" else verdict
+
+
+def _judge_error(failure: BaseException, verdicts: list[Verdict | None]) -> JudgeError:
+    """The error a batch with failed pairs raises: how many failed, the last endpoint and error."""
+    endpoint = getattr(failure, "endpoint", None)
+    failed = sum(v is None for v in verdicts)
+    return JudgeError(
+        f"judge failed for {failed} of {len(verdicts)} pair(s) (last endpoint {endpoint}): {failure}",
+        verdicts,
+        endpoint,
+    )
 
 
 class TieredVerifier:
@@ -135,15 +147,9 @@ class TieredVerifier:
             return verdicts  # type: ignore[return-value]
 
         keys = list(pending)
-        if len(keys) == 1:  # the reward manager's case: one rollout per call, no task to spawn
-            try:
-                results: list = [await self._resolve(keys[0], requests[pending[keys[0]][0]])]
-            except Exception as error:
-                results = [error]
-        else:
-            results = await asyncio.gather(
-                *(self._resolve(key, requests[pending[key][0]]) for key in keys), return_exceptions=True
-            )
+        results = await asyncio.gather(
+            *(self._resolve(key, requests[pending[key][0]]) for key in keys), return_exceptions=True
+        )
         failures: list[BaseException] = []
         for key, result in zip(keys, results, strict=True):
             if isinstance(result, BaseException):
@@ -156,14 +162,22 @@ class TieredVerifier:
             for i in rest:
                 verdicts[i] = _for_a_duplicate(result)
         if failures:
-            endpoint = getattr(failures[-1], "endpoint", None)
-            failed = sum(v is None for v in verdicts)
-            raise JudgeError(
-                f"judge failed for {failed} of {len(requests)} pair(s) (last endpoint {endpoint}): {failures[-1]}",
-                verdicts,
-                endpoint,
-            )
+            raise _judge_error(failures[-1], verdicts)
         return verdicts  # type: ignore[return-value]
+
+    async def verify_one(self, request: VerificationRequest) -> Verdict:
+        """``(await verify([request]))[0]``, for verl's one-rollout-at-a-time calls.
+
+        A verdict :meth:`recall` can give is returned without suspending; otherwise the pair is
+        resolved as in :meth:`verify` (store, single-flight, LLM), minus the batch's bookkeeping.
+        """
+        known = self.recall(request)
+        if known is not None:
+            return known
+        try:
+            return await self._resolve(self.key(request), request)
+        except (JudgeTransportError, InvalidVerdictError) as failure:
+            raise _judge_error(failure, [None]) from failure
 
     def _remember(self, key: str, label: str | Category) -> Category:
         category = Category.coerce(label)

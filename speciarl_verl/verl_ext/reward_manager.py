@@ -132,11 +132,9 @@ class SpeciaRewardManager(RewardManagerBase):
         self.verifier = self.settings.judge.build_verifier()
         self._decode = response_decoder(tokenizer)
         # Per-rollout work done once: the settings are frozen, so the provisional score depends on
-        # the category alone, and a verifier that can answer from memory does so without a coroutine.
+        # the category alone.
         self._provisional = {c: self.settings.provisional_reward(c) for c in (None, *Category)}
         self._penalty = self.settings.overlong.penalty if self.settings.overlong.enable else None
-        self._recall = getattr(self.verifier, "recall", None)
-        self._recall_pair = getattr(self.verifier, "recall_pair", None)
         self._parse = partial(parse_answer, max_words=self.settings.max_answer_words, mode=self.settings.parse_mode)
 
     async def run_single(self, data: DataProto) -> dict:
@@ -168,15 +166,13 @@ class SpeciaRewardManager(RewardManagerBase):
             status = "unparseable"
         else:
             status = "judged"
-            # a verdict known in this process is taken before anything is built or awaited
-            result = None if self._recall_pair is None else self._recall_pair(ground_truth, answer)
+            # a verdict this process knows for the pair alone is taken before anything is built
+            result = self.verifier.recall_pair(ground_truth, answer)
             if result is None:
-                # parents, their levels, domain nouns and synonyms: read once, only on a miss
+                # parents, their levels, domain nouns and synonyms: read only when the pair alone is not enough
                 request = VerificationRequest.for_row(ground_truth, answer, data_source, extra_info)
-                result = None if self._recall is None else self._recall(request)
-            if result is None:
                 try:
-                    (result,) = await self.verifier.verify([request])
+                    result = await self.verifier.verify_one(request)
                 except JudgeError as failure:
                     # Recorded, not raised: verl would only log a raising rollout and train on without it.
                     # The group stage applies judge.failure_policy (stop the run, or mask the group).

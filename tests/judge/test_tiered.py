@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from speciarl_verl import Category
-from speciarl_verl.judge import JudgeSettings, TieredVerifier, VerificationRequest
+from speciarl_verl.judge import JudgeError, JudgeSettings, TieredVerifier, VerificationRequest
 
 C = Category
 
@@ -55,10 +57,9 @@ def test_a_fresh_worker_reads_a_burst_of_cached_pairs_in_one_store_call(fake_jud
     predictions = [f"gull {i}" for i in range(520)]  # more than one SQLite statement holds
 
     async def judge_all(verifier, per_pair):
-        # as verl calls the reward manager: one single-pair call per rollout, all at once
+        # as verl calls the reward manager, and it the verifier: one pair per rollout, all at once
         try:
-            calls = [verifier.verify([pair(p)]) for p in predictions for _ in range(per_pair)]
-            return [verdicts[0] for verdicts in await asyncio.gather(*calls)]
+            return await asyncio.gather(*(verifier.verify_one(pair(p)) for p in predictions for _ in range(per_pair)))
         finally:
             await verifier.aclose()
 
@@ -97,3 +98,41 @@ def test_a_cancelled_duplicate_leaves_the_others_their_verdict(fake_judge):
     kept = [r[0] for i, r in enumerate(results) if i != 2]
     assert [v.source for v in kept] == ["llm", "dedup", "dedup"] and len({v.category for v in kept}) == 1
     assert server.calls == 1
+
+
+@pytest.mark.parametrize("kind", ["llm", "auto", "offline"])
+def test_verify_one_gives_what_a_batch_of_one_gives(fake_judge, tmp_path, kind):
+    server = fake_judge()
+    predictions = ["Laysan Albatross", "bird", "gull", "tern", "gull", "None"]
+
+    async def go(verifier, one):
+        try:
+            if one:
+                return await asyncio.gather(*(verifier.verify_one(pair(p)) for p in predictions))
+            return [(await verifier.verify([pair(p)]))[0] for p in predictions]
+        finally:
+            await verifier.aclose()
+
+    batch = asyncio.run(go(TieredVerifier(settings([server.url], tmp_path / "batch", kind)), one=False))
+    calls = server.calls
+    single = asyncio.run(go(TieredVerifier(settings([server.url], tmp_path / "single", kind)), one=True))
+    assert [v.category for v in single] == [v.category for v in batch]
+    # one call per unique pair the rule tier leaves open, whichever way they are asked
+    assert server.calls - calls == calls == {"llm": 5, "auto": 2, "offline": 0}[kind]
+    if kind == "llm":  # the second "gull" waited for the first one's call
+        assert [v.source for v in single].count("dedup") == 1
+
+
+def test_verify_one_raises_a_judge_error_naming_the_endpoint(fake_judge):
+    server = fake_judge(fault="status:400")
+    verifier = TieredVerifier(settings([server.url]))
+
+    async def go():
+        try:
+            return await verifier.verify_one(pair("gull"))
+        finally:
+            await verifier.aclose()
+
+    with pytest.raises(JudgeError, match=r"judge failed for 1 of 1 pair\(s\) \(last endpoint http://127") as failed:
+        asyncio.run(go())
+    assert failed.value.verdicts == [None] and failed.value.endpoint.startswith("http://127.0.0.1")
