@@ -49,6 +49,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from speciarl_verl.jsonl_io import read_jsonl, write_atomically
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "run_speciarl_tiny_cpu.sh"
 DATA_SOURCE = "synthetic_shapes"
@@ -237,10 +239,8 @@ def result_line(metrics: Mapping[str, Mapping[str, Sequence[float]]], seeds: int
 def step_curves(metrics_file: Path) -> dict[int, dict[str, float]]:
     """Training steps of verl's file-logger output: reward mean and verdict shares per step."""
     steps: dict[int, dict[str, float]] = defaultdict(dict)
-    for line in metrics_file.read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            steps[int(record["step"])].update(record["data"])
+    for _, record in read_jsonl(metrics_file):
+        steps[int(record["step"])].update(record["data"])
     curves = {}
     for step, data in sorted(steps.items()):
         if "critic/score/mean" not in data:
@@ -378,20 +378,19 @@ def train_run(run: Run, policy: Path, train: Path, evaluation: Path, settings: S
 # evaluation
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def jsonl_rows(path: Path) -> list[dict]:
+    return [row for _, row in read_jsonl(path)]
 
 
 def write_jsonl(path: Path, rows: Iterable[Mapping]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    write_atomically(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def judge_arm(eval_dir: Path, arm: str, dumps: Sequence[tuple[str, Path]], classes, val_n: int) -> dict[str, Path]:
     """Judge the dumps of one arm (a trained run's last step, or a seed's pooled step-0 dumps); verdicts by split."""
     predictions: dict[str, list[dict]] = {split: [] for split in SPLITS}
     for prefix, dump in dumps:
-        for split, rows in predictions_from_dump(read_jsonl(dump), classes, val_n, prefix).items():
+        for split, rows in predictions_from_dump(jsonl_rows(dump), classes, val_n, prefix).items():
             predictions[split] += rows
     merged = eval_dir / f"{arm}.predictions.jsonl"
     write_jsonl(merged, (row for split in SPLITS for row in predictions[split]))
@@ -399,7 +398,7 @@ def judge_arm(eval_dir: Path, arm: str, dumps: Sequence[tuple[str, Path]], class
     verdicts.unlink(missing_ok=True)  # judge resumes an existing file: judge afresh
     run_cli(["eval", "judge", "--predictions", str(merged), "--out", str(verdicts), "--judge", "offline",
              "--no-progress"], log=eval_dir / f"{arm}.judge.log")  # fmt: skip
-    by_key = {(row["sample_id"], row["prediction_index"]): row for row in read_jsonl(verdicts)}
+    by_key = {(row["sample_id"], row["prediction_index"]): row for row in jsonl_rows(verdicts)}
     out = {}
     for split in SPLITS:
         out[split] = eval_dir / f"{arm}.{split}.verdicts.jsonl"
@@ -431,7 +430,7 @@ def evaluate(work: Path, runs: Sequence[Run], classes, settings: Settings) -> di
                    "--undecided", "wrong", "--bootstrap", "0", "--no-plots"]  # fmt: skip
     for arm, files in arms.items():
         for split, path in files.items():
-            for key, count in undecided_breakdown(read_jsonl(path)).items():
+            for key, count in undecided_breakdown(jsonl_rows(path)).items():
                 undecided[key] += count
             report_args += ["--verdicts", str(path), "--name", f"{arm}/{split}"]
     run_cli(report_args, log=eval_dir / "report.log")

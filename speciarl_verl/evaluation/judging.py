@@ -39,6 +39,7 @@ from speciarl_verl.evaluation.records import (
     load_predictions,
 )
 from speciarl_verl.judge.file_judging import Outcome, RowFormat, file_judge_settings, judge_file
+from speciarl_verl.judge.settings import JudgeSettings
 from speciarl_verl.judge.verifier import VerificationRequest, Verifier
 
 __all__ = [
@@ -99,17 +100,17 @@ def verification_request(prediction: PredictionRecord) -> VerificationRequest:
     )
 
 
-def judge_name(settings: Mapping[str, Any]) -> str:
+def judge_name(settings: JudgeSettings) -> str:
     """A short name for the judge configuration, stored in each verdict row: ``kind``, plus the
-    LLM model when one is named (``llm.model``).
+    LLM model when one judges (``llm.model``).
 
-    >>> judge_name({"kind": "llm", "llm": {"model": "Llama-3.3-70B-Instruct"}}), judge_name({})
-    ('llm:Llama-3.3-70B-Instruct', 'offline')
+    >>> judge_name(JudgeSettings.from_mapping({"kind": "llm", "llm": {"model": "Llama-3.3-70B-Instruct"}}))
+    'llm:Llama-3.3-70B-Instruct'
+    >>> judge_name(JudgeSettings.from_mapping({"kind": "offline", "llm": {"model": "Llama-3.3-70B-Instruct"}}))
+    'offline'
     """
-    kind = str(settings.get("kind", "offline"))
-    llm = settings.get("llm")
-    model = llm.get("model") if isinstance(llm, Mapping) else None
-    return f"{kind}:{model}" if model and kind != "offline" else kind
+    model = settings.llm.model
+    return f"{settings.kind}:{model}" if model and settings.kind != "offline" else settings.kind
 
 
 class PredictionRows(RowFormat[PredictionRecord]):
@@ -200,7 +201,7 @@ def judge_predictions(
     mapping = default_judge_settings() if judge_settings is None else dict(judge_settings)
     mapping.setdefault("kind", "llm")
     settings = file_judge_settings(mapping)
-    name = judge_name({"kind": settings.kind, "llm": {"model": settings.llm.model}})
+    name = judge_name(settings)
     rows = PredictionRows(Path(predictions_path), load_predictions(predictions_path, parse_mode), name, parse_mode)
     run = judge_file(
         rows, Path(out_path), settings=settings, verifier=verifier, chunk_size=batch_size, progress=progress
