@@ -14,8 +14,8 @@ L per request and at most C requests served at once, so no client can beat
   each with its own empty cache;
 * warm step: the same step again with every verdict cached, plus the group stage's per-group
   math (records -> rewards and rewritten records, :func:`score_group`); repeated,
-  reported as the median wall time and the median process CPU time per rollout (the CPU
-  figure is the stable one on a shared machine);
+  reported as the median wall time and the median process CPU time per rollout, with the
+  range (on a shared 2-core machine one run's repeats spread by up to 1.5x);
 * fresh worker: a new reward manager (empty memo) on the filled SQLite cache, first step;
 * naive manager (thread pool of N): verl's own ``naive`` reward manager with a plain custom
   reward function making one blocking judge request per rollout (what a verl user writes).
@@ -202,8 +202,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency", type=float, default=L_SECONDS, help="judge seconds per request (L)")
     parser.add_argument("--concurrency", type=int, default=C_CONCURRENCY, help="requests the judge serves at once (C)")
-    parser.add_argument("--repeats", type=int, default=7, help="warm steps measured (median reported)")
-    parser.add_argument("--fresh-workers", type=int, default=3, help="fresh workers measured (median reported)")
+    parser.add_argument("--repeats", type=int, default=15, help="warm steps measured (median reported)")
+    parser.add_argument("--fresh-workers", type=int, default=7, help="fresh workers measured (median reported)")
     args = parser.parse_args()
     latency, concurrency = args.latency, args.concurrency
     prompts = args.prompts or (48 if args.quick else 256)
@@ -304,8 +304,13 @@ def main() -> int:
         "warm_cpu_s": round(warm_cpu, 4),
         "warm_us_per_rollout": round(warm_cpu * per_rollout_us, 1),
         "warm_us_per_rollout_min": round(min(c for _, c, _ in warm_runs) * per_rollout_us, 1),
+        "warm_us_per_rollout_max": round(max(c for _, c, _ in warm_runs) * per_rollout_us, 1),
         "warm_group_math_us_per_rollout": round(group_cpu * per_rollout_us, 1),
         "fresh_worker_sqlite_s": round(fresh, 4),
+        "fresh_worker_sqlite_s_min_max": [
+            round(min(w for w, _ in fresh_runs), 4),
+            round(max(w for w, _ in fresh_runs), 4),
+        ],
         "fresh_worker_us_per_rollout": round(fresh_cpu * per_rollout_us, 1),
         "fresh_worker_judge_calls": fresh_calls,
         "naive_pool_threads": naive_pool_size(),
