@@ -24,7 +24,7 @@ $(PY):
 
 $(VENV)/.installed: $(LOCK) pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install --quiet uv==$(UV_VERSION)
-	$(UV) pip sync --quiet --python $(PY) --require-hashes $(UV_INDEXES) $(LOCK)
+	$(UV) pip sync --quiet --compile-bytecode --python $(PY) --require-hashes $(UV_INDEXES) $(LOCK)
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 

