@@ -27,9 +27,11 @@ Selected only with ``actor_rollout_ref.rollout.name=hf_cpu`` in a process where
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import threading
+from collections import Counter
 from typing import Any
 
 import ray
@@ -166,7 +168,12 @@ class HFCpuServer:
         self.weight_syncs = 0
         # The model keeps per-call state (Qwen2.5-VL's rope_deltas), so one request runs at a time.
         self._model_lock = threading.Lock()
-        self._generator = torch.Generator().manual_seed(seed + replica_rank)
+        # Each sampled request draws from a stream of its own, seeded by what it asks (prompt, images,
+        # sampling parameters) and by how many identical requests came before it. The n rollouts of a
+        # prompt get n different streams, and which ones does not depend on the order in which verl's
+        # agent loop workers (concurrent) happen to send them: one shared stream made reruns differ.
+        self._seed = seed + replica_rank
+        self._arrivals: Counter[str] = Counter()
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -187,6 +194,19 @@ class HFCpuServer:
             )
         token_types = mm_token_type_ids(torch.tensor([prompt_ids]), self.image_token_id, self.video_token_id)
         return {"pixel_values": vision["pixel_values"], "image_grid_thw": grid, "mm_token_type_ids": token_types}
+
+    def _request_seed(self, prompt_ids: list[int], params: dict[str, Any], vision: dict[str, torch.Tensor]) -> int:
+        """The seed of this request: the server's seed, what the request asks, and its arrival number
+        among identical requests (called under the model lock, so arrivals are counted one at a time)."""
+        digest = hashlib.sha256(repr((prompt_ids, sorted(params.items()))).encode())
+        pixels = vision.get("pixel_values")
+        if pixels is not None:
+            digest.update(pixels.numpy().tobytes())
+        request = digest.hexdigest()
+        arrival = self._arrivals[request]
+        self._arrivals[request] += 1
+        seeded = hashlib.sha256(f"{self._seed}/{request}/{arrival}".encode()).digest()
+        return int.from_bytes(seeded[:8], "little") >> 1  # torch.manual_seed takes up to 2**63 - 1
 
     def _generate_now(
         self, prompt_ids: list[int], params: dict[str, Any], image_data: list[Any] | None
@@ -214,15 +234,14 @@ class HFCpuServer:
         input_ids = torch.tensor([prompt_ids], dtype=torch.long)
         vision = self._vision_inputs(prompt_ids, image_data)
         with self._model_lock, torch.no_grad():
-            # generate() samples from the global RNG; a private generator keeps runs reproducible.
+            # generate() samples from the global RNG: seeded for this request, then put back as it was
             state = torch.get_rng_state()
-            torch.set_rng_state(self._generator.get_state())
+            torch.manual_seed(self._request_seed(prompt_ids, params, vision))
             try:
                 out = self.model.generate(
                     input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **vision, **kwargs
                 )
             finally:
-                self._generator.set_state(torch.get_rng_state())
                 torch.set_rng_state(state)
         tokens = out.sequences[0, len(prompt_ids) :].tolist()
         # generate pads finished rows; a single row stops at its EOS, so nothing follows it

@@ -55,6 +55,33 @@ async def test_generate_samples_within_max_tokens_and_never_a_banned_token(serve
 
 
 @pytest.mark.asyncio
+async def test_what_each_prompt_samples_does_not_depend_on_the_order_requests_arrive_in(random_vl_dir):
+    # verl's agent loop workers send a group's n requests concurrently, in no fixed order
+    from speciarl_verl.cpu_debug.hf_rollout import HFCpuServer
+
+    config = SimpleNamespace(prompt_length=256, response_length=12)
+    params = {"temperature": 1.5, "top_p": 1.0, "top_k": -1, "max_tokens": 8}
+
+    async def samples(order):
+        server = HFCpuServer(config, {"path": str(random_vl_dir)}, replica_rank=0, seed=0)
+        tokenize = server.tokenizer
+        prompts = {name: tokenize(text, add_special_tokens=False)["input_ids"] for name, text in PROMPTS.items()}
+        drawn = {name: [] for name in PROMPTS}
+        for i, name in enumerate(order):
+            out = await server.generate(f"r{i}", prompt_ids=prompts[name], sampling_params=dict(params))
+            drawn[name].append(tuple(out.token_ids))
+        return {name: sorted(tokens) for name, tokens in drawn.items()}
+
+    first = await samples(["gull", "tern", "gull", "tern", "gull", "tern"])
+    second = await samples(["tern", "tern", "tern", "gull", "gull", "gull"])
+    assert first == second
+    assert all(len(set(tokens)) > 1 for tokens in first.values())  # each rollout of a prompt has a stream of its own
+
+
+PROMPTS = {"gull": "which bird is this", "tern": "name the bird in the picture"}
+
+
+@pytest.mark.asyncio
 async def test_greedy_is_deterministic_and_log_probs_match_a_full_forward(server):
     ids = server.tokenizer("hello there", add_special_tokens=False)["input_ids"]
     params = {"temperature": 0.0, "max_tokens": 6, "logprobs": True}
