@@ -96,12 +96,12 @@ def _final_response(data: DataProto) -> tuple[list[int], int]:
     it has a plain one (a ``TensorDict``'s item access normalises keys and checks compilation on
     every call), and converts one row with ``tolist`` (a NumPy view costs more for a short row).
     """
-    batch = data.batch
-    store = getattr(batch, "_tensordict", None)
-    responses = (store if isinstance(store, dict) else batch)["responses"]
+    store = getattr(data.batch, "_tensordict", None)
+    tensors = store if isinstance(store, dict) else data.batch
+    responses = tensors["responses"]
     lengths = data.non_tensor_batch.get("response_len")
     if lengths is None:
-        mask = (store if isinstance(store, dict) else batch)["attention_mask"]
+        mask = tensors["attention_mask"]
         valid = int(mask[-1][-responses.shape[-1] :].sum())
     else:
         valid = int(lengths[-1])
