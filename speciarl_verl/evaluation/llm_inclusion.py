@@ -28,8 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from speciarl_verl.core.label_normalization import normalize_for_judge
-from speciarl_verl.judge.llm_judge import cap_prediction
+from speciarl_verl.judge.llm_judge import judge_input, llm_identity
 from speciarl_verl.judge.settings import CacheSettings, LLMSettings
 from speciarl_verl.judge.transport import JudgeTransportError
 from speciarl_verl.judge.verifier import JudgeError
@@ -163,20 +162,7 @@ class InclusionJudgeSettings:
 
     def identity(self, prompt: InclusionPrompt) -> dict[str, Any]:
         """Everything that shapes an answer besides the pair: part of every cache key."""
-        s = self.llm
-        return {
-            "task": "owc_llm_inclusion",
-            "model": s.model,
-            "prompt": prompt.version,
-            "decoding": {
-                "temperature": 0.0,
-                "max_tokens": s.max_tokens,
-                "constrained": s.constrained_decoding,
-                "enable_thinking": s.enable_thinking,
-                "max_prediction_chars": s.max_prediction_chars,
-            },
-            "input_text": s.input_text,
-        }
+        return llm_identity(self.llm, prompt.version, task="owc_llm_inclusion")
 
 
 class LLMInclusionJudge:
@@ -198,13 +184,8 @@ class LLMInclusionJudge:
         self.failed = 0
         self.calls = 0
 
-    def _texts(self, ground_truth: str, prediction: str) -> tuple[str, str]:
-        if self.settings.llm.input_text == "normalized":
-            ground_truth, prediction = normalize_for_judge(ground_truth), normalize_for_judge(prediction)
-        return ground_truth, cap_prediction(prediction, self.settings.llm.max_prediction_chars)
-
     async def _ask(self, ground_truth: str, prediction: str) -> str:
-        completion = await self.pool.complete(self.prompt.messages(*self._texts(ground_truth, prediction)))
+        completion = await self.pool.complete(self.prompt.messages(ground_truth, prediction))
         reply = completion.text.strip()
         if reply not in self.prompt.labels:
             raise LLMInclusionError(
@@ -217,8 +198,9 @@ class LLMInclusionJudge:
         """1.0 or 0.0 per ``(ground_truth, prediction)``; ``None`` for a pair that failed (policy ``skip``)."""
         from speciarl_verl.judge.verdict_store import cache_key
 
-        keys = [cache_key(gt, pred, self.fingerprint) for gt, pred in pairs]
-        first = dict(zip(keys, pairs, strict=True))  # one question per distinct key
+        texts = [judge_input(self.settings.llm, gt, pred) for gt, pred in pairs]
+        keys = [cache_key(gt, pred, self.fingerprint) for gt, pred in texts]
+        first = dict(zip(keys, texts, strict=True))  # one question per distinct key: the strings it sends
         known = await self.store.get_many(list(first))
         missing = [k for k in first if k not in known]
         self.calls += len(missing)

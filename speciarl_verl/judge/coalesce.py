@@ -5,6 +5,9 @@ pair. A :class:`Coalescer` collects the items that arrive within a short window 
 the current turn of the event loop plus one millisecond, or until ``max_batch`` items are
 waiting) and answers them with one call of a batch function: one store query for hundreds
 of cache lookups instead of hundreds.
+
+A coalescer serves one event loop at a time. Called from another loop (a verifier reused after
+``asyncio.run`` returned), it drops what the old loop left unserved, whose callers are gone with it.
 """
 
 from __future__ import annotations
@@ -44,12 +47,17 @@ class Coalescer(Generic[K, V]):
         self.max_batch = max_batch
         self._pending: dict[K, list[asyncio.Future]] = {}
         self._timer: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         # The loop keeps only weak references to tasks: a batch call waiting on something nothing
         # else holds would be collected mid-flight and its waiters would hang. Held until done.
         self._in_flight: set[asyncio.Task] = set()
 
     async def __call__(self, item: K) -> V | None:
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # a window timer of a loop torn down mid-window never fires: without this reset every
+            # later item would wait behind it forever
+            self._pending, self._timer, self._in_flight, self._loop = {}, None, set(), loop
         future = loop.create_future()
         self._pending.setdefault(item, []).append(future)
         if len(self._pending) >= self.max_batch:

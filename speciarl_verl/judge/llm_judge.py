@@ -10,7 +10,12 @@ from speciarl_verl.judge.prompt import JudgePrompt, get_judge_prompt, load_judge
 from speciarl_verl.judge.settings import LLMSettings
 from speciarl_verl.judge.transport import EndpointPool
 
-__all__ = ["InvalidVerdictError", "LLMJudge", "cap_prediction"]
+__all__ = ["KEY_SCHEME", "InvalidVerdictError", "LLMJudge", "cap_prediction", "judge_input", "llm_identity"]
+
+#: Version of the rule that turns a pair into a cache key (:func:`judge_input`, then
+#: :func:`~speciarl_verl.judge.verdict_store.cache_key`). Part of every judge identity, so verdicts
+#: stored under an older rule are never read under this one. 2: keys are the strings the judge reads.
+KEY_SCHEME = 2
 
 
 class InvalidVerdictError(RuntimeError):
@@ -30,6 +35,45 @@ def cap_prediction(prediction: str, max_chars: int) -> str:
     return " ".join(prediction.split())[:max_chars]
 
 
+def judge_input(settings: LLMSettings, ground_truth: str, prediction: str) -> tuple[str, str]:
+    """The two strings the judge reads for a pair, and the only strings its cache key is made of.
+
+    ``input_text=normalized`` cleans both (:func:`normalize_for_judge`) and only then is the
+    prediction cut to ``max_prediction_chars``; ``raw`` cuts the prediction as it came. Cutting
+    after cleaning matters: 200 characters of punctuation before a species name would otherwise
+    leave nothing of the name, and two such answers would share one verdict.
+
+    >>> judge_input(LLMSettings(max_prediction_chars=12), "Laysan Albatross", "!!!!!!!!!!!!!!!! laysan albatross")
+    ('laysan albatross', 'laysan albat')
+    """
+    if settings.input_text == "normalized":
+        ground_truth, prediction = normalize_for_judge(ground_truth), normalize_for_judge(prediction)
+    return ground_truth, cap_prediction(prediction, settings.max_prediction_chars)
+
+
+def llm_identity(settings: LLMSettings, prompt_version: str, **task: Any) -> dict[str, Any]:
+    """Everything that shapes an LLM judge's reply besides the pair (model, prompt version, decoding,
+    input cleaning, cache-key rule), plus ``task`` fields of the caller; part of every cache key.
+
+    >>> llm_identity(LLMSettings(model="m"), "v1")["key_scheme"] == KEY_SCHEME
+    True
+    """
+    return {
+        **task,
+        "model": settings.model,
+        "prompt": prompt_version,
+        "decoding": {
+            "temperature": 0.0,
+            "max_tokens": settings.max_tokens,
+            "constrained": settings.constrained_decoding,
+            "enable_thinking": settings.enable_thinking,
+            "max_prediction_chars": settings.max_prediction_chars,
+        },
+        "input_text": settings.input_text,
+        "key_scheme": KEY_SCHEME,
+    }
+
+
 def resolve_prompt(settings: LLMSettings) -> JudgePrompt:
     if settings.prompt_file is None:
         return get_judge_prompt(settings.prompt)
@@ -46,29 +90,16 @@ class LLMJudge:
         self.settings = settings
         self.prompt = resolve_prompt(settings)
         self.pool = EndpointPool(settings, choices=self.prompt.labels)
-        self.identity = self._identity()
-
-    def _identity(self) -> dict[str, Any]:
-        """Everything that shapes a verdict besides the pair; part of every cache key."""
-        s = self.settings
-        return {
-            "model": s.model,
-            "prompt": self.prompt.version,
-            "decoding": {
-                "temperature": 0.0,
-                "max_tokens": s.max_tokens,
-                "constrained": s.constrained_decoding,
-                "enable_thinking": s.enable_thinking,
-                "max_prediction_chars": s.max_prediction_chars,
-            },
-            "input_text": s.input_text,
-        }
+        #: everything that shapes a verdict besides the pair; part of every cache key
+        self.identity = llm_identity(settings, self.prompt.version)
 
     async def judge(self, ground_truth: str, prediction: str) -> tuple[Category, float]:
-        """The judge's category for the pair and the request's round-trip time."""
-        if self.settings.input_text == "normalized":
-            ground_truth, prediction = normalize_for_judge(ground_truth), normalize_for_judge(prediction)
-        messages = self.prompt.messages(ground_truth, cap_prediction(prediction, self.settings.max_prediction_chars))
+        """The judge's category for the pair and the request's round-trip time.
+
+        ``ground_truth`` and ``prediction`` are sent as given: pass them through :func:`judge_input`
+        first (the verifier does, and keys its cache by the same two strings).
+        """
+        messages = self.prompt.messages(ground_truth, prediction)
         completion = await self.pool.complete(messages)
         reply = completion.text.strip()
         if reply not in self.prompt.labels:

@@ -76,6 +76,7 @@ class LLMSettings:
     """An OpenAI-compatible chat endpoint serving the judge model (vLLM ``serve`` on GPU nodes).
 
     * ``endpoints``: base URLs ending in ``/v1``; requests go to the one with the fewest in flight.
+      A password in a URL (``http://user:PASSWORD@host/v1``) is shown as ``***`` in messages and logs.
     * ``model``: the served model name. The training default is a Qwen3-30B-A3B-Instruct-2507
       class model; the evaluation judge is set by the user.
     * ``constrained_decoding``: ``auto`` asks each vLLM server its version and uses
@@ -84,8 +85,10 @@ class LLMSettings:
     * ``max_tokens``: room for the longest label in the judge's tokenizer.
     * ``timeout_s``: per request; ``max_retries`` with exponential back-off and jitter
       (``backoff_initial_s`` .. ``backoff_max_s``) on timeouts, connection errors, 5xx, 408 and 429;
-      any other 4xx fails at once.
-    * ``max_in_flight``: requests in flight per process; ``requests_per_second``: optional cap.
+      any other 4xx fails at once. A 429 or 503 with a ``Retry-After`` header (seconds or an HTTP
+      date) waits at least that long before the next attempt, but never more than ``backoff_max_s``.
+    * ``max_in_flight``: requests in flight per process; ``requests_per_second``: optional cap. A
+      request waiting to retry holds neither: both count attempts talking to a server.
     * ``max_prediction_chars``: predictions are cut to this length before they reach the judge.
     * ``input_text``: ``normalized`` (the method's cleaning of both strings: lower case, punctuation
       other than dashes dropped, whitespace collapsed; see
@@ -152,17 +155,26 @@ class CacheSettings:
       defaults to a node-local file in the system temporary folder
       (``/tmp/speciarl_verl-<uid>/verdicts.sqlite``): SQLite's locking is not safe on network file
       systems, where home directories often live. Point ``path`` at a local disk to keep
-      verdicts across runs.
+      verdicts across runs. When the store first opens, a missing folder is created with mode
+      0o700 and a new database file with mode 0o600; then the folder is checked, since anyone
+      who can write into it can plant verdicts. The default folder (anyone may create that name
+      in ``/tmp`` first) must be owned by you and writable by nobody else; the folder of an
+      explicit ``path`` must not be writable by every user (``/tmp`` itself is refused: give the
+      file a folder of its own). A folder that fails is an error saying how to fix it.
     * ``redis``: one server shared by every node (``redis_url``). Its password comes from the
       environment variable named by ``redis_password_env`` (read when the store opens, never at
       import; with an ACL user, name the user in the URL: ``redis://speciarl@host:6379/0``) or from
       the URL itself. A URL reaching another host without a password is refused unless
       ``allow_unauthenticated_redis`` is true (a trusted, isolated network): an open Redis lets
-      anyone who reaches the port forge verdicts, and often much more.
+      anyone who reaches the port forge verdicts, and often much more. Connecting gives up after
+      10 s and each command after 30 s (``redis.TimeoutError``), so a server that silently drops
+      packets fails the judge call instead of hanging a reward worker. Messages show the URL
+      with any password as ``***``.
     * ``none``: no persistence (duplicates within a process are still judged once).
 
     ``lease_s``: how long a worker may hold the claim on a pair it is judging before
-    another worker takes over (a crashed worker never blocks a pair for longer).
+    another worker takes over (a crashed worker never blocks a pair for longer); a live worker
+    renews its claims while it is still judging.
     """
 
     backend: CacheBackend = "sqlite"
@@ -180,7 +192,7 @@ class CacheSettings:
         if self.lease_s <= 0 or self.poll_interval_s <= 0:
             raise ValueError("judge.cache.lease_s and judge.cache.poll_interval_s must be positive")
         if self.backend == "redis":  # refused at start-up, not when the first verdict is looked up
-            from speciarl_verl.judge.verdict_store import check_redis_access
+            from speciarl_verl.judge.redis_store import check_redis_access
 
             check_redis_access(
                 self.redis_url,
@@ -200,10 +212,15 @@ class CacheSettings:
             "the Redis password on every node (before `ray start`)",
         )
 
+    @staticmethod
+    def default_sqlite_folder() -> Path:
+        """The folder of the default SQLite file: ``<system temp>/speciarl_verl-<uid>``."""
+        return Path(tempfile.gettempdir()) / f"speciarl_verl-{os.getuid()}"
+
     def sqlite_path(self) -> Path:
         if self.path:
             return Path(self.path).expanduser()
-        return Path(tempfile.gettempdir()) / f"speciarl_verl-{os.getuid()}" / "verdicts.sqlite"
+        return self.default_sqlite_folder() / "verdicts.sqlite"
 
 
 @dataclass(frozen=True)
@@ -234,6 +251,14 @@ class JudgeSettings:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> JudgeSettings:
         return _from_mapping(cls, values, "judge", llm=LLMSettings.from_mapping, cache=CacheSettings.from_mapping)
+
+    def check_secrets(self) -> None:
+        """Read every secret these settings name from the environment now, so an unset variable
+        stops a process at start-up (a ``ValueError`` naming it) instead of failing its first verdict."""
+        if self.kind != "offline":
+            self.llm.api_key()
+            if self.cache.backend == "redis":
+                self.cache.redis_password()
 
     def build_verifier(self) -> TieredVerifier:
         """A fresh verifier for this process. Network clients and files open on first use."""

@@ -9,9 +9,22 @@ For a batch of requests:
 4. Each remaining key is judged once: a key already in flight in this process is awaited
    (``dedup``); otherwise the store's claim decides which worker calls the LLM (``llm``)
    and which waits for the stored verdict (``dedup``).
-5. A pair whose call fails (retries exhausted, a 4xx, a reply outside the labels) makes
-   :meth:`TieredVerifier.verify` raise :class:`~speciarl_verl.judge.verifier.JudgeError`
-   carrying every verdict that was reached; nothing is guessed.
+5. A pair that cannot be judged makes :meth:`TieredVerifier.verify` raise
+   :class:`~speciarl_verl.judge.verifier.JudgeError` carrying every verdict that was reached;
+   nothing is guessed. *Every* exception of the work counts: the judge's (retries exhausted, a
+   4xx, a reply outside the labels), the cache's (Redis unreachable, SQLite locked past its busy
+   timeout) and the configuration's (an unset ``api_key_env``); the message names the endpoint,
+   the cache (without its password) or the setting. Only cancellation passes through as itself.
+
+The cache key is made of the two strings the judge reads (:func:`~speciarl_verl.judge.llm_judge.judge_input`),
+so two pairs share a verdict exactly when the judge would read the same text.
+
+While a pair is being judged, this process renews its claim on the pair every third of
+``cache.lease_s``, so a slow judge (retries, back-off, a queue of requests) never lets the lease
+lapse and another worker judge the pair a second time; a crashed worker stops renewing.
+
+The machinery that waits (in-flight pairs, the store poller, the coalesced store calls) belongs
+to one event loop; a verifier used from a new loop starts it afresh.
 
 Steps 1 and 3's memo need no waiting: :meth:`TieredVerifier.recall` gives those verdicts
 synchronously. The reward manager, which verl calls once per rollout, uses
@@ -22,22 +35,25 @@ of a step end there once the cache is warm) and skips the batch bookkeeping othe
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 from speciarl_verl.core.categories import Category
 from speciarl_verl.judge.coalesce import Coalescer
-from speciarl_verl.judge.llm_judge import InvalidVerdictError, LLMJudge, cap_prediction
+from speciarl_verl.judge.llm_judge import LLMJudge, judge_input
 from speciarl_verl.judge.offline import decide_offline
 from speciarl_verl.judge.settings import CacheSettings, JudgeSettings
-from speciarl_verl.judge.transport import JudgeTransportError
 from speciarl_verl.judge.verdict_store import VerdictStore, cache_key, judge_fingerprint, open_verdict_store
 from speciarl_verl.judge.verifier import JudgeError, Verdict, VerificationRequest
 
-__all__ = ["OfflineVerifier", "TieredVerifier"]
+__all__ = ["OfflineVerifier", "TieredVerifier", "VerdictCacheError"]
+
+logger = logging.getLogger(__name__)
 
 _MEMO_SIZE = 200_000
 _BURST = 4096  # pairs per coalesced store call at most (a step of a reward worker is well under this)
@@ -48,15 +64,35 @@ def _for_a_duplicate(verdict: Verdict) -> Verdict:
     return Verdict(verdict.category, "dedup") if verdict.source == "llm" else verdict
 
 
+class VerdictCacheError(RuntimeError):
+    """The verdict cache failed (could not be opened, read or written); the message names it."""
+
+
+def _describe(error: BaseException) -> str:
+    """One line for an exception: its own message when it names what failed, else its type too."""
+    if isinstance(error, JudgeError | VerdictCacheError) or type(error).__module__.startswith("speciarl_verl"):
+        return str(error) or type(error).__name__
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
 def _judge_error(failure: BaseException, verdicts: list[Verdict | None]) -> JudgeError:
-    """The error a batch with failed pairs raises: how many failed, the last endpoint and error."""
-    endpoint = getattr(failure, "endpoint", None)
+    """The error a batch with failed pairs raises: how many failed, and the last failure in words."""
     failed = sum(v is None for v in verdicts)
     return JudgeError(
-        f"judge failed for {failed} of {len(verdicts)} pair(s) (last endpoint {endpoint}): {failure}",
+        f"judge failed for {failed} of {len(verdicts)} pair(s): {_describe(failure)}",
         verdicts,
-        endpoint,
+        getattr(failure, "endpoint", None),
     )
+
+
+class _Flight:
+    """One pair being resolved in this process: the task doing it and the futures of its callers."""
+
+    __slots__ = ("task", "waiters")
+
+    def __init__(self, task: asyncio.Task) -> None:
+        self.task = task
+        self.waiters: list[asyncio.Future] = []
 
 
 class TieredVerifier:
@@ -78,16 +114,29 @@ class TieredVerifier:
         self._deferred = Verdict(settings.deferred_outcome, "deferred")
         self._rules_first = settings.kind in ("offline", "auto")
         self._keys: dict[tuple[str, str], str] = {}
-        # key being judged by this process -> the futures of the identical requests waiting for it
-        self._in_flight: dict[str, list[asyncio.Future]] = {}
-        self._waiters: dict[str, asyncio.Future] = {}
-        self._poller: asyncio.Task | None = None
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        # One store round trip per burst: a burst that reaches the verifier within one turn of the
-        # event loop is only served after that turn anyway, so splitting it would add trips, not speed.
-        self._lookup: Coalescer[str, str] = Coalescer(lambda keys: self.store.get_many(keys), max_batch=_BURST)
-        self._claim: Coalescer[str, bool] = Coalescer(self._claim_batch, max_batch=_BURST)
-        self._put: Coalescer[tuple[str, str], bool] = Coalescer(self._put_batch, max_batch=_BURST)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, with this verifier's waiting machinery made for it (afresh on a new loop:
+        a task or future of a loop that is gone would never finish)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            # key being resolved by this process -> its task and the callers waiting for it
+            self._in_flight: dict[str, _Flight] = {}
+            # key another worker is judging -> the future its verdict (or the claim's end) settles
+            self._waiters: dict[str, asyncio.Future] = {}
+            self._poller: asyncio.Task | None = None
+            # keys this process has claimed and is judging; their leases are renewed until the verdict is in
+            self._held: set[str] = set()
+            self._renewer: asyncio.Task | None = None
+            # One store round trip per burst: a burst that reaches the verifier within one turn of the
+            # event loop is only served after that turn anyway, so splitting it would add trips, not speed.
+            self._lookup: Coalescer[str, str] = Coalescer(self._get_batch, max_batch=_BURST)
+            self._claim: Coalescer[str, bool] = Coalescer(self._claim_batch, max_batch=_BURST)
+            self._put: Coalescer[tuple[str, str], bool] = Coalescer(self._put_batch, max_batch=_BURST)
+        return loop
 
     @property
     def store(self) -> VerdictStore:
@@ -95,15 +144,27 @@ class TieredVerifier:
             self._store = open_verdict_store(self.settings.cache)
         return self._store
 
+    async def _cached(self, method: str, *args: Any) -> Any:
+        """``await store.<method>(*args)``; any failure of the store (or of opening it) is a
+        :class:`VerdictCacheError` naming the store."""
+        try:
+            store = self.store
+        except Exception as error:
+            raise VerdictCacheError(f"verdict cache ({self.settings.cache.backend}): {_describe(error)}") from error
+        try:
+            return await getattr(store, method)(*args)
+        except Exception as error:
+            raise VerdictCacheError(f"{store.describe()} failed: {_describe(error)}") from error
+
     def key(self, request: VerificationRequest) -> str:
+        """The pair's cache key: the judge's fingerprint and the two strings the judge reads for it."""
         raw = (request.ground_truth, request.prediction)
         key = self._keys.get(raw)
         if key is None:
             assert self.llm is not None
-            prediction = cap_prediction(request.prediction, self.settings.llm.max_prediction_chars)
             if len(self._keys) > _MEMO_SIZE:
                 self._keys.clear()
-            key = self._keys[raw] = cache_key(request.ground_truth, prediction, self._fingerprint)
+            key = self._keys[raw] = cache_key(*judge_input(self.settings.llm, *raw), self._fingerprint)
         return key
 
     def recall_pair(self, ground_truth: str, prediction: str) -> Verdict | None:
@@ -137,12 +198,15 @@ class TieredVerifier:
     async def verify(self, requests: Sequence[VerificationRequest]) -> list[Verdict]:
         verdicts: list[Verdict | None] = [None] * len(requests)
         pending: dict[str, list[int]] = {}
-        for i, request in enumerate(requests):
-            known = self.recall(request)
-            if known is None:
-                pending.setdefault(self.key(request), []).append(i)
-            else:
-                verdicts[i] = known
+        try:
+            for i, request in enumerate(requests):
+                known = self.recall(request)
+                if known is None:
+                    pending.setdefault(self.key(request), []).append(i)
+                else:
+                    verdicts[i] = known
+        except Exception as failure:  # a pair the rule tier or the key cannot take: nothing after it is known
+            raise _judge_error(failure, verdicts) from failure
         if not pending:
             return verdicts  # type: ignore[return-value]
 
@@ -150,10 +214,10 @@ class TieredVerifier:
         results = await asyncio.gather(
             *(self._resolve(key, requests[pending[key][0]]) for key in keys), return_exceptions=True
         )
-        failures: list[BaseException] = []
+        failures: list[Exception] = []
         for key, result in zip(keys, results, strict=True):
             if isinstance(result, BaseException):
-                if not isinstance(result, JudgeTransportError | InvalidVerdictError):
+                if not isinstance(result, Exception):  # cancellation and interpreter exits are not judge failures
                     raise result
                 failures.append(result)
                 continue
@@ -162,7 +226,7 @@ class TieredVerifier:
             for i in rest:
                 verdicts[i] = _for_a_duplicate(result)
         if failures:
-            raise _judge_error(failures[-1], verdicts)
+            raise _judge_error(failures[-1], verdicts) from failures[-1]
         return verdicts  # type: ignore[return-value]
 
     async def verify_one(self, request: VerificationRequest) -> Verdict:
@@ -170,13 +234,14 @@ class TieredVerifier:
 
         A verdict :meth:`recall` can give is returned without suspending; otherwise the pair is
         resolved as in :meth:`verify` (store, single-flight, LLM), minus the batch's bookkeeping.
+        Any failure is a :class:`JudgeError`, as from :meth:`verify`.
         """
-        known = self.recall(request)
-        if known is not None:
-            return known
         try:
+            known = self.recall(request)
+            if known is not None:
+                return known
             return await self._resolve(self.key(request), request)
-        except (JudgeTransportError, InvalidVerdictError) as failure:
+        except Exception as failure:
             raise _judge_error(failure, [None]) from failure
 
     def _remember(self, key: str, label: str | Category) -> Category:
@@ -187,60 +252,74 @@ class TieredVerifier:
             self._memo.popitem(last=False)
         return category
 
+    async def _get_batch(self, keys: list[str]) -> dict[str, str]:
+        return await self._cached("get_many", keys)
+
     async def _claim_batch(self, keys: list[str]) -> dict[str, bool]:
-        claimed = await self.store.claim_many(keys, self.owner, self.settings.cache.lease_s)
+        claimed = await self._cached("claim_many", keys, self.owner, self.settings.cache.lease_s)
         return {key: True for key in claimed}
 
     async def _put_batch(self, items: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
-        await self.store.put_many(dict(items), self.owner)
+        await self._cached("put_many", dict(items), self.owner)
         return {item: True for item in items}
 
     async def _resolve(self, key: str, request: VerificationRequest) -> Verdict:
-        """Judge ``key`` once per process: later callers wait for the first one's verdict.
+        """Judge ``key`` once per process: every caller of a key waits for the one task resolving it.
 
-        Each later caller waits on a future of its own, which the first caller settles directly
-        (a fresh worker's first step has thousands of them, so no per-caller callback hop as
-        with ``asyncio.shield``); a waiter whose task is cancelled is simply skipped.
+        The task is nobody's own: a caller that is cancelled stops waiting, and the others (and the
+        cache) still get the verdict. Each caller waits on a future of its own, which the task's
+        completion settles directly (a fresh worker's first step has thousands of them, so no
+        per-caller callback hop as with ``asyncio.shield``).
         """
-        waiters = self._in_flight.get(key)
-        if waiters is not None:
-            waiter = asyncio.get_running_loop().create_future()
-            waiters.append(waiter)
-            return _for_a_duplicate(await waiter)
-        waiters = self._in_flight[key] = []
-        try:
-            label = await self._lookup(key)
-            if label is not None:
-                verdict = Verdict(self._remember(key, label), "cache")
+        loop = self._bind_loop()
+        flight = self._in_flight.get(key)
+        first = flight is None
+        if flight is None:
+            flight = self._in_flight[key] = _Flight(loop.create_task(self._resolve_now(key, request)))
+            flight.task.add_done_callback(lambda task: self._settle(key, task))
+        waiter = loop.create_future()
+        flight.waiters.append(waiter)
+        verdict = await waiter
+        return verdict if first else _for_a_duplicate(verdict)
+
+    def _settle(self, key: str, task: asyncio.Task) -> None:
+        flight = self._in_flight.pop(key)
+        if task.cancelled():  # only when its loop shuts down: its callers go with it
+            for waiter in flight.waiters:
+                waiter.cancel()
+            return
+        error = task.exception()
+        for waiter in flight.waiters:
+            if waiter.done():  # its caller was cancelled
+                continue
+            if error is None:
+                waiter.set_result(task.result())
             else:
-                verdict = await self._judge_across_workers(key, request)
-        except BaseException as error:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(error)
-            raise
-        else:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(verdict)
-            return verdict
-        finally:
-            del self._in_flight[key]
+                waiter.set_exception(error)
+
+    async def _resolve_now(self, key: str, request: VerificationRequest) -> Verdict:
+        label = await self._lookup(key)
+        if label is not None:
+            return Verdict(self._remember(key, label), "cache")
+        return await self._judge_across_workers(key, request)
 
     async def _judge_across_workers(self, key: str, request: VerificationRequest) -> Verdict:
-        store = self.store
         assert self.llm is not None
         while True:
             if await self._claim(key):
+                self._hold(key)
                 try:
                     done = await self._lookup(key)  # finished between our lookup and our claim?
                     if done is not None:
-                        await store.release(key, self.owner)
+                        await self._cached("release", key, self.owner)
                         return Verdict(self._remember(key, done), "dedup")
-                    category, latency = await self.llm.judge(request.ground_truth, request.prediction)
+                    texts = judge_input(self.settings.llm, request.ground_truth, request.prediction)
+                    category, latency = await self.llm.judge(*texts)
                 except BaseException:
-                    await store.release(key, self.owner)
+                    await self._release_quietly(key)
                     raise
+                finally:
+                    self._held.discard(key)
                 await self._put((key, category.value))
                 self._remember(key, category)
                 return Verdict(category, "llm", latency)
@@ -250,33 +329,71 @@ class TieredVerifier:
             if label is not None:
                 return Verdict(self._remember(key, label), "dedup")
 
+    async def _release_quietly(self, key: str) -> None:
+        """Drop our claim after a failure; if even that fails, the lease lapses on its own."""
+        try:
+            await self._cached("release", key, self.owner)
+        except Exception as error:
+            logger.warning("could not release a claim (it lapses within %s s): %s", self.settings.cache.lease_s, error)
+
+    def _hold(self, key: str) -> None:
+        """Keep renewing our claim on ``key`` while it is being judged."""
+        self._held.add(key)
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(self._renew_held())
+
+    async def _renew_held(self) -> None:
+        """Every third of the lease, extend the claims of the pairs this process is still judging."""
+        lease = self.settings.cache.lease_s
+        while self._held:
+            await asyncio.sleep(lease / 3)
+            keys = list(self._held)
+            if not keys:
+                break
+            try:
+                await self._cached("renew_many", keys, self.owner, lease)
+            except Exception as error:  # a lapsed lease costs at most a second judge call, never a wrong verdict
+                logger.warning("could not renew the claims on %d pair(s) being judged: %s", len(keys), error)
+
     async def _wait_for(self, key: str) -> str | None:
         future = asyncio.get_running_loop().create_future()
         self._waiters[key] = future
         if self._poller is None or self._poller.done():
-            self._poller = asyncio.create_task(self._poll_waiters())
+            self._poller = asyncio.get_running_loop().create_task(self._poll_waiters())
         return await future
 
     async def _poll_waiters(self) -> None:
         """One query pair per interval for every pair this process waits on (not one per pair)."""
-        store, interval = self.store, self.settings.cache.poll_interval_s
-        while self._waiters:
+        interval = self.settings.cache.poll_interval_s
+        waiters = self._waiters
+        while waiters:
             await asyncio.sleep(interval)
-            keys = list(self._waiters)
+            for key in [k for k, future in waiters.items() if future.done()]:  # its waiter was cancelled
+                del waiters[key]
+            keys = list(waiters)
+            if not keys:
+                break
             try:
-                found = await store.get_many(keys)
-                held = await store.claimed([k for k in keys if k not in found])
+                found = await self._cached("get_many", keys)
+                open_keys = [k for k in keys if k not in found]
+                held = await self._cached("claimed", open_keys)
             except Exception as error:  # the store failed: the waiters fail with it
                 for key in keys:
-                    self._waiters.pop(key).set_exception(error)
+                    future = waiters.pop(key, None)
+                    if future is not None and not future.done():
+                        future.set_exception(error)
                 continue
             for key in keys:
-                if key in found:
-                    self._waiters.pop(key).set_result(found[key])
-                elif key not in held:
-                    self._waiters.pop(key).set_result(None)
+                if key in found or key not in held:
+                    future = waiters.pop(key, None)
+                    if future is not None and not future.done():
+                        future.set_result(found.get(key))
 
     async def aclose(self) -> None:
+        if self._loop is asyncio.get_running_loop():
+            for task in (self._renewer, self._poller):
+                if task is not None and not task.done():
+                    task.cancel()
         if self.llm is not None:
             await self.llm.aclose()
         if self._store is not None:

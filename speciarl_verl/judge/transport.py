@@ -5,7 +5,13 @@
 * each request goes to the endpoint with the fewest requests in flight;
 * timeouts, connection errors (refused, reset, dropped), 5xx, 408 and 429 are retried with
   exponential back-off and jitter (``tenacity``), possibly on another endpoint; any other
-  4xx fails at once (a wrong model name does not get better by asking again);
+  4xx fails at once (a wrong model name does not get better by asking again). A 429 or 503
+  that carries ``Retry-After`` (seconds or an HTTP date) delays the next attempt at least
+  that long, up to ``backoff_max_s``;
+* a request holds its concurrency slot (and passes the rate limiter) only while one attempt
+  talks to a server, never while it sleeps between attempts;
+* endpoint URLs are shown with any password hidden (:func:`~speciarl_verl.judge.redaction.redact_url`),
+  in messages, ``.endpoint`` attributes and log lines alike;
 * the client is ``aiohttp`` (already a verl dependency): at a few hundred requests in
   flight, httpx's connection pool spent more CPU scanning its connections than the
   judge spent answering (docs/notes.md).
@@ -19,26 +25,45 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 from aiolimiter import AsyncLimiter
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from speciarl_verl.judge.redaction import redact_url
 from speciarl_verl.judge.settings import LLMSettings
 
-__all__ = ["Completion", "EndpointPool", "JudgeTransportError", "decoding_mode_for_version", "is_retryable"]
+__all__ = [
+    "Completion",
+    "EndpointPool",
+    "HTTPStatusError",
+    "JudgeTransportError",
+    "decoding_mode_for_version",
+    "is_retryable",
+    "parse_retry_after",
+]
+
+logger = logging.getLogger(__name__)
 
 #: vLLM versions before this one only understand ``guided_choice``.
 STRUCTURED_OUTPUTS_SINCE = (0, 12)
 
+#: Statuses whose ``Retry-After`` header is honoured (RFC 9110 defines it for these two).
+RETRY_AFTER_STATUSES = (429, 503)
+
 
 class JudgeTransportError(RuntimeError):
-    """A request failed for good: a non-retryable status, or retries exhausted."""
+    """A request failed for good: a non-retryable status, or retries exhausted.
+
+    ``endpoint`` is the URL of the endpoint that failed, password hidden.
+    """
 
     def __init__(self, message: str, endpoint: str):
         super().__init__(message)
@@ -47,17 +72,49 @@ class JudgeTransportError(RuntimeError):
 
 @dataclass(frozen=True)
 class Completion:
+    """A reply; ``endpoint`` is the URL of the server that gave it, password hidden."""
+
     text: str
     latency_s: float
     endpoint: str
 
 
 class HTTPStatusError(RuntimeError):
-    """A response with an error status (kept with the start of its body for the message)."""
+    """A response with an error status (kept with the start of its body for the message).
 
-    def __init__(self, status: int, reason: str, body: str):
+    ``retry_after`` is the server's ``Retry-After`` in seconds (``None`` without a usable one).
+    """
+
+    def __init__(self, status: int, reason: str, body: str, retry_after: float | None = None):
         super().__init__(f"HTTP {status} {reason}: {body[:200]}")
         self.status = status
+        self.body = body
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date (a date in the
+    past is 0); ``None`` for a missing or unreadable header.
+
+    >>> parse_retry_after("120"), parse_retry_after(" 1.5 "), parse_retry_after(None), parse_retry_after("soon")
+    (120.0, 1.5, None, None)
+    >>> parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
+    10.0
+    >>> parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT")  # long past
+    0.0
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"\d+(\.\d*)?", value):
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment is None or moment.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less one is not a date
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -65,6 +122,22 @@ def is_retryable(error: BaseException) -> bool:
     if isinstance(error, HTTPStatusError):
         return error.status >= 500 or error.status in (408, 429)
     return isinstance(error, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | asyncio.TimeoutError)
+
+
+def retry_wait(initial_s: float, max_s: float) -> Callable[[RetryCallState], float]:
+    """The pause before the next attempt: exponential back-off with jitter (``initial_s`` .. ``max_s``),
+    or, after a 429/503 with ``Retry-After``, at least what the server asked for, never more than ``max_s``."""
+    backoff = wait_exponential_jitter(initial=initial_s, max=max_s)
+
+    def wait(state: RetryCallState) -> float:
+        pause = backoff(state)
+        error = state.outcome.exception() if state.outcome is not None and state.outcome.failed else None
+        asked = error.retry_after if isinstance(error, HTTPStatusError) else None
+        if asked is not None and error.status in RETRY_AFTER_STATUSES:
+            pause = min(max(pause, asked), max_s)
+        return pause
+
+    return wait
 
 
 def decoding_mode_for_version(version: str | None) -> str:
@@ -96,6 +169,8 @@ class EndpointPool:
         self._semaphore: asyncio.Semaphore | None = None
         self._limiter: AsyncLimiter | None = None
         self._in_flight = {endpoint: 0 for endpoint in settings.endpoints}
+        #: each endpoint as it may be shown (password hidden)
+        self._shown = {endpoint: redact_url(endpoint) for endpoint in settings.endpoints}
         self._modes: dict[str, str] = {}
         self._mode_locks: dict[str, asyncio.Lock] = {}
         self._turn = 0
@@ -164,59 +239,84 @@ class EndpointPool:
             body["guided_choice"] = self.choices
         return body
 
+    def _scrub(self, text: str) -> str:
+        """``text`` with every endpoint URL that carries a password replaced by its shown form."""
+        for endpoint, shown in self._shown.items():
+            if endpoint != shown:
+                text = text.replace(endpoint, shown)
+        return text
+
     async def _post_once(
         self, client: aiohttp.ClientSession, messages: list[dict[str, str]], failed: set[str]
     ) -> Completion:
-        endpoint = self._pick(avoid=failed)
-        self._in_flight[endpoint] += 1
-        try:
+        """One attempt. The concurrency slot (and the rate limiter) is taken here, for this
+        exchange only: a request waiting to retry holds neither."""
+        assert self._semaphore is not None
+        async with self._semaphore:
             if self._limiter is not None:
                 await self._limiter.acquire()
-            mode = await self._decoding_mode(client, endpoint)
-            started = time.perf_counter()
-            async with client.post(f"{endpoint}/chat/completions", json=self.request_body(messages, mode)) as response:
-                body = await response.text()
-                if response.status >= 400:
-                    raise HTTPStatusError(response.status, response.reason or "", body)
-            latency = time.perf_counter() - started
-        except Exception as error:
-            error.endpoint = endpoint  # type: ignore[attr-defined]
-            failed.add(endpoint)
-            raise
-        finally:
-            self._in_flight[endpoint] -= 1
+            endpoint = self._pick(avoid=failed)  # picked once a slot is ours: in-flight counts are current
+            self._in_flight[endpoint] += 1
+            try:
+                mode = await self._decoding_mode(client, endpoint)
+                started = time.perf_counter()
+                body_json = self.request_body(messages, mode)
+                async with client.post(f"{endpoint}/chat/completions", json=body_json) as response:
+                    body = await response.text()
+                    if response.status >= 400:
+                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                        raise HTTPStatusError(response.status, response.reason or "", body, retry_after)
+                latency = time.perf_counter() - started
+            except Exception as error:
+                error.endpoint = self._shown[endpoint]  # type: ignore[attr-defined]
+                failed.add(endpoint)
+                raise
+            finally:
+                self._in_flight[endpoint] -= 1
+        shown = self._shown[endpoint]
         try:
             text = json.loads(body)["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as error:
-            message = f"{endpoint} sent a reply that is not a chat completion: {error!r}"
-            raise JudgeTransportError(message, endpoint) from error
-        return Completion(text=text if isinstance(text, str) else str(text), latency_s=latency, endpoint=endpoint)
+            message = f"{shown} sent a reply that is not a chat completion: {error!r}"
+            raise JudgeTransportError(message, shown) from error
+        return Completion(text=text if isinstance(text, str) else str(text), latency_s=latency, endpoint=shown)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        pause = state.next_action.sleep if state.next_action is not None else 0.0
+        logger.debug(
+            "judge endpoint %s: attempt %d failed (%s); next attempt in %.2f s",
+            getattr(error, "endpoint", "?"),
+            state.attempt_number,
+            self._scrub(_describe(error)) if error is not None else "?",
+            pause,
+        )
 
     async def complete(self, messages: list[dict[str, str]]) -> Completion:
         """One chat completion, retried as described above; :class:`JudgeTransportError` when it fails for good."""
         client = self._bind()
         settings = self.settings
-        assert self._semaphore is not None
-        async with self._semaphore:
-            retrying = AsyncRetrying(
-                stop=stop_after_attempt(settings.max_retries + 1),
-                wait=wait_exponential_jitter(initial=settings.backoff_initial_s, max=settings.backoff_max_s),
-                retry=retry_if_exception(is_retryable),
-                reraise=True,
-            )
-            failed: set[str] = set()
-            try:
-                async for attempt in retrying:
-                    with attempt:
-                        return await self._post_once(client, messages, failed)
-            except JudgeTransportError:
-                raise
-            except Exception as error:
-                endpoint = getattr(error, "endpoint", ",".join(settings.endpoints))
-                attempts = retrying.statistics.get("attempt_number", 1)
-                raise JudgeTransportError(
-                    f"judge endpoint {endpoint} failed after {attempts} attempt(s): {_describe(error)}", endpoint
-                ) from error
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(settings.max_retries + 1),
+            wait=retry_wait(settings.backoff_initial_s, settings.backoff_max_s),
+            retry=retry_if_exception(is_retryable),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        failed: set[str] = set()
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._post_once(client, messages, failed)
+        except JudgeTransportError:
+            raise
+        except Exception as error:
+            endpoint = getattr(error, "endpoint", None) or ",".join(self._shown.values())
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise JudgeTransportError(
+                f"judge endpoint {endpoint} failed after {attempts} attempt(s): {self._scrub(_describe(error))}",
+                endpoint,
+            ) from error
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:

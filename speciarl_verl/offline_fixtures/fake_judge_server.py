@@ -14,7 +14,12 @@ compare a client against the theoretical limit. ``fault`` makes it misbehave:
 * ``bad_label``: answer 200 with a label outside the set;
 * ``drop``: close the connection without answering;
 * ``not_json``: answer 200 with a body that is not a chat completion;
-* ``flaky:<n>``: answer 503 to the first ``n`` requests, then behave.
+* ``flaky:<n>``: answer 503 to the first ``n`` requests, then behave; ``flaky:<n>:<code>``
+  answers ``code`` instead of 503.
+
+``retry_after`` (e.g. ``"2"`` or an HTTP date) is sent as the ``Retry-After`` header of every
+error status a fault produces; ``arrivals`` holds the ``time.monotonic()`` at which each chat
+request arrived.
 
 ``GET /version`` reports ``vllm_version`` (``None``: 404, like a non-vLLM server);
 ``GET /stats`` the number of chat requests and the most served at once.
@@ -30,6 +35,7 @@ import asyncio
 import json
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +60,8 @@ class FakeJudgeServer:
     vllm_version: str | None = "0.30.0"
     requests: list[dict[str, Any]] = field(default_factory=list)
     hierarchy: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    retry_after: str | None = None
+    arrivals: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # the client may send the pair normalised (lower case, no punctuation), so classes are looked up folded
@@ -135,14 +143,19 @@ class FakeJudgeServer:
         return category.value if category is not None else "wrong"
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self.arrivals.append(time.monotonic())
         body = await request.json()
         self.requests.append(body)
         self.calls += 1
         fault = self.fault or ""
-        if fault.startswith("flaky:") and self.calls <= int(fault.split(":")[1]):
-            return web.json_response({"error": "warming up"}, status=503)
+        headers = {"Retry-After": self.retry_after} if self.retry_after is not None else None
+        if fault.startswith("flaky:"):
+            _, count, *status = fault.split(":")
+            if self.calls <= int(count):
+                code = int(status[0]) if status else 503
+                return web.json_response({"error": "warming up"}, status=code, headers=headers)
         if fault.startswith("status:"):
-            return web.json_response({"error": "injected"}, status=int(fault.split(":")[1]))
+            return web.json_response({"error": "injected"}, status=int(fault.split(":")[1]), headers=headers)
         if fault == "hang":
             await self._closing.wait()  # answer nothing until the server stops
         if fault == "drop":

@@ -37,3 +37,22 @@ def test_a_bursts_waiters_all_finish_when_the_loop_collects_garbage_between_turn
     assert hanging == 0
     assert answers == ["A", "B", "C", "D", "E"]
     assert sorted(batches) == [["a", "b"], ["c", "d"], ["e"]]  # two full batches at once, the rest after the window
+
+
+def test_a_coalescer_reused_in_a_new_loop_after_one_was_torn_down_mid_window_still_answers():
+    async def lookup(keys):
+        return {key: key.upper() for key in keys}
+
+    coalescer = Coalescer(lookup, window_s=0.05)
+
+    async def abandoned():
+        waiting = asyncio.ensure_future(coalescer("a"))
+        await asyncio.sleep(0)  # the window's timer is scheduled; the loop ends before it fires
+        assert not waiting.done()
+
+    asyncio.run(abandoned())
+
+    async def later():
+        return await asyncio.wait_for(coalescer("b"), timeout=5)
+
+    assert asyncio.run(later()) == "B"

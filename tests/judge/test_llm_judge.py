@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import socket
 import time
+from email.utils import formatdate
 
 import pytest
 
 from speciarl_verl import Category
 from speciarl_verl.judge import JudgeError, JudgeSettings, TieredVerifier, VerificationRequest
+from speciarl_verl.judge.llm_judge import InvalidVerdictError, LLMJudge
 from speciarl_verl.judge.prompt import DEFAULT_JUDGE_PROMPT
+from speciarl_verl.judge.settings import LLMSettings
+from speciarl_verl.judge.transport import EndpointPool, JudgeTransportError
 
 C = Category
 LABELS = list(DEFAULT_JUDGE_PROMPT.labels)
@@ -239,3 +245,117 @@ def test_the_llm_decides_the_far_ancestors_the_rules_leave_to_it(fake_judge):
         (C.LESS_SPECIFIC, "llm"),
         (C.WRONG, "llm"),
     ]
+
+
+# --- the transport on its own: Retry-After, slots during back-off, credentials in URLs ---
+
+
+def pool_for(url: str, **llm) -> EndpointPool:
+    return EndpointPool(LLMSettings(endpoints=[url], model="judge-under-test", **llm), LABELS)
+
+
+def ask(pool: EndpointPool, prediction: str = "gull"):
+    return pool.complete(DEFAULT_JUDGE_PROMPT.messages("Laysan Albatross", prediction))
+
+
+def complete_once(pool: EndpointPool, prediction: str = "gull", timeout_s: float = 60):
+    async def go():
+        try:
+            return await asyncio.wait_for(ask(pool, prediction), timeout_s)
+        finally:
+            await pool.aclose()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_in_seconds_delays_the_next_attempt(fake_judge, status):
+    server = fake_judge(fault=f"flaky:1:{status}", retry_after="2")
+    # without the header the pause would be the back-off: 0.01 s plus at most 1 s of jitter
+    completion = complete_once(pool_for(server.url, backoff_initial_s=0.01, backoff_max_s=30, max_retries=2))
+    assert completion.text == "wrong" and server.calls == 2
+    first, second = server.arrivals
+    assert second - first >= 2.0  # the server saw the retry no earlier than it asked
+
+
+def test_retry_after_as_an_http_date_delays_the_next_attempt(fake_judge):
+    # whole seconds: the date lies 3 to 4 s after this line, so at least 2 s after the first request
+    # (the back-off alone would be at most about 1 s)
+    server = fake_judge(fault="flaky:1:429", retry_after=formatdate(time.time() + 4, usegmt=True))
+    completion = complete_once(pool_for(server.url, backoff_initial_s=0.01, backoff_max_s=30, max_retries=2))
+    assert completion.text == "wrong" and server.calls == 2
+    first, second = server.arrivals
+    assert second - first >= 2.0
+
+
+def test_retry_after_is_capped_at_backoff_max(fake_judge):
+    server = fake_judge(fault="flaky:1:429", retry_after="3600")
+    # an uncapped wait would run into the 60 s timeout; the cap makes it 0.2 s at most
+    completion = complete_once(pool_for(server.url, backoff_initial_s=0.01, backoff_max_s=0.2, max_retries=2))
+    assert completion.text == "wrong" and server.calls == 2
+
+
+def test_a_request_waiting_to_retry_does_not_hold_its_slot(fake_judge):
+    server = fake_judge(fault="flaky:1")  # the first request gets a 503, every later one an answer
+    pool = pool_for(server.url, max_in_flight=1, max_retries=1, backoff_initial_s=60, backoff_max_s=60)
+
+    async def go():
+        try:
+            sleeper = asyncio.create_task(ask(pool, "gull"))
+            deadline = time.monotonic() + 30
+            while server.calls < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert server.calls == 1
+            # the only slot is free while the first request waits its 60 s back-off: this one goes through
+            other = await asyncio.wait_for(ask(pool, "tern"), 30)
+            assert not sleeper.done()
+            sleeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sleeper
+            return other
+        finally:
+            await pool.aclose()
+
+    other = asyncio.run(go())
+    assert other.text == "wrong" and server.calls == 2
+
+
+SECRET = "hunter2-s3cret"
+
+
+def with_password(url: str) -> str:
+    return url.replace("http://", f"http://judge:{SECRET}@", 1)
+
+
+@pytest.mark.parametrize("fault", ["status:500", "status:401", "drop", "not_json"])
+def test_a_password_in_an_endpoint_url_is_never_shown(fake_judge, fault, caplog):
+    caplog.set_level(logging.DEBUG)
+    server = fake_judge(fault=fault)
+    url = with_password(server.url)
+    shown = f"http://judge:***@127.0.0.1:{server.port}/v1"
+    with pytest.raises(JudgeTransportError) as transport:
+        complete_once(pool_for(url, timeout_s=2, max_retries=1, backoff_initial_s=0.01, backoff_max_s=0.05))
+    assert transport.value.endpoint == shown and shown in str(transport.value)
+    with pytest.raises(JudgeError) as judged:
+        run(TieredVerifier(settings([url], timeout_s=2, max_retries=1)), pairs("gull"))
+    assert judged.value.endpoint == shown and shown in str(judged.value)
+    for text in (str(transport.value), str(judged.value), caplog.text):
+        assert SECRET not in text
+
+
+def test_a_password_never_reaches_a_completion_or_an_invalid_verdict(fake_judge):
+    server, liar = fake_judge(), fake_judge(fault="bad_label")
+    completion = complete_once(pool_for(with_password(server.url)))
+    assert completion.endpoint == f"http://judge:***@127.0.0.1:{server.port}/v1"
+
+    async def judge_once():
+        judge = LLMJudge(LLMSettings(endpoints=[with_password(liar.url)], model="m"))
+        try:
+            return await judge.judge("laysan albatross", "gull")
+        finally:
+            await judge.aclose()
+
+    with pytest.raises(InvalidVerdictError) as invalid:
+        asyncio.run(judge_once())
+    assert invalid.value.endpoint == f"http://judge:***@127.0.0.1:{liar.port}/v1"
+    assert SECRET not in str(invalid.value)

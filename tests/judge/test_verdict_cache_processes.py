@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from speciarl_verl.judge.verdict_store import RedisVerdictStore, SQLiteVerdictStore
+from speciarl_verl.judge.redis_store import RedisVerdictStore
+from speciarl_verl.judge.sqlite_store import SQLiteVerdictStore
 
 WORKER = r"""
 import asyncio, json, random, sys
@@ -97,6 +98,36 @@ def test_expired_claim_of_a_crashed_worker_is_taken_over(backend, tmp_path, redi
             await store.put("k", "wrong", "late-writer")  # the first verdict stored wins
             assert await store.get_many(["k", "missing"]) == {"k": "generic"}
             assert await store.claimed(["k"]) == set()
+        finally:
+            await store.aclose()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_renew_extends_only_the_claims_the_owner_still_holds(backend, tmp_path, redis_url):
+    store = SQLiteVerdictStore(tmp_path / "v.sqlite") if backend == "sqlite" else RedisVerdictStore(redis_url, "renew")
+
+    async def go():
+        try:
+            assert await store.claim("mine", "me", lease_s=30)
+            assert await store.claim_many(["lapsed", "taken"], "me", lease_s=0.2) == {"lapsed", "taken"}
+            assert await store.claim("theirs", "other", lease_s=30)
+            await asyncio.sleep(0.5)  # "lapsed" and "taken" run out; another worker takes "taken" over
+            assert await store.claim("taken", "other", lease_s=30)
+            keys = ["mine", "lapsed", "taken", "theirs", "nobody"]
+            assert await store.renew_many(keys, "me", lease_s=60) == {"mine"}
+            assert await store.renew_many([], "me", lease_s=60) == set()
+            # the other worker's claims are untouched: still theirs, and "me" cannot take them
+            assert await store.claimed(keys) == {"mine", "taken", "theirs"}
+            assert not await store.claim("taken", "me", lease_s=30)
+            assert not await store.claim("theirs", "me", lease_s=30)
+            # a renewed claim outlives its first lease
+            assert await store.claim("short", "me", lease_s=2)
+            assert await store.renew_many(["short"], "me", lease_s=60) == {"short"}
+            await asyncio.sleep(2.5)  # past the first lease (the renewed one has a minute to go)
+            assert await store.claimed(["short"]) == {"short"}
+            assert not await store.claim("short", "other", lease_s=30)
         finally:
             await store.aclose()
 
