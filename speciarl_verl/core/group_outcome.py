@@ -13,12 +13,15 @@ __all__ = ["GroupOutcome"]
 class GroupOutcome:
     """The verdicts and rewards of the rollouts of one prompt, in session order.
 
-    ``categories[i]`` is ``None`` when rollout ``i`` has no verdict: it could
-    not be parsed, or (``judge_failed[i]``) the judge failed on it. ``short``
-    marks a group that finished with fewer rollouts than were asked for (some
-    sessions failed); ``masked`` one whose rewards were zeroed because the judge
-    failed. ``sources[i]`` says who gave the verdict (``offline``, ``deferred``,
-    ``cache``, ``llm``, ``dedup``); ``latencies[i]`` is the LLM round trip.
+    ``categories[i]`` is the judge's verdict on rollout ``i`` (before any synthetic verdict
+    noise: ``noised[i]`` says whether the reward used another category), ``None`` when it has
+    none: it could not be parsed, or (``judge_failed[i]``) the judge failed on it.
+    ``rewards[i]`` is the reward it was given and ``scores[i]`` what verl trains on (the reward
+    plus the length penalty; the rewards when not given). ``short`` marks a group that finished
+    with fewer rollouts than were asked for (some sessions failed); ``masked`` one whose rewards
+    were all zeroed (a judge failure, or too few rollouts to compare). ``sources[i]`` says who
+    gave the verdict (``offline``, ``deferred``, ``cache``, ``llm``, ``dedup``);
+    ``latencies[i]`` is the LLM round trip.
     """
 
     uid: str
@@ -30,12 +33,13 @@ class GroupOutcome:
     judge_failed: tuple[bool, ...] = field(default=())
     latencies: tuple[float | None, ...] = field(default=())
     masked: bool = False
+    scores: tuple[float, ...] = field(default=())
 
     def __post_init__(self) -> None:
         n = len(self.categories)
         if len(self.rewards) != n:
             raise ValueError(f"group {self.uid}: {n} categories but {len(self.rewards)} rewards")
-        for name in ("sources", "noised", "judge_failed", "latencies"):
+        for name in ("sources", "noised", "judge_failed", "latencies", "scores"):
             value = getattr(self, name)
             if value and len(value) != n:
                 raise ValueError(f"group {self.uid}: {n} categories but {len(value)} {name}")
@@ -55,5 +59,9 @@ class GroupOutcome:
 
     @property
     def zero_variance(self) -> bool:
-        """All rollouts got the same reward, so GRPO draws no signal from this group."""
-        return len(set(self.rewards)) <= 1
+        """All rollouts got the same score (reward plus length penalty), so GRPO draws no signal from this group.
+
+        >>> GroupOutcome("u", (Category.WRONG, Category.WRONG), (0.0, 0.0), scores=(0.0, -0.5)).zero_variance
+        False
+        """
+        return len(set(self.scores or self.rewards)) <= 1

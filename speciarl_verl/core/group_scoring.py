@@ -52,14 +52,18 @@ def score_group(
     """Score one group from its rollouts' ``reward_extra_info`` records, in session order.
 
     * training (``validation=False``): ``settings.training_rewards`` of each rollout's
-      (possibly noised) category, plus its recorded length penalty;
-    * validation: ``settings.validation_score`` of the judge's own verdict, no penalty;
-    * a judge failure anywhere in the group gives every rollout 0 and marks the group
-      ``masked`` (zero advantage). Whether the run may go on at all is
-      ``judge.failure_policy``'s call, made by the caller on ``outcome.judge_failed``.
+      (possibly noised) category, plus its recorded length penalty. A group is only compared
+      within itself when it is whole: if the judge failed on any rollout, if some of its
+      sessions failed (``short``) or if fewer than two rollouts remain, every rollout gets 0
+      and the group is ``masked`` (zero advantage), never scored on the part that exists.
+      Whether the run may go on at all is ``judge.failure_policy``'s call, made by the caller
+      on ``outcome.judge_failed``;
+    * validation: each answer on its own, ``settings.validation_score`` of the judge's
+      verdict, no penalty, no masking (an answer the judge failed on scores 0, its siblings
+      keep theirs). Validation records are rewritten without the training noise: their
+      ``category`` is the verdict and ``noised`` 0.
 
-    ``uid`` names the group and ``short`` says some of its sessions failed (both only
-    recorded). A missing record raises
+    ``uid`` names the group. A missing record raises
     :class:`~speciarl_verl.core.rollout_record.MissingRecordError` naming ``where[i]``
     (default: "a rollout of group {uid}").
 
@@ -68,6 +72,8 @@ def score_group(
     >>> unsure = record_info("judged", "unknown", Category.ABSTAIN, "llm", Category.ABSTAIN, False, 0.0, 0.0)
     >>> score_group([bird, unsure], RewardSettings(), validation=False).scores
     [0.75, 0.0]
+    >>> score_group([bird, unsure], RewardSettings(), validation=False, short=True).scores
+    [0.0, 0.0]
     """
     if where is None:
         name = f"a rollout of group {uid}"
@@ -76,20 +82,23 @@ def score_group(
         rows = [read_record_fields(info or {}, name) for info, name in zip(records, where, strict=True)]
     n = len(rows)
     judge_failed = tuple(row[0] == "judge_error" for row in rows)
-    masked = True in judge_failed
+    verdicts = [row[2] for row in rows]
     if validation:
-        categories = [row[2] for row in rows]  # the judge's own verdict, never the noised one
-        rewards = [settings.validation_score(category) for category in categories]
+        # the judge's own verdict, never the noised one, in the score and in the record
+        rows = [(*row[:4], row[2], False, 0.0, *row[7:]) for row in rows]
+        rewards = [settings.validation_score(verdict) for verdict in verdicts]
         penalties = [0.0] * n
+        masked = False
     else:
-        categories = [row[4] for row in rows]
-        rewards = settings.training_rewards(categories)
+        rewards = settings.training_rewards([row[4] for row in rows])
         penalties = [row[6] for row in rows]
-    if masked:  # one reward for the whole group: nothing is learnt from a failed judge
+        masked = short or n < 2 or True in judge_failed
+    if masked:  # one reward for the whole group: nothing is learnt from a group that is not whole
         rewards, penalties = [0.0] * n, [0.0] * n
+    scores = [reward + penalty for reward, penalty in zip(rewards, penalties, strict=True)]
     outcome = GroupOutcome(
         uid=uid,
-        categories=tuple(categories),
+        categories=tuple(verdicts),
         rewards=tuple(rewards),
         short=short,
         sources=tuple(row[3] for row in rows),
@@ -97,11 +106,11 @@ def score_group(
         judge_failed=judge_failed,
         latencies=tuple(row[8] for row in rows),
         masked=masked,
+        scores=tuple(scores),
     )
-    best = best_category(categories, "evaluation")
+    best = best_category(verdicts, "evaluation")
     rewritten = [
         record_info(*row[:7], reward, row[8], row[9], best, n, masked)
         for row, reward in zip(rows, rewards, strict=True)
     ]
-    scores = [reward + penalty for reward, penalty in zip(rewards, penalties, strict=True)]
     return ScoredGroup(outcome, scores, rewritten)

@@ -52,9 +52,12 @@ def _template(status: RolloutStatus, verdict: Category | None) -> dict[str, Any]
         "noised": None,
         "parse_failed": float(status == "unparseable"),
         "judge_failed": float(failed),
-        # a failed judge says nothing about the answer: left out of the rates (None), not counted as wrong
-        "correct": None if failed else float(verdict in CORRECT_CATEGORIES),
-        **{f"cat_{member.slug}": None if failed else float(verdict is member) for member in Category},
+        # Every rate has every answer in its denominator: verl's validation counts a session without
+        # an ``acc`` as 0 in ``acc``, so an answer the judge failed on counts 0 in ``correct`` and in
+        # each ``cat_*`` too (``judge_failed`` says how many); the rates then add up with
+        # ``parse_failed`` and ``judge_failed`` to 1.
+        "correct": float(verdict in CORRECT_CATEGORIES),
+        **{f"cat_{member.slug}": float(verdict is member) for member in Category},
         "judge_latency_s": None,
         "judge_error": None,
         "overlong_penalty": None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from speciarl_verl.core.categories import TRAINING_LEVEL, Category
 from speciarl_verl.core.group_outcome import GroupOutcome
 
-__all__ = ["METRIC_PREFIX", "step_metrics"]
+__all__ = ["METRIC_PREFIX", "latency_metrics", "step_metrics"]
 
 METRIC_PREFIX = "speciarl"
 
@@ -25,25 +25,45 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def step_metrics(groups: Iterable[GroupOutcome], prefix: str = METRIC_PREFIX) -> dict[str, float]:
+def latency_metrics(latencies: Sequence[float], prefix: str = METRIC_PREFIX) -> dict[str, float]:
+    """``{prefix}/judge/latency_p50_s`` and ``latency_p95_s`` (nearest rank) of LLM round trips; empty for none.
+
+    >>> latency_metrics([0.1, 0.2, 0.3, 0.4])
+    {'speciarl/judge/latency_p50_s': 0.2, 'speciarl/judge/latency_p95_s': 0.4}
+    """
+    if not latencies:
+        return {}
+    return {
+        f"{prefix}/judge/latency_p50_s": _quantile(latencies, 0.50),
+        f"{prefix}/judge/latency_p95_s": _quantile(latencies, 0.95),
+    }
+
+
+def step_metrics(
+    groups: Iterable[GroupOutcome], prefix: str = METRIC_PREFIX, *, latencies: bool = True
+) -> dict[str, float]:
     """Rates over the rollouts and groups of one training batch.
 
+    Categories are the judge's verdicts, never the synthetic noise of the robustness
+    ablation (``noise_flip_rate`` says how often the reward used another category).
+
     * ``{prefix}/category/<name>``: share of rollouts with that verdict (every rollout
-      counts in the denominator);
+      counts in the denominator, so the shares, ``parse_failure_rate`` and the judge
+      failures add up to 1);
     * ``{prefix}/parse_failure_rate``: share of rollouts that could not be parsed;
     * ``{prefix}/group_best/<name>``: share of groups whose best verdict in the evaluation
       order is that one (*more specific* counts apart from *specific*; ``none``: nothing in
       the group has a verdict);
-    * ``{prefix}/group_best_level/mean``: mean training level of that best, the level the
-      dynamic reward pays for;
-    * ``{prefix}/groups_zero_variance``: share of groups in which every rollout
-      got the same reward (no GRPO signal);
+    * ``{prefix}/group_best_level/mean``: mean training level of that best verdict;
+    * ``{prefix}/groups_zero_variance``: share of groups in which every rollout got the
+      same score, length penalty included (no GRPO signal);
     * ``{prefix}/verdict_source/<source>``: share of judged rollouts by verdict source;
     * ``{prefix}/noise_flip_rate``: share of judged rollouts whose verdict noise changed;
     * judge traffic: ``{prefix}/judge/calls_total`` (LLM calls), ``cache_hits_total``,
       ``dedup_total`` (identical pairs that waited for one call), ``failures_total``,
       ``offline_share`` (share of judged rollouts the rule tier decided),
-      ``latency_p50_s`` / ``latency_p95_s`` (LLM round trips);
+      ``latency_p50_s`` / ``latency_p95_s`` (LLM round trips; left out with ``latencies=False``,
+      for a caller that reports them over several batches, see :func:`latency_metrics`);
     * counts: ``{prefix}/groups_total``, ``rollouts_total``, ``short_groups_total``,
       ``masked_groups_total``.
 
@@ -56,7 +76,10 @@ def step_metrics(groups: Iterable[GroupOutcome], prefix: str = METRIC_PREFIX) ->
     tally = _Tally()
     for group in groups:
         tally.add(group)
-    return tally.metrics(prefix)
+    metrics = tally.metrics(prefix)
+    if latencies:
+        metrics.update(latency_metrics(tally.latencies, prefix))
+    return metrics
 
 
 @dataclass
@@ -136,7 +159,4 @@ class _Tally:
                 metrics[f"{prefix}/verdict_source/{source}"] = count / self.judged
             metrics[f"{prefix}/noise_flip_rate"] = self.flips / self.judged
             metrics[f"{prefix}/judge/offline_share"] = self.sources["offline"] / self.judged
-        if self.latencies:
-            metrics[f"{prefix}/judge/latency_p50_s"] = _quantile(self.latencies, 0.50)
-            metrics[f"{prefix}/judge/latency_p95_s"] = _quantile(self.latencies, 0.95)
         return metrics

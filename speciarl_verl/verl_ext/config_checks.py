@@ -38,8 +38,17 @@ def group_stage_class(config: Any) -> type | None:
 
 
 def check_group_stage(config: Any, settings: RewardSettings) -> None:
-    """Raise if the dynamic reward is configured without the group stage (warn for static)."""
+    """Raise if the dynamic reward is configured without the group stage (warn for static), or
+    with training groups of fewer than two rollouts (a group needs a sibling to be compared with)."""
     if group_stage_class(config) is not None:
+        rollout = ((config.get("actor_rollout_ref") or {}).get("rollout") or {}) if config is not None else {}
+        n = rollout.get("n")
+        if n is not None and int(n) < 2:
+            raise ValueError(
+                f"actor_rollout_ref.rollout.n={n}: SpeciaRL scores each rollout against the others of its group, "
+                "and the group stage gives a group of fewer than two rollouts no advantage (it would train on "
+                "nothing); set actor_rollout_ref.rollout.n >= 2 (the paper uses 10)"
+            )
         return
     fix = (
         "set trainer.use_v1=true and trainer.v1.sampler.custom_sampler.path="

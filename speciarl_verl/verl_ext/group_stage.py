@@ -18,12 +18,22 @@ What a group scores is decided by the pure :func:`speciarl_verl.core.group_scori
 this module finds each group's trajectories, applies ``judge.failure_policy`` and does the
 TransferQueue I/O. The DAPO options verl gives only its own buffer come from
 :mod:`speciarl_verl.verl_ext.sampler_options`.
+
+Failures are counted where groups are scored, before any filter can evict them: a masked
+group is all 0, so DAPO's filter drops it before ``sample`` sees it, and a judge outage under
+``failure_policy=mask`` would otherwise refill without end and show nothing.
+``speciarl/masked_groups_total``, ``short_groups_total`` and ``judge/failures_total`` count
+every training group scored since the previous ``sample``, evicted ones included; once the
+groups masked while one batch is gathered reach that batch's size, the judge is taken for
+down and the run stops as under ``raise``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -34,7 +44,7 @@ from verl.utils import tensordict_utils as tu
 
 from speciarl_verl.core.group_outcome import GroupOutcome
 from speciarl_verl.core.group_scoring import score_group
-from speciarl_verl.core.step_metrics import METRIC_PREFIX, step_metrics
+from speciarl_verl.core.step_metrics import METRIC_PREFIX, latency_metrics, step_metrics
 from speciarl_verl.reward_settings import RewardSettings
 from speciarl_verl.verl_ext.sampler_options import resolve_buffer_options, root_config
 
@@ -46,7 +56,21 @@ __all__ = [
     "split_trajectory_key",
 ]
 
+logger = logging.getLogger(__name__)
+
 VALIDATION_PARTITION = "val"
+TRAINING_PARTITION = "train"
+
+
+@dataclass
+class _ScoredSinceSample:
+    """What the groups scored in one partition since its last ``sample`` held, evicted groups included."""
+
+    groups: int = 0
+    masked: int = 0
+    short: int = 0
+    judge_failures: int = 0  # rollouts
+    last_error: str | None = None
 
 
 class JudgeFailedError(RuntimeError):
@@ -103,8 +127,15 @@ class GroupRewardStage:
         self.reward_settings = settings
         # partition -> uid -> outcome of every terminal group already rewritten
         self._outcomes: dict[str, dict[str, GroupOutcome]] = defaultdict(dict)
-        # groups scored since the last training sample (evicted ones included)
-        self._scored_since_sample: dict[str, int] = defaultdict(int)
+        self._since_sample: dict[str, _ScoredSinceSample] = defaultdict(_ScoredSinceSample)
+        # the groups one training batch holds; sample() sets it from its batch_size
+        self._batch_groups: int | None = getattr(self, "train_batch_size", None)
+        # verl merges the metrics of the parameter_sync_step samples of one step (quantiles would be
+        # averaged), so judge latency quantiles are reported once per cycle, over the whole cycle
+        trainer_config = getattr(self, "trainer_config", None) or {}
+        self._cycle = max(1, int(trainer_config.get("parameter_sync_step", 1) or 1))
+        self._cycle_samples = 0
+        self._cycle_latencies: list[float] = []
 
     # -- verl hooks ---------------------------------------------------------------------------
 
@@ -114,6 +145,8 @@ class GroupRewardStage:
             self._score_terminal_groups(partition_id)
 
     def sample(self, global_steps: int, partition_id: str, batch_size: int) -> tuple[KVBatchMeta, dict]:
+        if partition_id != VALIDATION_PARTITION:
+            self._batch_groups = batch_size
         batch, metrics = super().sample(global_steps=global_steps, partition_id=partition_id, batch_size=batch_size)
         selected = sorted({split_trajectory_key(key)[0] for key in batch.keys})
         outcomes = self._outcomes[partition_id]
@@ -121,12 +154,31 @@ class GroupRewardStage:
         if unscored:
             raise RuntimeError(f"group stage: sampled groups were never scored: {unscored[:5]}")
         batch_outcomes = [outcomes.pop(uid) for uid in selected]
+        scored = self._since_sample.pop(partition_id, _ScoredSinceSample())
         if partition_id != VALIDATION_PARTITION:
             metrics = dict(metrics)
-            metrics.update(step_metrics(batch_outcomes))
-            metrics[f"{METRIC_PREFIX}/scored_groups_total"] = float(self._scored_since_sample[partition_id])
-            self._scored_since_sample[partition_id] = 0
+            metrics.update(step_metrics(batch_outcomes, latencies=False))  # the cycle's instead, below
+            # counted where the groups were scored: no filter can hide them
+            metrics[f"{METRIC_PREFIX}/scored_groups_total"] = float(scored.groups)
+            metrics[f"{METRIC_PREFIX}/masked_groups_total"] = float(scored.masked)
+            metrics[f"{METRIC_PREFIX}/short_groups_total"] = float(scored.short)
+            metrics[f"{METRIC_PREFIX}/judge/failures_total"] = float(scored.judge_failures)
+            metrics.update(self._cycle_latency_metrics(batch_outcomes))
         return batch, metrics
+
+    def _cycle_latency_metrics(self, batch_outcomes: list[GroupOutcome]) -> dict[str, float]:
+        """Latency quantiles over the whole ``parameter_sync_step`` cycle, on its last sample only."""
+        self._cycle_latencies += [
+            float(latency)
+            for outcome in batch_outcomes
+            for source, latency in zip(outcome.sources, outcome.latencies, strict=False)
+            if source == "llm" and latency is not None
+        ]
+        self._cycle_samples += 1
+        if self._cycle_samples < self._cycle:
+            return {}
+        latencies, self._cycle_latencies, self._cycle_samples = self._cycle_latencies, [], 0
+        return latency_metrics(latencies)
 
     # -- scoring ------------------------------------------------------------------------------
 
@@ -152,18 +204,16 @@ class GroupRewardStage:
             for key, scores, extra in zip(keys, data["rm_scores"].unbind(0), data["extra_fields"], strict=True):
                 stored[key] = (scores, getattr(extra, "data", extra))
 
+        failed_sessions = self.failure_keys[partition_id]
         scored = {
-            uid: self._score_group(
-                uid, partition_id, keys_by_uid.get(uid, []), stored, short=uid in self.failure_keys[partition_id]
-            )
+            uid: self._score_group(uid, partition_id, keys_by_uid.get(uid, []), stored, short=uid in failed_sessions)
             for uid in sorted(new_uids)
         }
-        self._apply_failure_policy(partition_id, [(outcome, records) for outcome, records, _ in scored.values()])
+        self._count_scored(partition_id, [(outcome, records) for outcome, records, _ in scored.values()])
 
         rewritten: dict[str, tuple[torch.Tensor, dict]] = {}
         for uid, (outcome, _, per_key) in scored.items():
             outcomes[uid] = outcome
-            self._scored_since_sample[partition_id] += 1
             rewritten.update(per_key)
         if rewritten:
             fields = tu.get_tensordict(
@@ -174,16 +224,41 @@ class GroupRewardStage:
             )
             tq.kv_batch_put(keys=list(rewritten), partition_id=partition_id, fields=fields)
 
-    def _apply_failure_policy(self, partition_id: str, groups: list[tuple[GroupOutcome, list[dict[str, Any]]]]) -> None:
-        """Stop the run on judge failures unless ``judge.failure_policy=mask``."""
-        failed = [(outcome, records) for outcome, records in groups if any(outcome.judge_failed)]
-        if not failed or self.reward_settings.judge.failure_policy == "mask":
+    def _count_scored(self, partition_id: str, groups: list[tuple[GroupOutcome, list[dict[str, Any]]]]) -> None:
+        """Count the newly scored groups, then apply ``judge.failure_policy``: stop the run on a judge
+        failure under ``raise``, and under ``mask`` once a batch's worth of groups has been masked."""
+        tally = self._since_sample[partition_id]
+        errors = [r["judge_error"] for _, records in groups for r in records if r["judge_error"]]
+        tally.groups += len(groups)
+        tally.masked += sum(outcome.masked for outcome, _ in groups)
+        tally.short += sum(outcome.short for outcome, _ in groups)
+        tally.judge_failures += len(errors)
+        tally.last_error = errors[-1] if errors else tally.last_error
+        short = [outcome.uid for outcome, _ in groups if outcome.short]
+        if short and partition_id != VALIDATION_PARTITION:
+            logger.warning(
+                "%d group(s) of partition %r lost sessions in verl's agent loop (its log has the errors) and were "
+                "masked, not scored on the rollouts that finished: %s",
+                len(short),
+                partition_id,
+                short[:5],
+            )
+        if not errors:
             return
-        first_error = next(r["judge_error"] for r in failed[0][1] if r["judge_error"])
-        raise JudgeFailedError(
-            f"the judge failed on {sum(sum(o.judge_failed) for o, _ in failed)} rollout(s) in {len(failed)} "
-            f"group(s) of partition {partition_id!r} (judge.failure_policy=raise). First error: {first_error}"
-        )
+        failed = [outcome for outcome, _ in groups if any(outcome.judge_failed)]
+        if self.reward_settings.judge.failure_policy != "mask":
+            raise JudgeFailedError(
+                f"the judge failed on {len(errors)} rollout(s) in {len(failed)} group(s) of partition "
+                f"{partition_id!r} (judge.failure_policy=raise). First error: {errors[0]}"
+            )
+        limit = self._batch_groups
+        if partition_id != VALIDATION_PARTITION and limit and tally.masked >= limit:
+            raise JudgeFailedError(
+                f"{tally.masked} group(s) of partition {partition_id!r} were masked while one batch of {limit} was "
+                f"gathered ({tally.judge_failures} judge failure(s)): the judge is taken for down and the run stops "
+                f"(judge.failure_policy=mask tolerates fewer masked groups than one batch). Last error: "
+                f"{tally.last_error}"
+            )
 
     def _score_group(
         self,
@@ -245,3 +320,11 @@ class GroupRewardReplayBufferAsync(GroupRewardStage, ReplayBufferAsync):
     """verl's async replay buffer (``colocate_async`` / ``separate_async``) with the group stage."""
 
     _synchronous = False
+
+    def _check_trainer_mode(self, trainer_mode: str) -> None:
+        if trainer_mode == "sync":
+            # the async buffer neither refills failed groups nor gathers DAPO batches as the sync trainer expects
+            raise ValueError(
+                "GroupRewardReplayBufferAsync serves the async trainer modes (colocate_async, separate_async), "
+                "not trainer.v1.trainer_mode=sync; use GroupRewardReplayBuffer"
+            )

@@ -129,6 +129,7 @@ class SpeciaRewardManager(RewardManagerBase):
         super().__init__(config, tokenizer, compute_score)
         self.settings = RewardSettings.from_verl_config(config)
         check_group_stage(config, self.settings)
+        self.settings.judge.check_secrets()  # an unset key variable on this node stops the run here, at start-up
         self.verifier = self.settings.judge.build_verifier()
         self._decode = response_decoder(tokenizer)
         # Per-rollout work done once: the settings are frozen, so the provisional score depends on
@@ -173,10 +174,11 @@ class SpeciaRewardManager(RewardManagerBase):
                 request = VerificationRequest.for_row(ground_truth, answer, data_source, extra_info)
                 try:
                     result = await self.verifier.verify_one(request)
-                except JudgeError as failure:
-                    # Recorded, not raised: verl would only log a raising rollout and train on without it.
-                    # The group stage applies judge.failure_policy (stop the run, or mask the group).
-                    status, error = "judge_error", str(failure)
+                except Exception as failure:  # the judge's, the cache's or a setting's: never cancellation
+                    # Recorded, not raised: verl would only log a raising rollout, mark its group failed and
+                    # train on its siblings. The group stage applies judge.failure_policy (stop the run, or
+                    # mask the whole group).
+                    status, error = "judge_error", str(failure) if isinstance(failure, JudgeError) else repr(failure)
             if result is not None:
                 verdict = category = result.category
                 source, latency = result.source, result.latency_s

@@ -55,13 +55,18 @@ def _check_rewards_come_before_sampling(root: DictConfig) -> None:
         )
 
 
-def _derived_options(root: DictConfig, synchronous: bool) -> dict[str, Any]:
+def _derived_options(root: DictConfig, synchronous: bool, explicit: Mapping[str, Any]) -> dict[str, Any]:
+    """The options verl derives for its own buffer; a DAPO metric given in ``explicit`` counts as enabling the
+    filter (so the refill granularity follows it, as it would had ``algorithm.filter_groups`` enabled it)."""
     filter_groups = root.algorithm.get("filter_groups") or {}
     enabled = bool(filter_groups.get("enable", False))
     if enabled and not filter_groups.get("metric"):
         raise ValueError("algorithm.filter_groups.metric must be set when group filtering is enabled (e.g. acc)")
     metric = str(filter_groups.get("metric")) if enabled else None
-    refill_failed = bool(root.trainer.v1.sampler.get("sync_refill_failed_groups", False))
+    metric = explicit.get("filter_groups_metric", metric)
+    refill_failed = bool(
+        explicit.get("sync_refill_failed_groups", root.trainer.v1.sampler.get("sync_refill_failed_groups", False))
+    )
     options: dict[str, Any] = {"filter_groups_metric": metric, "sync_refill_failed_groups": refill_failed}
     if synchronous:
         train_batch_size = int(root.data.train_batch_size)
@@ -74,6 +79,24 @@ def _derived_options(root: DictConfig, synchronous: bool) -> dict[str, Any]:
     return options
 
 
+def _check_refill_granularity(options: Mapping[str, Any]) -> None:
+    """Refuse sync options under which verl's ``sample`` can wait forever.
+
+    verl's sync buffer refills evicted or failed groups in whole generation batches
+    (``dispatch_count -= dispatch_count % gen_batch_size``): with a DAPO metric or failed-group
+    refills and a ``gen_batch_size`` above 1, a single evicted group never earns a full batch of
+    credit, nothing is dispatched, and ``sample`` polls forever.
+    """
+    refills = options.get("filter_groups_metric") is not None or options.get("sync_refill_failed_groups")
+    if refills and options.get("gen_batch_size", 1) != 1:
+        raise ValueError(
+            f"trainer.v1.sampler.sampler_kwargs.gen_batch_size={options['gen_batch_size']} with "
+            f"filter_groups_metric={options.get('filter_groups_metric')!r} / sync_refill_failed_groups="
+            f"{options.get('sync_refill_failed_groups', False)}: verl's sync buffer refills one group at a time "
+            "there and would wait forever for a larger batch; drop gen_batch_size (it is derived as 1)"
+        )
+
+
 def resolve_buffer_options(
     root: DictConfig | None, sampler_kwargs: Mapping[str, Any], synchronous: bool
 ) -> tuple[dict[str, Any], RewardSettings]:
@@ -83,22 +106,26 @@ def resolve_buffer_options(
     ``data.gen_batch_size`` and ``trainer.v1.sampler.sync_refill_failed_groups`` (the batch
     sizes only for the synchronous buffer). Keys of :data:`FORWARDED_KWARGS` given in
     ``trainer.v1.sampler.sampler_kwargs`` take precedence, as does
-    ``sampler_kwargs.reward_kwargs`` over ``reward.reward_kwargs``. ``root=None`` (no
-    config tree: a buffer built by hand) derives nothing.
+    ``sampler_kwargs.reward_kwargs`` over ``reward.reward_kwargs``; the refill granularity
+    is derived from the final DAPO metric, and a ``gen_batch_size`` under which verl's sync
+    ``sample`` would wait forever is refused. ``root=None`` (no config tree: a buffer built by
+    hand) derives nothing.
 
     >>> resolve_buffer_options(None, {"train_batch_size": 4}, synchronous=True)[0]
     {'train_batch_size': 4}
     """
     options: dict[str, Any] = {}
     settings = RewardSettings()
+    explicit = dict(_plain(sampler_kwargs) or {})
     if root is not None:
         settings = RewardSettings.from_verl_config(root)
         _check_rewards_come_before_sampling(root)
-        options.update(_derived_options(root, synchronous))
-    explicit = dict(_plain(sampler_kwargs) or {})
+        options.update(_derived_options(root, synchronous, explicit))
     for key in FORWARDED_KWARGS:
         if key in explicit:
             options[key] = explicit[key]
+    if synchronous:
+        _check_refill_granularity(options)
     if "reward_kwargs" in explicit:
         settings = RewardSettings.from_mapping(explicit["reward_kwargs"])
     return options, settings

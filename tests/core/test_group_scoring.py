@@ -50,17 +50,23 @@ def test_an_unparseable_answer_gets_the_format_penalty_and_no_rank():
     assert {r["group_best"] for r in only_unparseable.records} == {None}
 
 
-def test_training_ranks_the_noised_category_and_validation_the_judges_verdict():
+def test_training_rewards_the_noised_category_and_validation_never_sees_the_noise():
     records = [judged(C.GENERIC, category=C.SPECIFIC, penalty=-0.5), judged(C.SPECIFIC, category=C.LESS_SPECIFIC)]
     training = score_group(records, RewardSettings(), validation=False)
-    assert training.scores == [0.5, 0.0]
+    assert training.scores == [0.5, 0.0]  # the reward pays the noised categories
     assert training.outcome.noised == (True, True)
-    assert training.outcome.categories == (C.SPECIFIC, C.LESS_SPECIFIC)
+    assert training.outcome.categories == (C.GENERIC, C.SPECIFIC)  # the metrics count the judge's verdicts
+    assert [r["category"] for r in training.records] == ["specific", "less specific"]
     validation = score_group(records, RewardSettings(), validation=True)
     assert validation.scores == [0.0, 1.0]  # reward3 of the verdicts; no length penalty in validation
     assert validation.outcome.categories == (C.GENERIC, C.SPECIFIC)
-    assert [r["category"] for r in validation.records] == ["specific", "less specific"]  # records stay as written
+    # validation records carry the verdict, not the training noise: category, level and noised agree with acc
+    assert [(r["category"], r["level"], r["noised"]) for r in validation.records] == [
+        ("generic", 2, 0.0),
+        ("specific", 4, 0.0),
+    ]
     assert [r["acc"] for r in validation.records] == [0.0, 1.0]
+    assert [r["overlong_penalty"] for r in validation.records] == [0.0, 0.0]
 
 
 def test_validation_scores_each_answer_on_its_own_with_the_validation_table():
@@ -69,16 +75,28 @@ def test_validation_scores_each_answer_on_its_own_with_the_validation_table():
     assert scored.scores == [0.75, 0.75, 0.0]  # a group reward would pay 1; unparseable scores 0 in validation
 
 
-def test_a_judge_failure_gives_the_whole_group_one_reward():
+def test_a_judge_failure_gives_the_whole_training_group_one_reward():
     records = [judged(C.SPECIFIC, penalty=-0.25), failed(), judged(C.WRONG)]
-    for validation in (False, True):
-        scored = score_group(records, RewardSettings(), validation=validation, uid="u3")
-        assert scored.scores == [0.0, 0.0, 0.0]
-        assert scored.outcome.masked
-        assert scored.outcome.judge_failed == (False, True, False)
-        assert [r["masked"] for r in scored.records] == [1.0, 1.0, 1.0]
-        assert scored.records[1]["judge_error"] == "HTTP 503 from j1"
-        assert scored.records[1]["correct"] is None  # a failed judge is not counted as a wrong answer
+    scored = score_group(records, RewardSettings(), validation=False, uid="u3")
+    assert scored.scores == [0.0, 0.0, 0.0]
+    assert scored.outcome.masked
+    assert scored.outcome.judge_failed == (False, True, False)
+    assert [r["masked"] for r in scored.records] == [1.0, 1.0, 1.0]
+    assert scored.records[1]["judge_error"] == "HTTP 503 from j1"
+
+
+def test_a_judge_failure_in_validation_costs_only_that_answer():
+    records = [judged(C.SPECIFIC, penalty=-0.25), failed(), judged(C.WRONG)]
+    scored = score_group(records, RewardSettings(), validation=True, uid="u3")
+    assert scored.scores == [1.0, 0.0, 0.0]  # the correct sibling keeps its score
+    assert not scored.outcome.masked
+    assert [r["acc"] for r in scored.records] == [1.0, 0.0, 0.0]
+    # one denominator for every validation rate: the failed answer is 0 in acc, correct and each cat_*
+    assert [(r["correct"], r["cat_specific"], r["judge_failed"]) for r in scored.records] == [
+        (1.0, 1.0, 0.0),
+        (0.0, 0.0, 1.0),
+        (0.0, 0.0, 0.0),
+    ]
 
 
 def test_static_scheme_and_single_mode_come_from_the_settings():
@@ -89,11 +107,24 @@ def test_static_scheme_and_single_mode_come_from_the_settings():
     assert score_group(records, static, validation=False).scores == [0.75, 0.75, 0.5]
 
 
-def test_short_groups_are_scored_on_what_exists_and_marked():
-    scored = score_group([judged(C.GENERIC)], RewardSettings(), validation=False, uid="u6", short=True)
-    assert scored.scores == [1.0]
-    assert scored.outcome.short
-    assert scored.records[0]["group_size"] == 1
+def test_zero_variance_counts_the_length_penalty():
+    # same reward, different penalties: GRPO still sees a difference between the two
+    scored = score_group([judged(C.WRONG, penalty=-0.5), judged(C.WRONG)], RewardSettings(), validation=False)
+    assert scored.outcome.rewards == (0.0, 0.0) and scored.scores == [-0.5, 0.0]
+    assert not scored.outcome.zero_variance
+
+
+def test_a_training_group_that_is_not_whole_is_never_scored_as_if_it_were():
+    # two sessions of four failed: the survivors' best (generic) need not be the group's best
+    short = score_group([judged(C.GENERIC), judged(C.WRONG)], RewardSettings(), validation=False, uid="u6", short=True)
+    assert short.scores == [0.0, 0.0]
+    assert (short.outcome.short, short.outcome.masked) == (True, True)
+    assert [(r["group_size"], r["masked"]) for r in short.records] == [(2, 1.0), (2, 1.0)]
+    # one rollout alone has nothing to be compared with: GRPO would hand it its raw score as advantage
+    alone = score_group([judged(C.GENERIC, penalty=-0.5)], RewardSettings(), validation=False, uid="u7")
+    assert (alone.scores, alone.outcome.masked) == ([0.0], True)
+    # validation scores each answer on its own: a lone or short group keeps its scores
+    assert score_group([judged(C.SPECIFIC)], RewardSettings(), validation=True, short=True).scores == [1.0]
 
 
 def test_scoring_reads_records_and_never_their_previous_group_fields():

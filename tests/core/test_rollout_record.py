@@ -67,14 +67,22 @@ def test_a_judged_record_renders_every_key_in_order():
     assert type(info["acc"]) is float
 
 
-def test_unparseable_and_failed_rollouts_fill_the_rates_differently():
+def test_unparseable_and_failed_rollouts_count_in_every_rate_with_their_own_flag():
     unparseable = record_info("unparseable", None, None, None, None, False, 0.0, -1.0)
     failed = record_info("judge_error", "gull", None, None, None, False, 0.0, 0.0, judge_error="HTTP 503")
     assert (unparseable["level"], unparseable["correct"], unparseable["parse_failed"]) == (-1, 0.0, 1.0)
     assert all(unparseable[key] == 0.0 for key in CATEGORY_KEYS)
-    # a failed judge says nothing about the answer: no rate counts it
-    assert (failed["correct"], failed["judge_failed"], failed["judge_error"]) == (None, 1.0, "HTTP 503")
-    assert all(failed[key] is None for key in CATEGORY_KEYS)
+    # verl counts a validation answer without acc as 0 in acc, so every rate has every answer in its
+    # denominator: a failed judge counts 0 in acc, correct and cat_*, and 1 in judge_failed
+    assert (failed["acc"], failed["correct"], failed["judge_failed"], failed["judge_error"]) == (
+        0.0,
+        0.0,
+        1.0,
+        "HTTP 503",
+    )
+    assert all(failed[key] == 0.0 for key in CATEGORY_KEYS)
+    for info in (unparseable, failed):
+        assert sum(info[key] for key in CATEGORY_KEYS) + info["parse_failed"] + info["judge_failed"] == 1.0
 
 
 def test_the_record_and_the_fast_renderer_agree_and_read_back():

@@ -41,6 +41,29 @@ def final_scores(tq, rollouts, partition="train"):
     return [float(s[-1]) for s in data["rm_scores"].unbind(0)], [e["reward_extra_info"] for e in data["extra_fields"]]
 
 
+def verl_advantages(tq, config, batch):
+    """verl's own advantage estimation on a sampled batch: {trajectory key: advantage at its first token}."""
+    from verl.utils import tensordict_utils as tu
+
+    keys = batch.keys
+    data = stored(tq, keys, fields=["responses"])
+    zeros = [torch.zeros(r.numel()) for r in data["responses"].unbind(0)]
+    # what the earlier pipeline stages would have written before advantage estimation
+    tq.kv_batch_put(
+        keys=keys,
+        partition_id="train",
+        fields=tu.get_tensordict(
+            {
+                name: torch.nested.as_nested_tensor(zeros, layout=torch.jagged)
+                for name in ("old_log_probs", "ref_log_prob")
+            }
+        ),
+    )
+    PPOTrainer._compute_advantage(SimpleNamespace(config=config), batch, metrics={})
+    advantages = stored(tq, keys, fields=["advantages"])
+    return {k: float(a[0]) for k, a in zip(keys, advantages["advantages"].unbind(0), strict=True)}
+
+
 def test_verl_builds_our_buffer_from_the_shipped_config(config_factory, transfer_queue):
     buffer = build_replay_buffer(config_factory())
     assert type(buffer) is GroupRewardReplayBuffer
@@ -117,26 +140,7 @@ def test_verl_advantages_are_computed_from_the_group_reward(
     groups = [scored_group(config, [S, S, G, W]), scored_group(config, [G, G, LS, W])]
     publish(groups)
     batch, _ = build_replay_buffer(config).sample(global_steps=1, partition_id="train", batch_size=2)
-    # what the earlier pipeline stages would have written before advantage estimation
-    keys = batch.keys
-    data = stored(transfer_queue, keys, fields=["responses"])
-    zeros = [torch.zeros(r.numel()) for r in data["responses"].unbind(0)]
-    from verl.utils import tensordict_utils as tu
-
-    transfer_queue.kv_batch_put(
-        keys=keys,
-        partition_id="train",
-        fields=tu.get_tensordict(
-            {
-                name: torch.nested.as_nested_tensor(zeros, layout=torch.jagged)
-                for name in ("old_log_probs", "ref_log_prob")
-            }
-        ),
-    )
-    PPOTrainer._compute_advantage(SimpleNamespace(config=config), batch, metrics={})
-
-    advantages = stored(transfer_queue, keys, fields=["advantages", "uid"])
-    by_key = {k: float(a[0]) for k, a in zip(keys, advantages["advantages"].unbind(0), strict=True)}
+    by_key = verl_advantages(transfer_queue, config, batch)
     for rollouts, rewards in zip(groups, ([1, 1, 0, 0], [0, 0, 1, 0]), strict=True):
         mean = statistics.mean(rewards)
         scale = statistics.stdev(rewards) + 1e-6 if normalise else 1.0
@@ -207,17 +211,24 @@ def test_dapo_filter_judges_groups_by_the_group_reward(config_factory, scored_gr
     assert transfer_queue.kv_list().get("train", {}).keys() >= {r.key for r in mixed}
 
 
-def test_short_group_is_scored_on_what_finished_and_counted(config_factory, scored_group, transfer_queue):
-    config = config_factory("data.train_batch_size=2", "actor_rollout_ref.rollout.n=4")
+def test_a_group_that_lost_sessions_is_masked_never_scored_as_if_whole(config_factory, scored_group, transfer_queue):
+    config = config_factory("data.train_batch_size=3", "actor_rollout_ref.rollout.n=4")
     full = scored_group(config, [S, G, W, W])
-    short = scored_group(config, [G, LS, W, W])[:3]  # session 3 raised in the agent loop
-    publish([full, short], failed={short[0].uid})
-    batch, metrics = build_replay_buffer(config).sample(global_steps=1, partition_id="train", batch_size=2)
-    assert len(batch.keys) == 7
-    assert final_scores(transfer_queue, short)[0] == [0.0, 1.0, 0.0]
-    assert {i["group_size"] for i in final_scores(transfer_queue, short)[1]} == {3}
-    assert metrics["speciarl/short_groups_total"] == 1
-    assert metrics["speciarl/rollouts_total"] == 7
+    short = scored_group(config, [G, LS, W, W])[:3]  # session 3 raised in the agent loop: it may have been specific
+    lone = scored_group(config, [G, W, W, W])[:1]  # three sessions raised: one rollout alone
+    publish([full, short, lone], failed={short[0].uid, lone[0].uid})
+    batch, metrics = build_replay_buffer(config).sample(global_steps=1, partition_id="train", batch_size=3)
+    assert len(batch.keys) == 8
+    for group in (short, lone):
+        scores, infos = final_scores(transfer_queue, group)
+        assert scores == [0.0] * len(group)  # not [0, 1, 0]: the survivors' best is not the group's best
+        assert {(i["masked"], i["group_size"]) for i in infos} == {(1.0, len(group))}
+    assert (metrics["speciarl/short_groups_total"], metrics["speciarl/masked_groups_total"]) == (2, 2)
+    assert metrics["speciarl/rollouts_total"] == 8
+    # what verl trains on: no advantage for either (a lone rollout would otherwise get its raw score, +1)
+    advantages = verl_advantages(transfer_queue, config, batch)
+    assert [advantages[r.key] for r in short + lone] == [0.0] * 4
+    assert [advantages[r.key] for r in full] != [0.0] * 4
 
 
 def test_validation_scores_each_answer_by_its_verdict_and_logs_category_rates(

@@ -51,12 +51,30 @@ def test_refilling_failed_groups_also_refills_one_group_at_a_time():
 
 
 def test_sampler_kwargs_win_over_the_derived_options_and_reward_kwargs():
-    root = config(filter_groups={"enable": True, "metric": "acc"}, reward_kwargs={"group_mode": "single"})
-    explicit = {"gen_batch_size": 4, "reward_kwargs": {"scheme": "static"}}
+    root = config(reward_kwargs={"group_mode": "single"})
+    explicit = {"gen_batch_size": 4, "max_inflight_gen_batches": 2, "reward_kwargs": {"scheme": "static"}}
     options, settings = resolve_buffer_options(root, explicit, synchronous=True)
-    assert options["gen_batch_size"] == 4
-    assert options["filter_groups_metric"] == "acc"
+    assert (options["gen_batch_size"], options["max_inflight_gen_batches"]) == (4, 2)
+    assert options["filter_groups_metric"] is None
     assert (settings.scheme, settings.group_mode) == ("static", "all")
+
+
+def test_a_dapo_metric_given_to_the_sampler_alone_refills_one_group_at_a_time():
+    # filter_groups_metric in sampler_kwargs without algorithm.filter_groups.enable: verl's sync buffer
+    # filters, but refills in generation batches of data.gen_batch_size (16 here), so one evicted group
+    # never earns a dispatch and sample() would poll forever
+    options, _ = resolve_buffer_options(config(), {"filter_groups_metric": "acc"}, synchronous=True)
+    assert (options["filter_groups_metric"], options["gen_batch_size"]) == ("acc", 1)
+
+
+def test_a_generation_batch_that_would_make_sample_wait_forever_is_refused():
+    dapo = config(filter_groups={"enable": True, "metric": "acc"})
+    with pytest.raises(ValueError, match=r"gen_batch_size=4 with filter_groups_metric='acc'.*wait forever"):
+        resolve_buffer_options(dapo, {"gen_batch_size": 4}, synchronous=True)
+    with pytest.raises(ValueError, match="sync_refill_failed_groups=True"):
+        resolve_buffer_options(config(), {"sync_refill_failed_groups": True, "gen_batch_size": 2}, synchronous=True)
+    asynchronous, _ = resolve_buffer_options(dapo, {"gen_batch_size": 4}, synchronous=False)  # async refills by k
+    assert asynchronous["gen_batch_size"] == 4
 
 
 def test_configurations_that_would_train_on_the_wrong_reward_are_refused():
