@@ -104,7 +104,7 @@ def test_eval_judge_against_an_unreachable_judge_is_one_line_and_exit_code_1(tmp
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     [line] = done.stderr.splitlines()
-    assert line.startswith(f"speciarl eval judge: judge failed for 1 of 2 pair(s) (last endpoint {endpoint})")
+    assert line.startswith(f"speciarl eval judge: judge failed for 1 of 2 pair(s): judge endpoint {endpoint} failed")
     assert line.endswith("The verdicts reached so far are in v.jsonl; run the same command again to judge the rest")
     assert [json.loads(v)["answer"] for v in (tmp_path / "v.jsonl").read_text().splitlines()] == ["Laysan Albatross"]
 

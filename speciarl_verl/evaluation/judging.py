@@ -15,10 +15,16 @@ unparseable rate under both.
 The work is the file-judging pipeline of :mod:`speciarl_verl.judge.file_judging` (the one
 ``speciarl verify`` runs) on this row format (:class:`PredictionRows`): the parsed answers go to
 the verifier in batches; each finished batch is appended to the verdicts file and flushed, so an
-interrupted run loses at most the batch in flight. Running again skips every
-``(sample_id, prediction_index)`` already in the verdicts file, after checking it is an answer of
-the predictions file parsed in the same mode. When the judge fails, the verdicts it reached are
+interrupted run loses at most the batch in flight. When the judge fails, the verdicts it reached are
 written before the run stops.
+
+Running again skips every ``(sample_id, prediction_index)`` already in the verdicts file, once its
+row is checked against the predictions file and this run's judge: the same ``data_source``, parse
+mode, ``ground_truth`` and answer, the same class fields (the row keeps a digest of ``parents``,
+``parent_levels``, ``synonyms`` and ``domain_nouns``, ``class_digest``, not the fields), the same
+judge name and the same ``judge_fingerprint``. A row that differs (say, the predictions of a new
+checkpoint under the old file name), or that has no fingerprint (a file of an older version), is
+refused with one line naming ``verdicts file:line`` and what differs; judge into a new ``--out``.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from speciarl_verl.evaluation.records import (
     VerdictRecord,
     load_predictions,
 )
-from speciarl_verl.judge.file_judging import Outcome, RowFormat, file_judge_settings, judge_file
+from speciarl_verl.judge.file_judging import Outcome, RowFormat, difference, file_judge_settings, judge_file
 from speciarl_verl.judge.settings import JudgeSettings
 from speciarl_verl.judge.verifier import VerificationRequest, Verifier
 
@@ -150,12 +156,13 @@ class PredictionRows(RowFormat[PredictionRecord]):
             reason=outcome.reason,
             parse_mode=item.parse_mode,
             parseable=item.parseable,
+            class_digest=item.class_digest,
         ).to_json()
 
     def out_key(self, row: Any, where: str, position: int) -> Hashable:
         return VerdictRecord.from_json(row, where).key
 
-    def mismatch(self, item: PredictionRecord, row: Any) -> str | None:
+    def mismatch(self, item: PredictionRecord, row: Any, out_name: str) -> str | None:
         described = self.describe(item.key)
         if row["data_source"] != item.data_source:
             return (
@@ -163,11 +170,23 @@ class PredictionRows(RowFormat[PredictionRecord]):
                 f"{self.input_path}: these are the verdicts of another predictions file"
             )
         mode = row.get("parse_mode")
-        if mode not in (None, self.parse_mode):
+        if mode not in (None, self.parse_mode):  # first: another mode also changes the answer
             return (
                 f"{described} was parsed with parse mode {mode!r}, this run asks for {self.parse_mode!r} (one "
                 f"verdicts file holds one mode: pass --parse-mode {mode} to resume it)"
             )
+        ours = self.input_path.name
+        for name, value in (("ground truth", item.ground_truth), ("answer", item.answer)):
+            judged = row.get(name.replace(" ", "_"))
+            if judged != value:
+                return f"{described}: {difference(name, value, judged, ours, out_name)}"
+        if row.get("class_digest") != item.class_digest:
+            return (
+                f"{described}: the class fields (parents, parent levels, synonyms, domain nouns) in {ours} differ "
+                f"from those its verdict in {out_name} was judged with"
+            )
+        if row.get("judge") not in (None, self.judge):
+            return f"{described} was judged by {row['judge']!r}, this run's judge is {self.judge!r}"
         return None
 
 
@@ -189,7 +208,8 @@ def judge_predictions(
     responses become answers (see :func:`~speciarl_verl.evaluation.records.load_predictions`).
     Refuses (``ValueError``) ``deferred_outcome`` (the evaluation never files an undecided pair under
     a category; the report decides how to count it), a verdicts file that holds answers the
-    predictions do not, and one whose verdicts were parsed in another mode. A judge that fails raises
+    predictions do not, and one whose verdicts do not match this run (another answer, ground truth,
+    class fields, parse mode or judge; no judge fingerprint: see the module). A judge that fails raises
     :class:`~speciarl_verl.judge.file_judging.JudgingStopped` once the verdicts it reached are written.
 
     Example: ``judge_predictions("preds.jsonl", "verdicts.jsonl", {"kind": "offline"})``.

@@ -33,9 +33,12 @@ is used as given. With a ``response``, the record also knows whether it parses u
 Verdicts JSONL (``speciarl eval judge`` writes it), one row per answer: ``data_source``,
 ``sample_id``, ``prediction_index``, ``category`` (a wire label, or ``null``) are required;
 ``source``, ``ground_truth``, ``answer``, ``judge``, ``reason``, ``parse_mode`` (the mode that produced
-``answer``; ``null`` when the predictions file gave it) and ``parseable`` (whether the raw response
-parses under each mode, e.g. ``{"first": true, "strict": false}``; absent without a response) are
-kept when present.
+``answer``; ``null`` when the predictions file gave it), ``parseable`` (whether the raw response
+parses under each mode, e.g. ``{"first": true, "strict": false}``; absent without a response),
+``class_digest`` (:attr:`PredictionRecord.class_digest` of the answer's class fields) and
+``judge_fingerprint`` (which judge settings made the verdict, see
+:func:`~speciarl_verl.judge.file_judging.settings_fingerprint`) are kept when present. The last two
+let ``speciarl eval judge`` check a resumed file; readers do not need them (older files lack them).
 A ``null`` category comes with a ``reason`` (``speciarl verify`` writes the same field and word
 for the pairs its offline tier leaves undecided):
 
@@ -50,6 +53,8 @@ pairs under a placeholder category) reads as undecided whatever its category say
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +114,28 @@ class PredictionRecord:
     @property
     def key(self) -> tuple[str, int]:
         return (self.sample_id, self.prediction_index)
+
+    @property
+    def class_digest(self) -> str:
+        """16 hex digits of SHA-256 over the class fields the judge's rule tier reads (``parents``,
+        ``parent_levels``, ``synonyms``, ``domain_nouns``), so a verdict row can tell whether they changed
+        without holding them all. ``ground_truth`` and ``data_source`` are stored as they are.
+
+        >>> a = PredictionRecord("a", "cub200", "Laysan Albatross", 0, "albatross", parents=("albatross",))
+        >>> b = PredictionRecord("b", "cub200", "x", 1, None, parents=("albatross",))
+        >>> len(a.class_digest), a.class_digest == b.class_digest
+        (16, True)
+        >>> a.class_digest == PredictionRecord("a", "cub200", "Laysan Albatross", 0, "albatross").class_digest
+        False
+        """
+        fields = {
+            "parents": self.parents,
+            "parent_levels": self.parent_levels,
+            "synonyms": self.synonyms,
+            "domain_nouns": self.domain_nouns,
+        }
+        canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
     @classmethod
     def from_json(cls, row: Any, where: str, parse_mode: ParseMode = "first") -> PredictionRecord:
@@ -183,6 +210,8 @@ class VerdictRecord:
     reason: str | None = None
     parse_mode: ParseMode | None = None
     parseable: dict[str, bool] | None = field(default=None, hash=False)
+    class_digest: str | None = None
+    judge_fingerprint: str | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -215,6 +244,9 @@ class VerdictRecord:
         row["parse_mode"] = self.parse_mode
         if self.parseable is not None:
             row["parseable"] = dict(self.parseable)
+        for key in ("class_digest", "judge_fingerprint"):  # written by newer runs only
+            if getattr(self, key) is not None:
+                row[key] = getattr(self, key)
         return row
 
     @classmethod
@@ -234,7 +266,7 @@ class VerdictRecord:
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
         optional = {}
-        for key in ("source", "ground_truth", "answer", "judge", "reason"):
+        for key in ("source", "ground_truth", "answer", "judge", "reason", "class_digest", "judge_fingerprint"):
             value = row.get(key)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{where}: {key!r} must be a string or null, got {type(value).__name__}")

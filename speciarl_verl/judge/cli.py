@@ -11,15 +11,22 @@ it ``close`` (no ``parent_levels``: every parent is far and left to the LLM judg
   could not decide the pair; such a row also has ``"reason": "undecided"`` (the rule tier
   has no rule for it; ``--judge auto`` would send it to the LLM);
 * ``source``: ``offline`` (the rule tier), ``cache``, ``llm``, or ``dedup`` (a pair judged
-  once for several identical rows).
+  once for several identical rows);
+* ``judge_fingerprint``: a digest of the judge settings that shape a verdict (kind, and for an
+  LLM judge its model, prompt and decoding; see
+  :func:`~speciarl_verl.judge.file_judging.settings_fingerprint`).
 
 This command is the file-judging pipeline of :mod:`speciarl_verl.judge.file_judging` (the one
 ``speciarl eval judge`` runs) on this row format. Its rows have no key but their position, so
-OUT stays a prefix of the input in input order: an interrupted run resumes where it stopped
-(rows already in OUT are checked against the input and skipped). A judge that fails after its
-retries stops the run with exit code 1 and writes nothing of the chunk in flight; bad input (a
-line that is not JSON, a missing or mistyped field, an OUT of another input) is one line naming
-``file:line`` and exit code 2.
+OUT stays a prefix of the input in input order: an interrupted run resumes where it stopped.
+Rows already in OUT are skipped once each is checked against its input row: the same
+``ground_truth``, ``prediction``, ``data_source`` and class fields (``parents``,
+``parent_levels``, ``synonyms``, ``domain_nouns``; absent and empty are the same), and the
+same judge fingerprint. Any difference, or a row without a fingerprint (written by an older
+version), is refused: one line naming ``OUT:line`` and the field, and exit code 2; a new
+``--output`` starts afresh. A judge that fails after its retries stops the run with exit code 1
+and writes nothing of the chunk in flight; bad input (a line that is not JSON, a missing or
+mistyped field, an OUT of another input) is one line naming ``file:line`` and exit code 2.
 
 Example::
 
@@ -42,6 +49,7 @@ from speciarl_verl.judge.file_judging import (
     JudgingStopped,
     Outcome,
     RowFormat,
+    difference,
     file_judge_settings,
     judge_file,
     settings_from_cli,
@@ -52,6 +60,8 @@ __all__ = ["CHUNK", "UNDECIDED", "PairRows", "read_pairs", "register", "verify_f
 
 _REQUIRED = {"ground_truth": str, "prediction": str}
 _NAME_LISTS = ("parents", "parent_levels", "domain_nouns", "synonyms")
+#: The fields of a row that decide its verdict (besides the judge), in the order a resume checks them.
+_DECIDING = (*_REQUIRED, "data_source", *_NAME_LISTS)
 _OPTIONAL = {"data_source": (str, type(None)), **dict.fromkeys(_NAME_LISTS, (list, type(None)))}
 #: The counts ``speciarl verify`` always prints, in this order (other outcomes follow if any).
 _SUMMARY_KEYS = ("offline", UNDECIDED, "cache", "llm", "dedup")
@@ -119,7 +129,8 @@ _Pair = tuple[int, int, dict[str, Any]]
 
 class PairRows(RowFormat[_Pair]):
     """``speciarl verify``'s rows: an output row is the input row plus ``category``, ``source`` (and
-    ``reason`` when ``category`` is null); a row is known by its position in the file."""
+    ``reason`` when ``category`` is null; the pipeline adds ``judge_fingerprint``); a row is known by
+    its position in the file. The class fields need no digest: the input row's copy in OUT is compared."""
 
     ordered = True
     out_option = "--output"
@@ -149,11 +160,24 @@ class PairRows(RowFormat[_Pair]):
             raise UserInputError(f"{where}: expected a JSON object, got {json_type_name(row)}")
         return position
 
-    def mismatch(self, item: _Pair, row: Any) -> str | None:
-        index, number, pair = item
-        if (row.get("ground_truth"), row.get("prediction")) != (pair["ground_truth"], pair["prediction"]):
-            return f"row {index + 1} does not match input line {number}"
+    def mismatch(self, item: _Pair, row: Any, out_name: str) -> str | None:
+        _, number, pair = item
+        for name in _DECIDING:
+            ours, theirs = _deciding_value(pair, name), _deciding_value(row, name)
+            if ours != theirs:
+                what = difference(name, ours, theirs, f"{self.input_path.name}:{number}", out_name)
+                return f"the class fields differ: {what}" if name in _NAME_LISTS else what
         return None
+
+
+def _deciding_value(row: dict[str, Any], name: str) -> Any:
+    """A field of a pair as the judge reads it: an absent or null list is empty, an absent data source is ``""``."""
+    value = row.get(name)
+    if name in _NAME_LISTS:
+        return value or []
+    if name == "data_source":
+        return value or ""
+    return value
 
 
 async def verify_file(settings, input_path: Path, output_path: Path, *, progress: bool = True) -> dict[str, int]:

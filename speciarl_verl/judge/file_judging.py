@@ -8,9 +8,16 @@ sends to the judge, its output row); this module does the rest, the same way for
   overrides on OmegaConf; :func:`file_judge_settings` validates them, refusing ``deferred_outcome``;
 * **verifier**: built from the settings (:func:`open_verifier`, checked before OUT is touched) only when
   there is something to judge, and closed at the end; a verifier the caller passes is the caller's;
-* **resume**: every row already in OUT must be a row of the input with the same key and pair
-  (:meth:`RowFormat.mismatch`); those items are skipped. An OUT row the input does not have, or that
-  differs from it, is a :class:`~speciarl_verl.cli_errors.UserInputError` naming ``OUT:line``;
+* **fingerprint**: every row written carries ``judge_fingerprint``, a digest of everything in the
+  settings that shapes a verdict (:func:`settings_fingerprint`: the judge kind and, unless it is
+  ``offline``, the LLM judge's identity: model, prompt version, decoding, input cleaning);
+* **resume**: every row already in OUT must be a row of the input with the same key, made by the same
+  judge from the same fields: the pipeline checks the fingerprint, the format checks everything else
+  that decides a verdict (:meth:`RowFormat.mismatch`: the answer, the ground truth, the class fields
+  the rule tier reads, the parse mode). Matching items are skipped. An OUT row the input does not
+  have, that differs from it, that another judge made, or that has no fingerprint (written before
+  there was one, so nothing says which judge made it) is a
+  :class:`~speciarl_verl.cli_errors.UserInputError`, one line naming ``OUT:line`` and what differs;
 * **chunks**: items are judged ``chunk_size`` at a time; each chunk is appended and flushed, so an
   interruption loses at most the chunk in flight;
 * **offline**: a pair the rule tier cannot decide is written with ``category: null``,
@@ -27,6 +34,8 @@ Example, an offline run on ``speciarl verify``'s format (:class:`speciarl_verl.j
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
@@ -45,16 +54,19 @@ if TYPE_CHECKING:
 __all__ = [
     "CHUNK",
     "DEFERRED_SOURCE",
+    "FINGERPRINT_KEY",
     "UNDECIDED",
     "FileJudgingSummary",
     "JudgingStopped",
     "Outcome",
     "RowFormat",
+    "difference",
     "file_judge_settings",
     "judge_file",
     "open_verifier",
     "outcome_of",
     "resumed_keys",
+    "settings_fingerprint",
     "settings_from_cli",
 ]
 
@@ -66,6 +78,9 @@ UNDECIDED = "undecided"
 
 #: ``source`` the judge gives a pair its rule tier deferred; its category is a placeholder, not a verdict.
 DEFERRED_SOURCE = "deferred"
+
+#: The key of every output row that holds :func:`settings_fingerprint` of the judge that made it.
+FINGERPRINT_KEY = "judge_fingerprint"
 
 Item = TypeVar("Item")
 
@@ -156,12 +171,36 @@ def file_judge_settings(mapping: Mapping[str, Any]) -> JudgeSettings:
 
 
 def open_verifier(settings: JudgeSettings) -> Verifier:
-    """The verifier for ``settings``; what only shows when it is built (an unset ``api_key_env``, a
-    prompt missing from ``llm.prompt_file``) is :class:`UserInputError`. The caller closes it."""
+    """The verifier for ``settings``; what only shows when it is built (an unset ``api_key_env`` or
+    ``redis_password_env``, a prompt missing from ``llm.prompt_file``) is :class:`UserInputError`.
+    The caller closes it."""
     with user_input():
-        if settings.kind != "offline":
-            settings.llm.api_key()
+        settings.check_secrets()
         return settings.build_verifier()
+
+
+def settings_fingerprint(settings: JudgeSettings) -> str:
+    """16 hex digits of SHA-256 over what in ``settings`` shapes a verdict: ``kind``, and for a judge
+    that asks an LLM (``llm``, ``auto``) its identity
+    (:func:`~speciarl_verl.judge.llm_judge.llm_identity` of the resolved prompt). Endpoints, retries,
+    the cache and the failure policy change how verdicts are reached, not what they are, and are left
+    out. A prompt that cannot be resolved is :class:`UserInputError`.
+
+    >>> offline = settings_fingerprint(file_judge_settings({"kind": "offline"}))
+    >>> len(offline), offline == settings_fingerprint(file_judge_settings({"kind": "offline", "llm": {"model": "x"}}))
+    (16, True)
+    >>> a, b = (settings_fingerprint(file_judge_settings({"kind": "auto", "llm": {"model": m}})) for m in "ab")
+    >>> a == b
+    False
+    """
+    shape: dict[str, Any] = {"kind": settings.kind}
+    if settings.kind != "offline":
+        from speciarl_verl.judge.llm_judge import llm_identity, resolve_prompt
+
+        with user_input():
+            shape["llm"] = llm_identity(settings.llm, resolve_prompt(settings.llm).version)
+    canonical = json.dumps(shape, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- outcomes
@@ -224,7 +263,7 @@ class RowFormat(ABC, Generic[Item]):
 
     @abstractmethod
     def output_row(self, item: Item, outcome: Outcome) -> dict[str, Any]:
-        """The row OUT gets for the item."""
+        """The row OUT gets for the item (:func:`judge_file` adds :data:`FINGERPRINT_KEY`)."""
 
     @abstractmethod
     def out_key(self, row: Any, where: str, position: int) -> Hashable:
@@ -232,8 +271,11 @@ class RowFormat(ABC, Generic[Item]):
         ``ValueError`` starting with ``where`` (``file:line``)."""
 
     @abstractmethod
-    def mismatch(self, item: Item, row: Any) -> str | None:
-        """Why OUT's ``row`` is not the item's (a different pair, another parse mode), or ``None``."""
+    def mismatch(self, item: Item, row: Any, out_name: str) -> str | None:
+        """Why OUT's ``row`` (OUT is the file ``out_name``) is not the item's verdict, or ``None``: the
+        first field that decides a verdict (the answer, the ground truth, a class field, the parse mode)
+        and differs, in words, with both values where they are short (:func:`difference`). The judge's
+        fingerprint is checked apart (:func:`resumed_keys`)."""
 
 
 @dataclass(frozen=True)
@@ -255,8 +297,9 @@ class JudgingStopped(JudgeError):
         self.total = total
 
 
-def resumed_keys(rows: RowFormat, out_path: Path) -> set[Hashable]:
-    """The keys of the items OUT already holds, each row checked against the input (see the module)."""
+def resumed_keys(rows: RowFormat, out_path: Path, fingerprint: str) -> set[Hashable]:
+    """The keys of the items OUT already holds, each row checked against the input and against this run's
+    judge ``fingerprint`` (:func:`settings_fingerprint`; see the module)."""
     if not out_path.exists():
         return set()
     drop_torn_tail(out_path)  # a line cut by an interruption: that item is judged again
@@ -272,26 +315,76 @@ def resumed_keys(rows: RowFormat, out_path: Path) -> set[Hashable]:
             )
         if key in seen:
             raise UserInputError(f"{where}: {rows.describe(key)} repeats line {seen[key]}; use a new {rows.out_option}")
-        problem = rows.mismatch(known[key], row)
+        problem = (  # an unknown judge first: the other checks would misread such a row
+            _unverifiable(row, out_path.name)
+            or rows.mismatch(known[key], row, out_path.name)
+            or _another_judge(row[FINGERPRINT_KEY], fingerprint, out_path.name)
+        )
         if problem is not None:
             raise UserInputError(f"{where}: {problem}; use a new {rows.out_option}")
         seen[key] = line
     return set(seen)
 
 
+#: Longest value (as ``repr``) a resume error quotes; longer ones are named, not shown.
+_QUOTED = 60
+
+
+def difference(what: str, ours: Any, theirs: Any, input_name: str, out_name: str) -> str:
+    """A field that differs between the input (``ours``) and OUT (``theirs``), in words for a resume
+    error: both values when they are short, else only the field.
+
+    >>> difference("answer", "bird", "Laysan Albatross", "p.jsonl", "v.jsonl")
+    "answer 'bird' in p.jsonl, 'Laysan Albatross' in v.jsonl"
+    >>> difference("answer", "bird", "x" * 80, "p.jsonl", "v.jsonl")
+    'the answer differs between p.jsonl and v.jsonl'
+    """
+    shown = repr(ours), repr(theirs)
+    if max(map(len, shown)) > _QUOTED:
+        return f"the {what} differs between {input_name} and {out_name}"
+    return f"{what} {shown[0]} in {input_name}, {shown[1]} in {out_name}"
+
+
+def _unverifiable(row: Mapping[str, Any], out_name: str) -> str | None:
+    """Why nothing says which judge made the row (no fingerprint, or not a string), or ``None``.
+
+    A row without one was written before rows had it: the run cannot tell whether appending to the
+    file would mix two judges' verdicts, so it refuses rather than guess.
+    """
+    if FINGERPRINT_KEY not in row:
+        return (
+            f"{out_name} was written without a judge fingerprint ({FINGERPRINT_KEY}, by an older version), so "
+            "resuming it cannot be verified"
+        )
+    if not isinstance(row[FINGERPRINT_KEY], str):
+        return f"{FINGERPRINT_KEY} must be a string, got {row[FINGERPRINT_KEY]!r}"
+    return None
+
+
+def _another_judge(theirs: str, ours: str, out_name: str) -> str | None:
+    """Why a row's fingerprint is not this run's, or ``None``."""
+    if theirs == ours:
+        return None
+    return (
+        f"judged by another judge ({FINGERPRINT_KEY} {theirs!r} in {out_name}, {ours!r} for this run: the judge "
+        "kind, model, prompt or decoding differ)"
+    )
+
+
 async def judge_file(
     rows: RowFormat[Item],
     out_path: Path,
     *,
-    settings: JudgeSettings | None = None,
+    settings: JudgeSettings,
     verifier: Verifier | None = None,
     chunk_size: int = CHUNK,
     progress: bool = True,
 ) -> FileJudgingSummary:
     """Judge every item of ``rows`` not yet in ``out_path`` and append its row; returns the counts.
 
-    The verifier is ``verifier`` (left open) or one built from ``settings`` (closed here).
-    Raises :class:`UserInputError` for an OUT of another input or bad settings (before OUT is
+    Every row gets ``settings``' fingerprint (:data:`FINGERPRINT_KEY`); the verifier is ``verifier``
+    (left open; the caller vouches that it judges as ``settings`` would) or one built from ``settings``
+    (closed here). Raises :class:`UserInputError` for an OUT of another input or bad settings (before OUT is
     written), :class:`JudgingStopped` when the judge fails (finished rows stay in OUT), and
     ``RuntimeError`` for a verifier that breaks its contract.
     """
@@ -299,14 +392,13 @@ async def judge_file(
 
     if chunk_size < 1:
         raise ValueError(f"chunk size must be >= 1, got {chunk_size}")
-    if settings is None and verifier is None:
-        raise ValueError("judge_file needs settings or a verifier")
-    done = resumed_keys(rows, out_path)
+    fingerprint = settings_fingerprint(settings)
+    done = resumed_keys(rows, out_path, fingerprint)
     pending = [item for item in rows.items if rows.key(item) not in done]
     counts: Counter[str] = Counter()
     owned = verifier is None and bool(pending)
     if owned:
-        verifier = open_verifier(settings)  # type: ignore[arg-type]  # checked above
+        verifier = open_verifier(settings)
     written = 0
     try:
         with Progress(disable=not progress) as bar, JsonlAppender(out_path) as out:
@@ -317,7 +409,9 @@ async def judge_file(
                 if failure is not None and rows.ordered:
                     outcomes = [None] * len(chunk)
                 reached = [(item, o) for item, o in zip(chunk, outcomes, strict=True) if o is not None]
-                out.write_many(rows.output_row(item, outcome) for item, outcome in reached)
+                out.write_many(
+                    {**rows.output_row(item, outcome), FINGERPRINT_KEY: fingerprint} for item, outcome in reached
+                )
                 out.flush()
                 counts.update(outcome.tally for _, outcome in reached)
                 written += len(reached)

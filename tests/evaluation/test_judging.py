@@ -263,3 +263,117 @@ def test_partial_judge_failures_keep_the_verdicts_reached(tmp_path, jsonl_writer
     summary = judge_predictions(predictions, out, OFFLINE, progress=False)
     assert (summary.already_judged, summary.judged) == (11, 9)
     assert len(load_verdicts(out)) == 20
+
+
+# ---- resume keeps no stale verdict: every field that decides a verdict, and the judge, must match
+
+
+def eval_judge(predictions, out, *args):
+    return speciarl(["eval", "judge", "--predictions", str(predictions), "--out", str(out), "--no-progress", *args])
+
+
+def test_a_resume_on_a_changed_answer_is_refused_not_skipped(tmp_path, jsonl_writer, capsys):
+    """The issue's case: a new checkpoint's predictions under the old file name."""
+    row = {"sample_id": "cub200/1", "data_source": "cub200", "ground_truth": "Laysan Albatross", "prediction_index": 0}
+    predictions, out = jsonl_writer(tmp_path / "p.jsonl", [{**row, "answer": "Laysan Albatross"}]), tmp_path / "v.jsonl"
+    assert eval_judge(predictions, out, "--judge", "offline") == 0
+    assert [v.category.value for v in load_verdicts(out)] == ["specific"]
+    before = out.read_text()
+    jsonl_writer(predictions, [{**row, "answer": "bird"}])
+    capsys.readouterr()
+    assert eval_judge(predictions, out, "--judge", "offline") == 2
+    assert capsys.readouterr().err == (
+        f"speciarl eval judge: {out}:1: sample 'cub200/1' answer 0: answer 'bird' in p.jsonl, 'Laysan Albatross' "
+        "in v.jsonl; use a new --out\n"
+    )
+    assert out.read_text() == before
+
+
+CLASS_FIELDS_DIFFER = (
+    "the class fields (parents, parent levels, synonyms, domain nouns) in p.jsonl differ from those its verdict "
+    "in v.jsonl was judged with"
+)
+
+
+def aircraft(change):
+    """``change`` applied to every answer of the aircraft sample of :func:`rows`."""
+    return lambda row: {**row, **change} if row["data_source"] == "fgvc_aircraft" else row
+
+
+@pytest.mark.parametrize(
+    ("edit", "line", "problem"),
+    [
+        (
+            lambda row: {**row, "response": "<answer>bird</answer>"} if row["prediction_index"] == 1 else row,
+            2,
+            "answer 1: answer 'bird' in p.jsonl, 'Boeing 707' in v.jsonl",
+        ),
+        (  # an answer that could not be parsed is one now
+            lambda row: {**row, "response": "<answer>DC-9</answer>"} if row["prediction_index"] == 5 else row,
+            6,
+            "answer 5: answer 'DC-9' in p.jsonl, None in v.jsonl",
+        ),
+        (aircraft({"ground_truth": "707-200"}), 1, "answer 0: ground truth '707-200' in p.jsonl, '707-320' in v.jsonl"),
+        (aircraft({"parents": ["Boeing 707", "Boeing Co."]}), 1, f"answer 0: {CLASS_FIELDS_DIFFER}"),
+        (aircraft({"parent_levels": ["close", "close"]}), 1, f"answer 0: {CLASS_FIELDS_DIFFER}"),
+        (aircraft({"synonyms": ["707"]}), 1, f"answer 0: {CLASS_FIELDS_DIFFER}"),
+        (aircraft({"domain_nouns": ["aircraft"]}), 1, f"answer 0: {CLASS_FIELDS_DIFFER}"),
+    ],
+    ids=["answer", "now-parseable", "ground-truth", "parents", "parent-levels", "synonyms", "domain-nouns"],
+)
+def test_a_resume_on_changed_predictions_is_refused_naming_the_line(
+    tmp_path, jsonl_writer, capsys, edit, line, problem
+):
+    predictions, out = jsonl_writer(tmp_path / "p.jsonl", rows()), tmp_path / "v.jsonl"
+    assert eval_judge(predictions, out, "--judge", "offline") == 0
+    before = out.read_text()
+    jsonl_writer(predictions, [edit(row) for row in rows()])
+    capsys.readouterr()
+    assert eval_judge(predictions, out, "--judge", "offline") == 2
+    sample = "fgvc_aircraft/1025794"
+    assert (
+        capsys.readouterr().err == f"speciarl eval judge: {out}:{line}: sample '{sample}' {problem}; use a new --out\n"
+    )
+    assert out.read_text() == before
+
+
+def test_an_unchanged_resume_still_skips_every_answer(tmp_path, jsonl_writer, capsys):
+    predictions, out = jsonl_writer(tmp_path / "p.jsonl", rows()), tmp_path / "v.jsonl"
+    assert eval_judge(predictions, out, "--judge", "offline") == 0
+    before = out.read_text()
+    capsys.readouterr()
+    assert eval_judge(predictions, out, "--judge", "offline") == 0
+    assert capsys.readouterr().out.startswith("20 answers: 20 already judged, 0 judged now by -")
+    assert out.read_text() == before
+    summary = judge_predictions(predictions, out, OFFLINE, progress=False)
+    assert (summary.already_judged, summary.judged) == (20, 0)
+
+
+def test_a_resume_with_another_judge_is_refused(tmp_path, jsonl_writer, fake_judge, capsys):
+    server = fake_judge()
+    predictions, out = jsonl_writer(tmp_path / "p.jsonl", rows()), tmp_path / "v.jsonl"
+    served = ["--judge-set", f"llm.endpoints=[{server.url}]", "--judge-set", f"cache.path={tmp_path / 'c.sqlite'}"]
+    assert eval_judge(predictions, out, *served) == 0
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:7]))  # as if interrupted
+    before = out.read_text()
+    capsys.readouterr()
+    llama = "llm:meta-llama/Llama-3.3-70B-Instruct"
+    by_name = {  # another name: the message says which judges
+        "another model": (["--judge-set", "llm.model=other"], "llm:other"),
+        "another kind": (["--judge", "auto"], "auto:meta-llama/Llama-3.3-70B-Instruct"),
+        "no LLM": (["--judge", "offline"], "offline"),
+    }
+    for what, (other, name) in by_name.items():
+        assert eval_judge(predictions, out, *served, *other) == 2, what
+        assert capsys.readouterr().err == (
+            f"speciarl eval judge: {out}:1: sample 'fgvc_aircraft/1025794' answer 0 was judged by {llama!r}, this "
+            f"run's judge is {name!r}; use a new --out\n"
+        ), what
+    for what, other in {"another prompt": "llm.prompt=speciarl_v1", "other decoding": "llm.max_tokens=32"}.items():
+        assert eval_judge(predictions, out, *served, "--judge-set", other) == 2, what
+        err = capsys.readouterr().err
+        assert err.startswith(f"speciarl eval judge: {out}:1: judged by another judge (judge_fingerprint '"), what
+        assert err.endswith("the judge kind, model, prompt or decoding differ); use a new --out\n"), what
+    assert out.read_text() == before
+    assert eval_judge(predictions, out, *served) == 0  # the same judge resumes
+    assert capsys.readouterr().out.startswith("20 answers: 7 already judged, 13 judged now by " + llama)

@@ -1,9 +1,10 @@
 import json
+from dataclasses import replace
 
 import pytest
 
 from speciarl_verl.core.categories import Category
-from speciarl_verl.evaluation.records import load_predictions, load_verdicts
+from speciarl_verl.evaluation.records import PredictionRecord, load_predictions, load_verdicts
 
 
 def prediction(**overrides):
@@ -134,3 +135,36 @@ def test_undecided_is_the_word_speciarl_verify_writes():
     from speciarl_verl.judge.cli import UNDECIDED as VERIFY_UNDECIDED
 
     assert UNDECIDED == VERIFY_UNDECIDED
+
+
+def test_class_digest_and_judge_fingerprint_are_kept_and_older_rows_still_read(tmp_path, jsonl_writer):
+    row = {"sample_id": "a", "data_source": "cub200", "prediction_index": 0, "category": "specific", "judge": "offline"}
+    newer = dict(row, class_digest="0123456789abcdef", judge_fingerprint="fedcba9876543210")
+    older = dict(row, sample_id="b")  # written before either key existed
+    records = load_verdicts(jsonl_writer(tmp_path / "v.jsonl", [newer, older]))
+    assert [(r.class_digest, r.judge_fingerprint) for r in records] == [
+        ("0123456789abcdef", "fedcba9876543210"),
+        (None, None),
+    ]
+    assert records[0].to_json()["judge_fingerprint"] == "fedcba9876543210"
+    assert not {"class_digest", "judge_fingerprint"} & set(records[1].to_json())
+    assert load_verdicts(jsonl_writer(tmp_path / "again.jsonl", [r.to_json() for r in records])) == records
+    with pytest.raises(ValueError, match=r"v\.jsonl:1: 'judge_fingerprint' must be a string or null, got int"):
+        load_verdicts(jsonl_writer(tmp_path / "v.jsonl", [dict(row, judge_fingerprint=7)]))
+
+
+def test_the_class_digest_covers_each_class_field_and_only_those():
+    base = PredictionRecord(
+        "a", "fgvc_aircraft", "707-320", 0, "Boeing 707",
+        parents=("Boeing 707", "Boeing"), parent_levels=("close", "far"), domain_nouns=("aircraft",), synonyms=("707",),
+    )  # fmt: skip
+    changed = [
+        replace(base, parents=("Boeing 707", "Boeing Co.")),
+        replace(base, parent_levels=("close", "close")),
+        replace(base, domain_nouns=("aircraft", "plane")),
+        replace(base, synonyms=()),
+        replace(base, parents=("Boeing", "Boeing 707")),  # the order of parents matters (nearest first)
+    ]
+    assert len({base.class_digest, *(r.class_digest for r in changed)}) == 1 + len(changed)
+    elsewhere = replace(base, sample_id="b", prediction_index=3, answer="bird", ground_truth="707-200")
+    assert elsewhere.class_digest == base.class_digest  # the answer and ground truth are stored as they are

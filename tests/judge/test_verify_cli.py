@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from speciarl_verl.cli import main
+from speciarl_verl.judge.file_judging import FINGERPRINT_KEY, file_judge_settings, settings_fingerprint
 
 ROWS = [
     {"ground_truth": "737-800", "prediction": "737-800", "data_source": "fgvc_aircraft"},
@@ -37,6 +38,10 @@ def write_rows(path, rows):
 
 def read_rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def fingerprint(**settings):
+    return {FINGERPRINT_KEY: settings_fingerprint(file_judge_settings(settings))}
 
 
 def test_offline_judge_leaves_undecided_pairs_null_and_says_why(tmp_path, capsys):
@@ -71,9 +76,10 @@ def test_auto_judge_through_an_endpoint_and_resume(tmp_path, fake_judge):
     args = ["verify", "--judge", "auto", "--input", str(pairs), "--output", str(out)]
     args += ["--endpoint", server.url, "--model", "fake", "--cache", str(tmp_path / "cache.sqlite")]
     # an earlier run stopped after two rows and in the middle of the third line
-    out.write_text(json.dumps({**ROWS[0], "category": "specific", "source": "offline"}) + "\n")
+    judge = fingerprint(kind="auto", llm={"model": "fake"})
+    out.write_text(json.dumps({**ROWS[0], "category": "specific", "source": "offline", **judge}) + "\n")
     with out.open("a") as handle:
-        handle.write(json.dumps({**ROWS[1], "category": "less specific", "source": "offline"}) + "\n")
+        handle.write(json.dumps({**ROWS[1], "category": "less specific", "source": "offline", **judge}) + "\n")
         handle.write('{"ground_truth": "737-800", "predic')
     assert main(args) == 0
     rows = read_rows(out)
@@ -86,11 +92,106 @@ def test_auto_judge_through_an_endpoint_and_resume(tmp_path, fake_judge):
 
 def test_output_of_another_input_is_refused(tmp_path, capsys):
     pairs, out = write_rows(tmp_path / "pairs.jsonl", ROWS), tmp_path / "out.jsonl"
-    write_rows(out, [{"ground_truth": "x", "prediction": "y", "category": "wrong", "source": "offline"}])
+    row = {
+        "ground_truth": "x",
+        "prediction": "y",
+        "category": "wrong",
+        "source": "offline",
+        **fingerprint(kind="offline"),
+    }
+    write_rows(out, [row])
     assert main(["verify", "--judge", "offline", "--input", str(pairs), "--output", str(out)]) == 2
-    assert (
-        capsys.readouterr().err == f"speciarl verify: {out}:1: row 1 does not match input line 1; use a new --output\n"
+    assert capsys.readouterr().err == (
+        f"speciarl verify: {out}:1: ground_truth '737-800' in pairs.jsonl:1, 'x' in out.jsonl; use a new --output\n"
     )
+
+
+def judged_offline(tmp_path, rows=ROWS):
+    pairs, out = write_rows(tmp_path / "pairs.jsonl", rows), tmp_path / "out.jsonl"
+    assert main(["verify", "--judge", "offline", "--input", str(pairs), "--output", str(out)]) == 0
+    return pairs, out
+
+
+def test_an_unchanged_resume_skips_every_row_and_absent_equals_empty(tmp_path, capsys):
+    pairs, out = judged_offline(tmp_path)
+    before = out.read_text()
+    capsys.readouterr()
+    same = [{"synonyms": [], "domain_nouns": None, "data_source": None, **row} for row in ROWS]
+    write_rows(pairs, same)  # the judge reads an absent, null or empty class field alike
+    assert main(["verify", "--judge", "offline", "--input", str(pairs), "--output", str(out)]) == 0
+    assert "rows=5 resumed=5 offline=0 undecided=0" in capsys.readouterr().out
+    assert out.read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"prediction": "Boeing"}, "prediction 'Boeing' in pairs.jsonl:2, 'Boeing 737' in out.jsonl"),
+        ({"ground_truth": "737-900"}, "ground_truth '737-900' in pairs.jsonl:2, '737-800' in out.jsonl"),
+        ({"data_source": "fgvc_aircraft"}, "data_source 'fgvc_aircraft' in pairs.jsonl:2, '' in out.jsonl"),
+        (
+            {"parents": ["Boeing 737"], "parent_levels": ["close"]},
+            "the class fields differ: parents ['Boeing 737'] in pairs.jsonl:2, ['Boeing 737', 'Boeing'] in out.jsonl",
+        ),
+        (
+            {"parent_levels": ["far", "far"]},
+            "the class fields differ: parent_levels ['far', 'far'] in pairs.jsonl:2, ['close', 'far'] in out.jsonl",
+        ),
+        (
+            {"synonyms": ["B737-800"]},
+            "the class fields differ: synonyms ['B737-800'] in pairs.jsonl:2, [] in out.jsonl",
+        ),
+        (
+            {"domain_nouns": ["aircraft"]},
+            "the class fields differ: domain_nouns ['aircraft'] in pairs.jsonl:2, [] in out.jsonl",
+        ),
+    ],
+)
+def test_a_resume_refuses_a_row_whose_pair_or_class_fields_changed(tmp_path, capsys, change, problem):
+    pairs, out = judged_offline(tmp_path)
+    write_rows(pairs, [ROWS[0], {**ROWS[1], **change}, *ROWS[2:]])
+    before = out.read_text()
+    capsys.readouterr()
+    assert main(["verify", "--judge", "offline", "--input", str(pairs), "--output", str(out)]) == 2
+    assert capsys.readouterr().err == f"speciarl verify: {out}:2: {problem}; use a new --output\n"
+    assert out.read_text() == before
+
+
+def test_a_resume_with_another_judge_is_refused(tmp_path, fake_judge, capsys):
+    server = fake_judge()
+    pairs, out = write_rows(tmp_path / "pairs.jsonl", ROWS), tmp_path / "out.jsonl"
+    args = ["verify", "--input", str(pairs), "--output", str(out), "--cache", str(tmp_path / "cache.sqlite")]
+    first = ["--judge", "auto", "--endpoint", server.url, "--model", "fake"]
+    assert main([*args, *first]) == 0
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:2]))  # as if interrupted
+    before = out.read_text()
+    ours = fingerprint(kind="auto", llm={"model": "fake"})[FINGERPRINT_KEY]
+    assert {row[FINGERPRINT_KEY] for row in read_rows(out)} == {ours}
+    others = {
+        "another model": ["--judge", "auto", "--endpoint", server.url, "--model", "other"],
+        "another kind": ["--judge", "llm", "--endpoint", server.url, "--model", "fake"],
+        "no LLM": ["--judge", "offline"],
+        "another prompt": [*first, "--judge-set", "llm.prompt=speciarl_v1"],
+        "other decoding": [*first, "--judge-set", "llm.max_tokens=32"],
+    }
+    capsys.readouterr()
+    for what, other in others.items():
+        assert main([*args, *other]) == 2, what
+        err = capsys.readouterr().err
+        assert err.startswith(f"speciarl verify: {out}:1: judged by another judge (judge_fingerprint '{ours}' in "), (
+            what
+        )
+        assert err.endswith("the judge kind, model, prompt or decoding differ); use a new --output\n"), what
+        assert err.count("\n") == 1 and out.read_text() == before, what
+    # the same judge behind another endpoint and cache resumes: they do not change a verdict
+    again = fake_judge()
+    same = ["--judge", "auto", "--endpoint", again.url, "--model", "fake", "--judge-set", "llm.max_retries=1"]
+    assert (
+        main(["verify", "--input", str(pairs), "--output", str(out), "--cache", str(tmp_path / "c2.sqlite"), *same])
+        == 0
+    )
+    assert "rows=5 resumed=2" in capsys.readouterr().out
+    assert len(read_rows(out)) == 5
 
 
 @pytest.mark.parametrize(
@@ -199,6 +300,18 @@ def test_unreachable_judge_is_one_line_and_exit_code_1(tmp_path):
     )  # fmt: skip
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
-    assert line.startswith(f"speciarl verify: judge failed for 2 of 5 pair(s) (last endpoint {endpoint})")
+    assert line.startswith(f"speciarl verify: judge failed for 2 of 5 pair(s): judge endpoint {endpoint} failed")
     assert "failed after 2 attempt(s)" in line and "run the same command again to resume" in line
     assert (tmp_path / "o.jsonl").read_text() == ""
+
+
+def test_two_long_answers_that_differ_only_in_their_species_get_two_judge_calls(tmp_path, fake_judge):
+    server = fake_judge()
+    truth = "Laysan Albatross"
+    rows = [{"ground_truth": truth, "prediction": "!" * 200 + " laysan albatross"}]
+    rows += [{"ground_truth": truth, "prediction": "!" * 200 + " crow"}]
+    pairs, out = write_rows(tmp_path / "pairs.jsonl", rows), tmp_path / "out.jsonl"
+    args = ["verify", "--judge", "llm", "--input", str(pairs), "--output", str(out)]
+    assert main([*args, "--endpoint", server.url, "--model", "fake", "--cache", str(tmp_path / "cache.sqlite")]) == 0
+    assert server.calls == 2  # one cache key per text the judge reads: no verdict is shared
+    assert [(r["category"], r["source"]) for r in read_rows(out)] == [("specific", "llm"), ("wrong", "llm")]
