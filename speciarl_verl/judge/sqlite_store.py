@@ -12,7 +12,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,18 @@ def _prepare_cache_folder(folder: Path, *, private: bool) -> None:
     check_cache_folder(folder, info.st_uid, info.st_mode, private=private)
 
 
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """One immediate (write-locking) transaction: committed if the block ends, rolled back if it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class SQLiteVerdictStore(VerdictStore):
     """A WAL-mode SQLite file; safe for many processes on one machine (not over NFS).
 
@@ -144,14 +156,8 @@ class SQLiteVerdictStore(VerdictStore):
         """Run the statements in one immediate transaction; returns each statement's row count."""
 
         def transaction(db: sqlite3.Connection) -> list[int]:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                counts = [db.execute(query, parameters).rowcount for query, parameters in statements]
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            return counts
+            with _immediate(db):
+                return [db.execute(query, parameters).rowcount for query, parameters in statements]
 
         return await self._run(transaction)
 
@@ -202,18 +208,13 @@ class SQLiteVerdictStore(VerdictStore):
         def renew(db: sqlite3.Connection) -> set[str]:
             now = time.time()
             renewed: set[str] = set()
-            db.execute("BEGIN IMMEDIATE")  # finding our live claims and extending them: one atomic step
-            try:
+            with _immediate(db):  # finding our live claims and extending them: one atomic step
                 for start in range(0, len(keys), _KEYS_PER_QUERY):
                     chunk = list(keys[start : start + _KEYS_PER_QUERY])
                     ours = f"owner = ? AND expires >= ? AND key IN ({','.join('?' * len(chunk))})"
                     rows = db.execute(f"SELECT key FROM claims WHERE {ours}", [owner, now, *chunk]).fetchall()
                     db.execute(f"UPDATE claims SET expires = ? WHERE {ours}", [now + lease_s, owner, now, *chunk])
                     renewed.update(key for (key,) in rows)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             return renewed
 
         return await self._run(renew)

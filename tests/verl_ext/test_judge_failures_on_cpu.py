@@ -118,6 +118,18 @@ def unused_port():
         return probe.getsockname()[1]
 
 
+def unreachable_cache_config(config_factory, judge_url, batch_size, policy="raise"):
+    """(config, port): the judge is up, its Redis verdict cache on ``port`` is not (nothing listens there);
+    the cache URL carries a password."""
+    port = unused_port()
+    config = config_factory(
+        f"data.train_batch_size={batch_size}",
+        f"reward.reward_kwargs.judge.llm.endpoints=[{judge_url}]",
+        *redis_cache_overrides(port, policy),
+    )
+    return config, port
+
+
 def redis_cache_overrides(port, policy="raise"):
     return [
         "reward.reward_kwargs.judge.kind=auto",
@@ -133,12 +145,7 @@ def test_an_unreachable_cache_stops_the_run_naming_it_never_a_short_group(
     config_factory, tokenizer, fake_judge, transfer_queue
 ):
     server = fake_judge()
-    port = unused_port()
-    config = config_factory(
-        "data.train_batch_size=1",
-        f"reward.reward_kwargs.judge.llm.endpoints=[{server.url}]",
-        *redis_cache_overrides(port),
-    )
+    config, port = unreachable_cache_config(config_factory, server.url, batch_size=1)
     manager = load_reward_manager(config, tokenizer)
     # "airplane" the rule tier decides; the two others need the LLM, whose verdicts go through the cache
     rollouts = score_group(manager, tokenizer, "f0f0", ["airplane", "Boeing 737-800 (Next Gen)", "A320"])
@@ -154,12 +161,7 @@ def test_an_unreachable_cache_stops_the_run_naming_it_never_a_short_group(
 def test_an_unreachable_cache_under_mask_trains_only_whole_groups(
     config_factory, tokenizer, fake_judge, transfer_queue
 ):
-    server = fake_judge()
-    config = config_factory(
-        "data.train_batch_size=2",
-        f"reward.reward_kwargs.judge.llm.endpoints=[{server.url}]",
-        *redis_cache_overrides(unused_port(), policy="mask"),
-    )
+    config, _ = unreachable_cache_config(config_factory, fake_judge().url, batch_size=2, policy="mask")
     manager = load_reward_manager(config, tokenizer)
     failed = score_group(manager, tokenizer, "a0f1", ["airplane", "Boeing 737-800 (Next Gen)", "A320"])
     healthy = score_group(manager, tokenizer, "b0f1", ["737-800", "airplane", "None"])
