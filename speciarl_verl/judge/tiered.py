@@ -41,6 +41,7 @@ import socket
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from speciarl_verl.core.categories import Category
@@ -276,14 +277,15 @@ class TieredVerifier:
         first = flight is None
         if flight is None:
             flight = self._in_flight[key] = _Flight(loop.create_task(self._resolve_now(key, request)))
-            flight.task.add_done_callback(lambda task: self._settle(key, task))
+            flight.task.add_done_callback(partial(self._settle, key, flight))
         waiter = loop.create_future()
         flight.waiters.append(waiter)
         verdict = await waiter
         return verdict if first else _for_a_duplicate(verdict)
 
-    def _settle(self, key: str, task: asyncio.Task) -> None:
-        flight = self._in_flight.pop(key)
+    def _settle(self, key: str, flight: _Flight, task: asyncio.Task) -> None:
+        if self._in_flight.get(key) is flight:  # (a flight of a loop already replaced is not in there)
+            del self._in_flight[key]
         if task.cancelled():  # only when its loop shuts down: its callers go with it
             for waiter in flight.waiters:
                 waiter.cancel()
