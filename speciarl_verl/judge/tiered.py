@@ -321,7 +321,7 @@ class TieredVerifier:
                     await self._release_quietly(key)
                     raise
                 finally:
-                    self._held.discard(key)
+                    self._let_go(key)
                 await self._put((key, category.value))
                 self._remember(key, category)
                 return Verdict(category, "llm", latency)
@@ -343,6 +343,13 @@ class TieredVerifier:
         self._held.add(key)
         if self._renewer is None or self._renewer.done():
             self._renewer = asyncio.get_running_loop().create_task(self._renew_held())
+
+    def _let_go(self, key: str) -> None:
+        """Stop renewing the claim on ``key``; with nothing left to renew, the renewer stops too (no task left
+        sleeping in a worker that has gone quiet)."""
+        self._held.discard(key)
+        if not self._held and self._renewer is not None and not self._renewer.done():
+            self._renewer.cancel()
 
     async def _renew_held(self) -> None:
         """Every third of the lease, extend the claims of the pairs this process is still judging."""
