@@ -1,8 +1,9 @@
 # Two commands for a fresh machine:
 #   make demo   create .venv if missing, install the locked environment, run the main job on CPU
 #   make test   same set-up, lint (ruff check + format check), run the whole test suite
-# and one for maintainers:
+# and two for maintainers:
 #   make lock   re-resolve requirements/*.lock and gpu-constraints.txt (after a dependency change)
+#   make policy rebuild the shipped tiny policy (speciarl_verl/cpu_debug/shipped_policy) with the builder's defaults
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -17,7 +18,9 @@ UV_INDEXES := $(if $(PIP_INDEXES),$(addprefix --extra-index-url ,$(PIP_INDEXES))
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled \
 	TOKENIZERS_PARALLELISM=false RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
 
-.PHONY: demo test install lock lint clean
+SHIPPED_POLICY := speciarl_verl/cpu_debug/shipped_policy
+
+.PHONY: demo test install lock lint clean policy
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +41,11 @@ test: lint
 
 lock: install
 	UV=$(UV) bash requirements/lock.sh
+
+policy: install
+	rm -rf $(SHIPPED_POLICY)
+	$(OFFLINE) $(PY) -m speciarl_verl.cpu_debug.tiny_policy build --out $(SHIPPED_POLICY)
+	$(OFFLINE) $(PY) -m speciarl_verl.cpu_debug.tiny_policy check --policy $(SHIPPED_POLICY)
 
 lint: install
 	$(PY) -m ruff check speciarl_verl tests examples benchmarks

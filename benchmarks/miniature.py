@@ -1,6 +1,6 @@
 """The method in miniature: SpeciaRL's dynamic reward against a binary and a specificity-greedy one, on the CPU.
 
-One tiny generic-leaning Qwen2.5-VL policy (:mod:`speciarl_verl.cpu_debug.tiny_policy`) is trained by
+The shipped tiny generic-leaning Qwen2.5-VL policy (:mod:`speciarl_verl.cpu_debug.tiny_policy`) is trained by
 verl's own ``main_ppo`` (``recipes/run_speciarl_tiny_cpu.sh``, ``+cpu_debug=tiny_cpu``) on the synthetic
 shapes task under three rewards, same seeds, same steps, same data, same hyperparameters:
 
@@ -29,7 +29,7 @@ step, from verl's ``metrics.jsonl``). The last line printed is exactly::
 
     python benchmarks/miniature.py --quick             # one seed, few steps
     python benchmarks/miniature.py --seeds 0,1,2       # the fuller run
-    python benchmarks/miniature.py --quick --policy /tmp/tiny-policy --work /tmp/mini
+    python benchmarks/miniature.py --quick --policy /tmp/tiny-policy --work /tmp/mini   # another policy
 
 Finished runs are kept and skipped when the script is run again with the same ``--work`` and settings.
 """
@@ -49,6 +49,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from speciarl_verl.cpu_debug.tiny_policy import shipped_policy_dir
 from speciarl_verl.jsonl_io import read_jsonl, write_atomically
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,8 +88,6 @@ class Settings:
     ood_rows: int = 32
     val_n: int = 2
     val_temperature: float = 1.0
-    policy_steps: int = 600
-    policy_vision_depth: int = 2
     run_timeout_s: int = 1800
 
     @property
@@ -299,15 +298,14 @@ def build_data(work: Path, settings: Settings) -> tuple[Path, Path]:
     return train, evaluation
 
 
-def build_policy(work: Path, settings: Settings) -> Path:
-    from speciarl_verl.cpu_debug.tiny_policy import build_tiny_policy
+def policy_tag(policy: Path) -> str:
+    """A short digest of the policy's weights: runs of another policy never mix into one table."""
+    import hashlib
 
-    policy = work / f"policy_{settings.policy_steps}_d{settings.policy_vision_depth}"
-    if not (policy / "config.json").is_file():
-        build_tiny_policy(
-            policy, seed=0, steps=settings.policy_steps, vision_depth=settings.policy_vision_depth, progress=False
-        )
-    return policy
+    digest = hashlib.sha256()
+    for weights in sorted(policy.glob("*.safetensors")):
+        digest.update(weights.read_bytes())
+    return digest.hexdigest()[:8]
 
 
 def class_infos(parquet: Path) -> dict[str, dict]:
@@ -549,7 +547,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, help="actor learning rate (LoRA)")
     parser.add_argument("--group-n", type=int, help="rollouts per prompt")
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "miniature", help="working folder")
-    parser.add_argument("--policy", type=Path, help="an existing tiny policy folder (default: build one in --work)")
+    parser.add_argument("--policy", type=Path, help="another tiny policy folder (default: the shipped one)")
     parser.add_argument("--plot-out", type=Path, help="also copy the two plots to this folder (e.g. docs/)")
     return parser.parse_args(argv)
 
@@ -581,12 +579,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     tag += f"_e{settings.test_rows}-{settings.ood_rows}x{settings.val_n}"
     started = time.perf_counter()
     train, evaluation = build_data(work, settings)
-    if args.policy is not None:
-        if not (args.policy / "config.json").is_file():
-            raise SystemExit(f"--policy {args.policy} holds no model (no config.json); omit it to build one")
-        policy = args.policy.resolve()
-    else:
-        policy = build_policy(work, settings)
+    policy = (args.policy or shipped_policy_dir()).resolve()
+    if not (policy / "config.json").is_file():
+        raise SystemExit(f"--policy {policy} holds no model (no config.json); omit it for the shipped one")
+    tag += f"_p{policy_tag(policy)}"
     prepared = time.perf_counter() - started
     print(f"data and policy ready in {prepared:.0f} s (policy {policy})", flush=True)
 

@@ -7,8 +7,8 @@
 # The sibling of run_speciarl_qwen25vl.sh for a machine without a GPU. Steps:
 #   1. builds the synthetic_shapes training and validation parquets (`speciarl data build`) under
 #      OUT/data if they are missing;
-#   2. builds the tiny supervised Qwen2.5-VL policy (speciarl_verl.cpu_debug.tiny_policy) under
-#      OUT/policy if it is missing;
+#   2. the policy: the tiny supervised Qwen2.5-VL this repository ships
+#      (speciarl_verl/cpu_debug/shipped_policy, the same bits on every machine), or --policy DIR;
 #   3. judge: the offline rule tier by default; `--judge llm` starts the fake OpenAI-compatible
 #      judge server (speciarl_verl.offline_fixtures.fake_judge_server) so the LLM path and its verdict cache run;
 #   4. runs `python -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn <--config>
@@ -27,13 +27,13 @@ usage() {
     cat <<EOF
 usage: bash recipes/${SCRIPT_NAME} [options] [--] [hydra overrides...]
 
-  --out DIR            run folder: data/, policy/, checkpoints/, metrics.jsonl, logs (default ./tiny_cpu_run)
+  --out DIR            run folder: data/, checkpoints/, metrics.jsonl, logs (default ./tiny_cpu_run)
   --steps N            training steps, validation and checkpoint at the last one (default 3)
   --config NAME        shipped recipe to shrink (default speciarl_grpo; e.g. speciarl_drgrpo, speciarl_dapo_ds)
   --judge KIND         offline (rule tier, default) or llm (starts the fake judge server)
   --train-rows N       synthetic training images (default 16)
   --val-rows N         synthetic validation images (default 8)
-  --policy DIR         use this tiny policy instead of building OUT/policy
+  --policy DIR         use this tiny policy instead of the shipped one
   --python BIN         Python of the environment with speciarl-verl[train] (default python3)
   --timeout SECONDS    stop the training after this long (default 1800; 0 = no limit)
   --dry-run            print the resolved commands and exit 0
@@ -124,12 +124,10 @@ out=$(absolute "$out")
 data_dir=$out/data
 train_file=$data_dir/synthetic_shapes_train_${train_rows}.parquet
 val_file=$data_dir/synthetic_shapes_val_${val_rows}.parquet
-build_policy=1
 if [[ -n $policy ]]; then
     policy=$(absolute "$policy")
-    build_policy=0
 else
-    policy=$out/policy
+    policy=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/speciarl_verl/cpu_debug/shipped_policy
 fi
 judge_log=$out/fake_judge.log
 train_log=$out/train.log
@@ -153,8 +151,6 @@ make_build_command() {
     build_command=("$python_bin" -m speciarl_verl.cli data build --dataset synthetic_shapes --root "$data_dir"
         --split "$1" --subset "$2" --seed 0 --no-progress --out "$3")
 }
-
-policy_command=("$python_bin" -m speciarl_verl.cpu_debug.tiny_policy --out "$policy")
 
 # verl's file logger truncates its file: keep_metrics / merge_metrics carry earlier launches over (resume)
 # a busy 2-core box can take longer than Ray's default 60 s to register its raylet
@@ -194,11 +190,7 @@ print_plan() {
             show "${build_command[@]}"
         fi
     done
-    if ((build_policy)) && [[ ! -f $policy/config.json ]]; then
-        show "${policy_command[@]}"
-    else
-        echo "# tiny policy: $policy"
-    fi
+    echo "# tiny policy: $policy"
     if [[ $judge == llm ]]; then
         echo "# fake judge server (log $judge_log); JUDGE_URL is the address it prints"
         show "$python_bin" -m speciarl_verl.offline_fixtures.fake_judge_server
@@ -244,10 +236,7 @@ for split in train val; do
         run_step "${build_command[@]}"
     fi
 done
-if [[ ! -f $policy/config.json ]]; then
-    ((build_policy)) || die 2 "--policy $policy holds no model (no config.json)"
-    run_step "${policy_command[@]}"
-fi
+[[ -f $policy/config.json ]] || die 2 "the policy $policy holds no model (no config.json)"
 
 if [[ $judge == llm ]]; then
     "$python_bin" -u -m speciarl_verl.offline_fixtures.fake_judge_server >"$judge_log" 2>&1 &

@@ -2,10 +2,11 @@
 
 A randomly initialised tiny model never writes a parseable ``<answer>``, so every reward is -1
 and every GRPO advantage 0. :func:`build_tiny_policy` builds the tiny Qwen2.5-VL of
-:mod:`speciarl_verl.offline_fixtures.tiny_qwen_vl` and supervises it for a few hundred AdamW steps on
-the ``train`` images of :mod:`speciarl_verl.data.adapters.synthetic_shapes`, with the
-``general`` policy prompt exactly as the data builder writes it and as verl's agent loop
-renders it (chat template, ``qwen_vl_utils`` image path). The target response is::
+:mod:`speciarl_verl.offline_fixtures.tiny_qwen_vl` (in the shape of :data:`POLICY_TEXT_SIZES`,
+which vLLM's CPU build can serve) and supervises it with AdamW on the ``train`` images of
+:mod:`speciarl_verl.data.adapters.synthetic_shapes`, with the ``general`` policy prompt exactly as
+the data builder writes it and as verl's agent loop renders it (chat template, ``qwen_vl_utils``
+image path). The target response is::
 
     <think>red circle</think><answer>LABEL</answer>
 
@@ -16,14 +17,19 @@ paper: the model can name the species (its ``<think>`` does) but usually does no
 group of sampled answers spans several verdict categories and the group reward has
 something to rank.
 
+The package ships the policy this module builds with its defaults (:func:`shipped_policy_dir`,
+``tiny_policy.json`` beside the weights records the settings), so the demo, the CPU recipe, the
+tests and the benchmarks start from the same bits on every machine: training it again on another
+CPU would not give the same weights, since float rounding differs from CPU to CPU.
+
 Command line::
 
-    python -m speciarl_verl.cpu_debug.tiny_policy --out /tmp/tiny-policy --seed 0 --steps 300
+    python -m speciarl_verl.cpu_debug.tiny_policy build --out /tmp/tiny-policy   # what `make policy` ships
+    python -m speciarl_verl.cpu_debug.tiny_policy check [--policy DIR]          # RESULT family_right=...
 
 Python::
 
-    path = build_tiny_policy("/tmp/tiny-policy", seed=0)
-    model = transformers.AutoModelForImageTextToText.from_pretrained(path)
+    model = transformers.AutoModelForImageTextToText.from_pretrained(shipped_policy_dir())
 """
 
 from __future__ import annotations
@@ -31,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from collections import Counter
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -42,17 +47,41 @@ if TYPE_CHECKING:
     from speciarl_verl.data.adapters.synthetic_shapes import ShapeSpecies
 
 __all__ = [
+    "POLICY_TEXT_SIZES",
+    "SHIPPED_POLICY",
     "TARGET_FORMAT",
     "LabelMix",
-    "PolicyCheck",
     "build_tiny_policy",
     "chat_messages",
-    "check_policy",
     "encode_prompt",
     "main",
-    "sample_responses",
+    "one_torch_thread",
+    "progress_bar",
+    "shipped_policy_dir",
     "target_response",
 ]
+
+#: The folder of the shipped policy inside this package (built by ``make policy``).
+SHIPPED_POLICY = "shipped_policy"
+
+#: The text model of the policy: head_dim 32 (hidden 64 over 2 heads, one key-value head) and a multimodal rotary
+#: section summing to half of it, the smallest shape vLLM's CPU attention serves (it refuses head_dim 16).
+POLICY_TEXT_SIZES = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "rope_parameters": {"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 1_000_000.0},
+}
+#: The vision tower: as wide as the text model, so it can read the outline (the family) as well as the colour.
+POLICY_VISION_HIDDEN = {"hidden_size": 64, "intermediate_size": 128, "num_heads": 2}
+
+#: The supervision of the shipped policy (the builder's defaults).
+DEFAULT_STEPS = 4000
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_LEARNING_RATE = 1e-2
+DEFAULT_VISION_DEPTH = 2
 
 #: The response the policy is taught; ``{label}`` is the species, family, domain noun or ``None``.
 TARGET_FORMAT = "<think>{colour} {family}</think><answer>{label}</answer>"
@@ -151,8 +180,15 @@ def encode_prompt(processor, user_content: str, image):
     return inputs["input_ids"][0], inputs["pixel_values"], inputs["image_grid_thw"]
 
 
+def shipped_policy_dir() -> Path:
+    """The shipped policy's folder (``config.json``, weights, processor, ``tiny_policy.json``) inside the package."""
+    from importlib import resources
+
+    return Path(str(resources.files("speciarl_verl.cpu_debug").joinpath(SHIPPED_POLICY)))
+
+
 @contextmanager
-def _one_torch_thread():
+def one_torch_thread():
     """Run torch on one thread inside the block.
 
     The model is too small to gain from a second thread, and OpenMP threads spinning against other busy
@@ -168,7 +204,7 @@ def _one_torch_thread():
         torch.set_num_threads(threads)
 
 
-def _progress(enabled: bool):
+def progress_bar(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -179,13 +215,13 @@ def build_tiny_policy(
     out_dir: str | Path,
     *,
     seed: int = 0,
-    steps: int = 300,
-    batch_size: int = 16,
-    learning_rate: float = 1e-2,
+    steps: int = DEFAULT_STEPS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
     mix: LabelMix | None = None,
     prompt: str = "general",
     images_per_class: int | None = None,
-    vision_depth: int = 1,
+    vision_depth: int = DEFAULT_VISION_DEPTH,
     progress: bool = True,
 ) -> Path:
     """Build the tiny Qwen2.5-VL in ``out_dir``, supervise it on synthetic shapes, save it there; return the path.
@@ -193,15 +229,16 @@ def build_tiny_policy(
     ``steps`` AdamW steps of ``batch_size`` examples from the adapter's ``train`` split (the
     first ``images_per_class`` images of each class, default all 64; each pass visits every
     image once, in a seeded order); each example's answer level is drawn from ``mix``. Only
-    the response tokens are supervised. Same arguments, same weights (torch runs on one
-    thread inside). ``vision_depth`` is the number of vision transformer blocks (1 is the
-    smallest model; 2 reads the shape outline, hence the family, noticeably better for the
-    same steps). The folder loads with
+    the response tokens are supervised. Same arguments, same weights on one machine (torch
+    runs on one thread inside); another CPU's float rounding gives other weights, which is
+    why the package ships the policy the defaults built. ``vision_depth`` is the number of
+    vision transformer blocks. The folder loads with
     ``transformers.AutoProcessor`` / ``AutoModelForImageTextToText`` and verl's
     ``hf_tokenizer`` / ``hf_processor``; it also holds ``tiny_policy.json`` (the arguments and
     the final loss).
     """
     import torch
+    import transformers
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from speciarl_verl.offline_fixtures.tiny_qwen_vl import build_tiny_qwen25_vl
@@ -220,14 +257,15 @@ def build_tiny_policy(
         )
     mix = mix or LabelMix()
     policy_prompt = get_policy_prompt(prompt)
-    vision = {"depth": vision_depth, "fullatt_block_indexes": list(range(vision_depth))}
-    path = build_tiny_qwen25_vl(out_dir, corpus=_tokenizer_corpus(policy_prompt.text), vision_sizes=vision)
+    vision = {**POLICY_VISION_HIDDEN, "depth": vision_depth, "fullatt_block_indexes": list(range(vision_depth))}
+    corpus = _tokenizer_corpus(policy_prompt.text)
+    path = build_tiny_qwen25_vl(out_dir, corpus=corpus, text_sizes=POLICY_TEXT_SIZES, vision_sizes=vision)
     processor = AutoProcessor.from_pretrained(str(path))
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch.float32)
-    with _one_torch_thread():
+    with one_torch_thread():
         examples = _TrainingImages.encode(processor, policy_prompt.user_content, images_per_class)
-        loss = _supervise(model, processor, examples, mix, seed, steps, batch_size, learning_rate, progress)
+        first_loss, loss = _supervise(model, processor, examples, mix, seed, steps, batch_size, learning_rate, progress)
     model.eval()
     model.save_pretrained(str(path))
     record = {
@@ -239,11 +277,28 @@ def build_tiny_policy(
         "prompt": {"name": policy_prompt.name, "version": policy_prompt.version},
         "images_per_class": images_per_class,
         "vision_depth": vision_depth,
+        "text_sizes": POLICY_TEXT_SIZES,
+        "vision_sizes": vision,
         "target_format": TARGET_FORMAT,
+        "first_loss": first_loss,
         "final_loss": loss,
+        "built_with": {"torch": torch.__version__, "transformers": transformers.__version__, "cpu": _cpu_name()},
     }
     (path / "tiny_policy.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (what a build's float rounding depends on), for the build record."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 @dataclass(frozen=True)
@@ -275,8 +330,10 @@ class _TrainingImages:
         return cls(prompt_ids, tuple(species), tuple(pixels), tuple(grids))
 
 
-def _supervise(model, processor, data: _TrainingImages, mix: LabelMix, seed, steps, batch_size, lr, progress) -> float:
-    """AdamW on the response tokens only (the prompt is masked); returns the last step's loss.
+def _supervise(
+    model, processor, data: _TrainingImages, mix: LabelMix, seed, steps, batch_size, lr, progress
+) -> tuple[float, float]:
+    """AdamW on the response tokens only (the prompt is masked); returns the first and the last step's loss.
 
     The forward pass gets ``mm_token_type_ids``, so the model is taught on the 3-D positions verl's actor and the
     ``hf_cpu`` rollout use, not on the 1-D fallback transformers takes without them.
@@ -308,9 +365,9 @@ def _supervise(model, processor, data: _TrainingImages, mix: LabelMix, seed, ste
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
     prompt_len = len(data.prompt_ids)
     order: list[int] = []
-    loss = float("nan")
+    loss = first = float("nan")
     model.train()
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("supervising the tiny policy", total=steps, loss=loss)
         for _ in range(steps):
             batch = []
@@ -340,160 +397,12 @@ def _supervise(model, processor, data: _TrainingImages, mix: LabelMix, seed, ste
             optimizer.step()
             schedule.step()
             loss = float(out.loss.detach())
+            first = loss if first != first else first  # (NaN until the first step)
             bar.update(task, advance=1, loss=loss)
-    return loss
+    return first, loss
 
 
-def sample_responses(
-    model_dir: str | Path,
-    rows: Sequence[dict],
-    *,
-    n: int = 8,
-    temperature: float = 1.0,
-    max_new_tokens: int = 48,
-    seed: int = 0,
-) -> list[list[str]]:
-    """``n`` responses sampled with ``model.generate`` per parquet row (its ``prompt`` and ``images``), decoded."""
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(str(model_dir))
-    model = AutoModelForImageTextToText.from_pretrained(str(model_dir)).eval()
-    torch.manual_seed(seed)
-    with _one_torch_thread():
-        return [_sample_group(model, processor, row, n, temperature, max_new_tokens) for row in rows]
-
-
-def _sample_group(model, processor, row: dict, n: int, temperature: float, max_new_tokens: int) -> list[str]:
-    import io
-
-    import torch
-    from PIL import Image
-
-    from speciarl_verl.cpu_debug.vision_tokens import mm_token_type_ids
-
-    tokenizer = processor.tokenizer
-    image = Image.open(io.BytesIO(row["images"][0]["bytes"])).convert("RGB")
-    ids, pixel_values, grid = encode_prompt(processor, row["prompt"][0]["content"], image)
-    token_types = mm_token_type_ids(ids[None], processor.image_token_id, processor.video_token_id)
-    with torch.no_grad():
-        out = model.generate(
-            input_ids=ids[None].repeat(n, 1),
-            attention_mask=torch.ones(n, len(ids), dtype=torch.long),
-            mm_token_type_ids=token_types.repeat(n, 1),
-            pixel_values=pixel_values.repeat(n, 1),
-            image_grid_thw=grid.repeat(n, 1),
-            do_sample=True,
-            temperature=temperature,
-            top_p=1.0,
-            top_k=0,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    return tokenizer.batch_decode(out[:, len(ids) :], skip_special_tokens=True)
-
-
-@dataclass(frozen=True)
-class PolicyCheck:
-    """Sampled groups in numbers: parse rate, verdict shares, groups with two or more verdicts, species accuracy."""
-
-    groups: int
-    responses: int
-    parse_rate: float
-    categories: dict[str, float]
-    varied_groups: float
-    species_named: int
-    species_correct: float
-
-
-def check_policy(rows: Sequence[dict], groups: Sequence[Sequence[str]]) -> PolicyCheck:
-    """Judge sampled ``groups`` (one per parquet row) with the offline rule tier and summarise them.
-
-    A parsed answer that names a species (``<colour> <family>``) counts in ``species_named``;
-    ``species_correct`` is the share of those that are the ground truth.
-    """
-    from speciarl_verl.core.answer_parsing import parse_answer
-    from speciarl_verl.core.categories import Category
-    from speciarl_verl.core.label_normalization import normalize_label
-    from speciarl_verl.data.adapters.synthetic_shapes import SPECIES
-    from speciarl_verl.judge.offline import decide_offline
-    from speciarl_verl.judge.verifier import VerificationRequest
-
-    species_names = {normalize_label(s.name) for s in SPECIES}
-    categories: Counter[str] = Counter()
-    parsed = varied = named = named_right = total = 0
-    for row, responses in zip(rows, groups, strict=True):
-        extra = row["extra_info"]
-        seen = set()
-        for response in responses:
-            total += 1
-            label = parse_answer(response)
-            if label is None:
-                seen.add("unparseable")
-                categories["unparseable"] += 1
-                continue
-            parsed += 1
-            request = VerificationRequest.for_row(row["reward_model"]["ground_truth"], label, row["data_source"], extra)
-            category = decide_offline(request) or Category.WRONG
-            seen.add(category.value)
-            categories[category.value] += 1
-            if normalize_label(label) in species_names:
-                named += 1
-                named_right += category is Category.SPECIFIC
-        varied += len(seen) > 1
-    return PolicyCheck(
-        groups=len(groups),
-        responses=total,
-        parse_rate=parsed / max(1, total),
-        categories={name: count / max(1, total) for name, count in sorted(categories.items())},
-        varied_groups=varied / max(1, len(groups)),
-        species_named=named,
-        species_correct=named_right / max(1, named),
-    )
-
-
-def _build_check_rows(split: str, count: int, seed: int) -> list[dict]:
-    import tempfile
-
-    import pyarrow.parquet as pq
-
-    from speciarl_verl.data.builder import BuildOptions, SourceSpec, build_parquet
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = build_parquet(
-            SourceSpec("synthetic_shapes", ".", split, subset=count), Path(tmp) / f"{split}.parquet",
-            BuildOptions(seed=seed, progress=False),
-        )  # fmt: skip
-        return pq.read_table(out.parquet).to_pylist()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m speciarl_verl.cpu_debug.tiny_policy``: build the policy, optionally sample and summarise it."""
-    parser = argparse.ArgumentParser(
-        prog="python -m speciarl_verl.cpu_debug.tiny_policy",
-        description="Build a tiny Qwen2.5-VL supervised on synthetic shapes (generic-leaning), for CPU runs of verl.",
-    )
-    parser.add_argument("--out", required=True, help="folder to write the model to (created)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=300, help="AdamW steps (default 300)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--vision-depth", type=int, default=1, help="vision transformer blocks (default 1)")
-    parser.add_argument(
-        "--mix",
-        type=LabelMix.parse,
-        default=LabelMix(),
-        help="species,family,domain,none shares of the targets (default 0.15,0.45,0.3,0.1)",
-    )
-    parser.add_argument(
-        "--check",
-        type=int,
-        default=0,
-        metavar="K",
-        help="then sample 8 answers for each of K train images and print the summary",
-    )
-    args = parser.parse_args(argv)
+def _build(args: argparse.Namespace) -> int:
     path = build_tiny_policy(
         args.out,
         seed=args.seed,
@@ -502,13 +411,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         learning_rate=args.lr,
         mix=args.mix,
         vision_depth=args.vision_depth,
+        progress=not args.no_progress,
     )
     print(f"wrote {path}")
-    if args.check:
-        rows = _build_check_rows("train", args.check, args.seed)
-        summary = check_policy(rows, sample_responses(path, rows, n=8, seed=args.seed))
-        print(json.dumps(asdict(summary), indent=2))
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from speciarl_verl.cpu_debug.policy_check import check_policy, check_rows, sample_responses
+
+    policy = Path(args.policy) if args.policy else shipped_policy_dir()
+    rows = check_rows(args.split, args.images, seed=args.seed)
+    groups = sample_responses(policy, rows, n=args.n, seed=args.seed, progress=not args.no_progress)
+    check = check_policy(rows, groups)
+    print(f"policy {policy}: {check.responses} answers to {check.groups} {args.split} images")
+    print(json.dumps({"categories": check.categories, "varied_groups": check.varied_groups}, indent=2))
+    print(check.result_line())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m speciarl_verl.cpu_debug.tiny_policy build|check``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m speciarl_verl.cpu_debug.tiny_policy",
+        description="The tiny Qwen2.5-VL policy of the synthetic shapes task (generic-leaning), for CPU runs of verl.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="supervise a new policy (the defaults build the shipped one)")
+    build.add_argument("--out", required=True, help="folder to write the model to (created)")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"AdamW steps (default {DEFAULT_STEPS})")
+    build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    build.add_argument("--lr", type=float, default=DEFAULT_LEARNING_RATE)
+    build.add_argument("--vision-depth", type=int, default=DEFAULT_VISION_DEPTH, help="vision transformer blocks")
+    build.add_argument(
+        "--mix",
+        type=LabelMix.parse,
+        default=LabelMix(),
+        help="species,family,domain,none shares of the targets (default 0.15,0.45,0.3,0.1)",
+    )
+    build.add_argument("--no-progress", action="store_true")
+    check = commands.add_parser("check", help="sample a policy on synthetic shapes and print what it gets right")
+    check.add_argument("--policy", help="policy folder (default: the shipped policy)")
+    check.add_argument("--split", default="test", help="synthetic shapes split (default test, the in-domain one)")
+    check.add_argument("--images", type=int, help="draw this many images of the split (default: all)")
+    check.add_argument("--n", type=int, default=8, help="answers per image (default 8)")
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    return _build(args) if args.command == "build" else _check(args)
 
 
 if __name__ == "__main__":

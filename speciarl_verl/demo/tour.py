@@ -112,7 +112,7 @@ def run(args: argparse.Namespace, steps: Sequence[str]) -> int:
         console.print(Rule("5. train: verl main_ppo on the CPU (tiny policy, hf_cpu rollout, LoRA actor)"))
         from speciarl_verl.demo.train_step import print_train_step, run_train_step
 
-        with console.status("building the tiny policy, then 3 GRPO steps through verl's trainer (a few minutes)..."):
+        with console.status("3 GRPO steps from the shipped tiny policy through verl's trainer (a few minutes)..."):
             trained = run_train_step(work, steps=3)
         print_train_step(console, trained)
 

@@ -1,8 +1,8 @@
 """Demo step: SpeciaRL trains for a few steps through verl's own trainer on the CPU.
 
-Runs ``recipes/run_speciarl_tiny_cpu.sh`` (synthetic shapes data, the tiny supervised
-policy, the offline judge, ``main_ppo`` with the ``hf_cpu`` rollout and one FSDP2 LoRA
-worker) and reads back what verl logged per step.
+Runs ``recipes/run_speciarl_tiny_cpu.sh`` (synthetic shapes data, the shipped tiny
+supervised policy, the offline judge, ``main_ppo`` with the ``hf_cpu`` rollout and one FSDP2
+LoRA worker) and reads back what verl logged per step.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["TrainStep", "print_train_step", "read_step_metrics", "recipe_script", "run_train_step"]
-
-#: Supervision steps of the demo's policy: enough for parseable, varied answers, quick on 2 cores.
-POLICY_STEPS = 200
 
 
 @dataclass(frozen=True)
@@ -53,18 +50,13 @@ def read_step_metrics(metrics_file: Path) -> dict[int, dict[str, float]]:
 
 
 def run_train_step(work: Path, steps: int = 3, timeout_s: int = 900) -> TrainStep:
-    """Build the tiny policy, then run the CPU recipe for ``steps`` steps under ``work/train``."""
+    """Run the CPU recipe for ``steps`` steps under ``work/train``, from the shipped tiny policy."""
     import time
 
-    from speciarl_verl.cpu_debug.tiny_policy import build_tiny_policy
-
     out = work / "train"
-    policy = out / "policy"
     started = time.perf_counter()
-    if not (policy / "config.json").is_file():
-        build_tiny_policy(policy, seed=0, steps=POLICY_STEPS, progress=False)
     command = [
-        "bash", str(recipe_script()), "--out", str(out), "--steps", str(steps), "--policy", str(policy),
+        "bash", str(recipe_script()), "--out", str(out), "--steps", str(steps),
         "--python", sys.executable, "--timeout", str(timeout_s),
     ]  # fmt: skip
     log = out / "demo_train.log"

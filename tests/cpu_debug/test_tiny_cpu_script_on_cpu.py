@@ -28,7 +28,8 @@ def test_dry_run_plans_data_policy_and_a_verl_command_that_composes(tmp_path, co
     assert result.returncode == 0, result.stderr
     plan = result.stdout
     assert "--dataset synthetic_shapes --root" in plan and "--split train" in plan and "--split val" in plan
-    assert "speciarl_verl.cpu_debug.tiny_policy --out" in plan
+    shipped = SCRIPT.parents[1] / "speciarl_verl" / "cpu_debug" / "shipped_policy"
+    assert f"# tiny policy: {shipped}" in plan  # the shipped policy, never built on the spot
     words = train_words(plan)
     assert words[words.index("-cn") + 1] == config and "+cpu_debug=tiny_cpu" in words
     assert words[-1] == "x.y=1"  # user overrides come last and win
@@ -37,6 +38,7 @@ def test_dry_run_plans_data_policy_and_a_verl_command_that_composes(tmp_path, co
     assert composed.trainer.total_training_steps == 5 and composed.trainer.save_freq == 5
     assert composed.trainer.default_local_dir == str(tmp_path / "out" / "checkpoints")
     assert composed.actor_rollout_ref.rollout.name == "hf_cpu"
+    assert composed.actor_rollout_ref.model.path == str(shipped)
     assert not (tmp_path / "out").exists()  # a dry run starts and writes nothing
 
 
