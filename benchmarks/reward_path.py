@@ -15,7 +15,8 @@ L per request and at most C requests served at once, so no client can beat
 * warm step: the same step again with every verdict cached, plus the group stage's per-group
   math (records -> rewards and rewritten records, :func:`score_group`); repeated,
   reported as the median wall time and the median process CPU time per rollout, with the
-  range (on a shared 2-core machine one run's repeats spread by up to 1.5x);
+  range (on a shared 2-core machine one run's repeats spread by up to 1.5x, and two runs a minute apart
+  differed by 2x: compare figures of one run only);
 * fresh worker: a new reward manager (empty memo) on the filled SQLite cache, first step;
 * naive manager (thread pool of N): verl's own ``naive`` reward manager with a plain custom
   reward function making one blocking judge request per rollout (what a verl user writes).
