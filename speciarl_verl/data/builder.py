@@ -20,17 +20,26 @@ Rules:
   split, first ``n`` taken), so a source's draw does not depend on the other sources of a
   mixed build, and a single build equals the same source inside a mixed one. ``reference``:
   the method's own draw, one ``random.Random(seed)`` shared by the sources in the order given,
-  each subset ``rng.sample(range(available), n)`` over the split's own image order, so a
-  source's draw depends on the sources before it. Rows appear in draw order; without a
+  each subset ``rng.sample(range(listed), n)`` over the split's own image order, so a
+  source's draw depends on the sources before it. Both draw over the rows the split *lists*
+  (``listed``), counting the rows dropped as bad (:attr:`SourceRecord.slot`), so dropping a
+  bad list line changes no other image's place and no other image of the draw, nor the
+  generator's state for the sources after it. Rows appear in draw order; without a
   subset, in the dataset's own order (and the reference generator is not advanced).
 * **Determinism.** Same inputs, seed and options -> byte-identical parquet and manifest
   (fixed schema, fixed writer options, fixed row-group size, nothing time-dependent).
-* **Bad input** (a missing image, an undecodable image, an unknown class, a malformed line)
-  raises :class:`DataSourceError` naming the file and line/row. With ``skip_bad=True`` the
-  row is skipped and listed in the report and the manifest; a ``per_source`` subset then takes
-  the next images of its permutation so it still reaches ``n`` if the split has enough good
-  images (a ``reference`` draw is exactly the method's ``n`` images, so it comes out short).
-  A split with no images is always an error.
+* **Bad input** (a missing image, an undecodable image, an unknown class, a malformed line, a
+  Hugging Face class name that is no class of the dataset) raises :class:`DataSourceError`
+  naming the file and line/row. With ``skip_bad=True`` the row is skipped and listed in the
+  report and the manifest; a ``per_source`` subset then takes the next images of its
+  permutation so it still reaches ``n`` if the split has enough good images; a ``reference``
+  draw is exactly the method's ``n`` images minus the bad ones among them, so it comes out
+  short (the draw is the same as without the bad rows: the method's images, only fewer).
+  A line whose split cannot be told (a CUB image with no or a malformed split flag, a
+  malformed Cars annotation) has no place in any split's list (a CoOp split file numbers its
+  rows in the file's order). A reader that does not number its rows (``slot`` left ``None``)
+  is drawn over the records it returns, so there a dropped row does move the others. A split
+  with no images is always an error.
 * **Atomic output.** The parquet and the manifest are written to temporary files in the
   output folder and renamed into place only when complete.
 """
@@ -194,19 +203,35 @@ def list_records(spec: SourceSpec, problems: ProblemLog, hf_cache_dir: str | Non
     return adapter.read_raw(Path(spec.root), spec.split, problems)
 
 
-def _draw_order(spec: SourceSpec, available: int, options: BuildOptions, shared: random.Random) -> list[int]:
-    """Indices of the split's records in the order they are written (see "Sampling" above)."""
+def _places(records: Sequence[SourceRecord], problems: ProblemLog) -> tuple[int, dict[int, int]]:
+    """How many rows the split lists (bad ones included), and each record's index by its place.
+
+    Places are the records' ``slot``s and the dropped rows' ``problems.dropped_slots``; a
+    reader that numbers no record gets its records' own order (see "Bad input" above).
+    """
+    if not records or any(record.slot is None for record in records):
+        return len(records), {index: index for index in range(len(records))}
+    by_slot = {record.slot: index for index, record in enumerate(records)}
+    if len(by_slot) != len(records):
+        raise ValueError(f"{records[0].data_source}: two records share a slot; each listed row needs its own")
+    listed = max((*by_slot, *problems.dropped_slots)) + 1
+    return listed, by_slot
+
+
+def _draw_order(spec: SourceSpec, records: int, listed: int, options: BuildOptions, shared: random.Random) -> list[int]:
+    """Places (0..listed-1) of the split's rows in the order they are drawn (see "Sampling" above)."""
     if spec.subset is None:
-        return list(range(available))
+        return list(range(listed))
+    available = listed if options.sampler == "reference" else records
     if spec.subset > available:
         raise DataSourceError(
             f"{spec.dataset} split {spec.split!r}: asked for a subset of {spec.subset} but only {available} "
             f"images are listed under {spec.root}"
         )
     if options.sampler == "reference":
-        return shared.sample(range(available), spec.subset)
+        return shared.sample(range(listed), spec.subset)
     rng = random.Random(f"{options.seed}/{spec.dataset}/{spec.split}")
-    return rng.sample(range(available), available)
+    return rng.sample(range(listed), listed)
 
 
 def _check(record: SourceRecord) -> CheckedImage | DataSourceError:
@@ -217,11 +242,17 @@ def _check(record: SourceRecord) -> CheckedImage | DataSourceError:
 
 
 def _checked_in_order(
-    records: Sequence[SourceRecord], order: Sequence[int], pool: ThreadPoolExecutor, chunk: int
+    records: Sequence[SourceRecord],
+    order: Sequence[int],
+    by_place: dict[int, int],
+    pool: ThreadPoolExecutor,
+    chunk: int,
 ) -> Iterator[tuple[SourceRecord, CheckedImage | DataSourceError]]:
     # Reading and decoding run on the pool a chunk at a time; results come back in draw order.
-    for start in range(0, len(order), chunk):
-        batch = [records[i] for i in order[start : start + chunk]]
+    # A drawn place without a record is a row dropped (and reported) when the split was listed.
+    drawn = [records[by_place[place]] for place in order if place in by_place]
+    for start in range(0, len(drawn), chunk):
+        batch = drawn[start : start + chunk]
         yield from zip(batch, pool.map(_check, batch), strict=True)
 
 
@@ -303,10 +334,12 @@ def build_parquet(
                 f"{spec.dataset} split {spec.split!r} under {spec.root}: no images listed (empty split)"
                 + (f"; {len(problems.problems)} rows were skipped as bad" if problems.problems else "")
             )
-        listed.append((spec, records, problems, _draw_order(spec, len(records), options, reference_rng)))
+        places, by_place = _places(records, problems)
+        order = _draw_order(spec, len(records), places, options, reference_rng)
+        listed.append((spec, records, problems, order, by_place))
 
     schema = row_schema(with_pixel_limits=options.pixel_limits is not None)
-    total = sum(spec.subset or len(records) for spec, records, _, _ in listed)
+    total = sum(spec.subset or len(records) for spec, records, *_ in listed)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     summaries = []
@@ -319,11 +352,12 @@ def build_parquet(
         with writer, progress, ThreadPoolExecutor(options.workers) as pool:
             task = progress.add_task(f"building {out.name}", total=total)
             buffer: list[dict] = []
-            for spec, records, problems, order in listed:
+            for spec, records, problems, order, by_place in listed:
                 target = spec.subset or len(records)
                 written = reencoded = 0
                 classes: Counter[tuple[int, str]] = Counter()
-                for record, checked in _checked_in_order(records, order, pool, chunk=max(8, 4 * options.workers)):
+                chunk = max(8, 4 * options.workers)
+                for record, checked in _checked_in_order(records, order, by_place, pool, chunk):
                     if isinstance(checked, DataSourceError):
                         problems.report(str(checked))  # raises unless skipping bad rows
                         continue

@@ -9,8 +9,11 @@ Examples::
     speciarl data list
 
 Bad input (an unknown dataset or prompt, a missing root, split file or image, an image
-that does not decode, a malformed list line) stops the build with one line naming the
-file and line or row, and exit code 2; ``--skip-bad`` skips bad rows and lists them.
+that does not decode, a malformed or repeated list line, a Hugging Face copy whose class
+names are not the dataset's or whose one split is not ``--split``) stops the build with one
+line naming the file and line or row (or the names), and exit code 2; ``--skip-bad`` skips
+bad rows and counts them in the summary (the first few printed, all in the manifest). A
+one-split copy of the wrong split and a copy naming one class twice are refused even then.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import argparse
 from speciarl_verl.cli_errors import UserInputError, user_input
 
 __all__ = ["parse_mixed_spec", "register"]
+
+#: Skipped rows printed per source (the manifest lists them all).
+_SKIPPED_SHOWN = 20
 
 _MIXED_HELP = (
     "one source as NAME=ROOT:SPLIT[:N] (N = subset size; ROOT is an extracted archive, an HF save_to_disk "
@@ -66,7 +72,11 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prompt", default="general", help="policy prompt name (default general; see `data list`)")
     parser.add_argument("--prompt-file", help="JSON/YAML file of extra prompts (name -> text) to choose from")
-    parser.add_argument("--skip-bad", action="store_true", help="skip bad rows and report them instead of failing")
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip bad rows (and rows of HF classes that are not the dataset's) and count them instead of failing",
+    )
     parser.add_argument("--min-pixels", type=int, help="per-image min_pixels for qwen_vl_utils (stored in the row)")
     parser.add_argument("--max-pixels", type=int, help="per-image max_pixels for qwen_vl_utils (stored in the row)")
     parser.add_argument("--workers", type=int, default=2, help="threads reading and checking images (default 2)")
@@ -141,8 +151,10 @@ def _build(args: argparse.Namespace, specs) -> int:
             f"{spec.dataset} {spec.split} ({summary.source}): {summary.rows} rows, {len(summary.classes)} classes, "
             f"{summary.available} listed, {summary.reencoded} re-encoded, {len(summary.skipped)} skipped"
         )
-        for problem in summary.skipped:
+        for problem in summary.skipped[:_SKIPPED_SHOWN]:
             print(f"  skipped: {problem}")
+        if len(summary.skipped) > _SKIPPED_SHOWN:
+            print(f"  ... and {len(summary.skipped) - _SKIPPED_SHOWN} more skipped rows (all in the manifest)")
     print(f"wrote {report.rows} rows to {report.parquet} (sha256 {report.sha256[:16]}...)")
     print(f"manifest: {report.manifest}")
     return 0

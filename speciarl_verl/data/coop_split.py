@@ -51,17 +51,19 @@ def read_coop_split(
             and isinstance(row[1], int)
             and isinstance(row[2], str)
         ):
-            problems.report(f"{origin}: expected [relpath, label, classname], got {row!r}")
+            problems.report(f"{origin}: expected [relpath, label, classname], got {row!r}", slot=position)
             continue
         relpath, label, name = row
         if name_of_label.setdefault(label, name) != name:
-            problems.report(f"{origin}: label {label} is {name!r} here but {name_of_label[label]!r} earlier")
+            problems.report(
+                f"{origin}: label {label} is {name!r} here but {name_of_label[label]!r} earlier", slot=position
+            )
             continue
         if name not in by_name:
             by_name[name] = adapter.class_for_name(name)
         cls = by_name[name]
         if cls is None:
-            problems.report(f"{origin}: class {name!r} is not a {adapter.name} class")
+            problems.report(f"{origin}: class {name!r} is not a {adapter.name} class", slot=position)
             continue
         path = images / relpath
         records.append(
@@ -73,6 +75,7 @@ def read_coop_split(
                 source_file=relative_name(path, root),
                 origin=origin,
                 image_path=path,
+                slot=position,
             )
         )
     return records

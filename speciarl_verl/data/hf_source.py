@@ -2,24 +2,45 @@
 
 The copy needs an ``image`` column (``datasets.Image``) and a ``label`` column
 (``datasets.ClassLabel``). Each ClassLabel name is matched to the official class list by
-the dataset's naming rule (so ``"001.Black_footed_Albatross"``, ``"abyssinian"`` or
-``"apple_pie"`` get the same ground truth, class id and parents as the original layout); a
-name that matches no official class keeps the copy's own index and name. Image bytes are
-read lazily, one row at a time, and are never decoded here.
+the dataset's naming rule, its listed synonyms and the name forms its adapter knows (so
+``"001.Black_footed_Albatross"``, ``"Brewer's Blackbird"``, ``"abyssinian"``, ``"apple_pie"``
+or Cars' ``"2000 AM General Hummer SUV"`` get the same ground truth, class id and parents as
+the original layout). A copy whose names are all numbers is read by number only for a dataset
+whose copies are known to do that (Flowers-102: ``"1"`` ... ``"102"`` are the official 1-based
+label numbers, whatever order the copy lists them in, so ``"77"`` is ``passion flower``);
+for the others, and for a number outside 1..N, a 0 or a number given twice, it is refused. A
+name that matches no official class is refused with one line naming some of the unmatched
+names, their count, and some of ours; with ``skip_bad`` the rows of such classes are skipped
+and each is reported, so the build summary counts them. Image bytes are read lazily, one row
+at a time, and are never decoded here.
 
 Split names are the copy's own (e.g. ``ethz/food101`` calls the official test split
-``validation``). Hierarchy columns of a copy are not read: parents come from the
-class name only (Pets' species, Cars' make and model; none for FGVC variants).
+``validation``). A root that holds one split only (a ``Dataset.save_to_disk`` folder, one
+parquet file) is read only if the split it records (``state.json``'s split, the split folder
+of a ``DatasetDict``, or a file name such as ``train-00000-of-00001.parquet`` or
+``test.parquet``) is the split asked for; one that records none is taken as that split.
+Hierarchy columns of a copy are not read: parents come from the class name only (Pets'
+species, Cars' make and model; none for FGVC variants).
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from speciarl_verl.data.adapters.base import DatasetAdapter
+from speciarl_verl.data.shipped_lists import class_names
 from speciarl_verl.data.source_record import ClassInfo, DataSourceError, ProblemLog, SourceRecord
 
-__all__ = ["looks_like_hf_copy", "read_hf_source"]
+__all__ = ["looks_like_hf_copy", "match_class_names", "read_hf_source"]
+
+#: How many names an error message quotes.
+_QUOTED = 3
+#: File names that are split names on their own (``test.parquet``; ``data/train/0000.parquet``).
+_SPLIT_WORDS = frozenset({"train", "test", "validation", "val", "valid", "trainval", "dev"})
+_SHARD = re.compile(r"^(?P<split>.+?)-\d+-of-\d+(?:-.*)?$")
 
 
 def looks_like_hf_copy(path: Path) -> bool:
@@ -49,6 +70,46 @@ def _parquet_files(path: Path, split: str) -> list[str]:
     raise DataSourceError(f"{path}: no parquet file for split {split!r} (looked for {patterns}; found {found})")
 
 
+def _recorded_split(path: Path) -> str | None:
+    """The split a one-split root says it holds, or None if it records none.
+
+    >>> _recorded_split(Path("copy/data/test-00000-of-00001.parquet")), _recorded_split(Path("x/train/0000.parquet"))
+    ('test', 'train')
+    >>> _recorded_split(Path("pets_copy.parquet")) is None
+    True
+    """
+    if path.is_dir():  # a Dataset.save_to_disk folder
+        try:
+            recorded = json.loads((path / "state.json").read_text(encoding="utf-8")).get("_split")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if recorded:
+            return str(recorded)
+        parent = path.parent / "dataset_dict.json"  # the split folder of a DatasetDict.save_to_disk
+        try:
+            splits = json.loads(parent.read_text(encoding="utf-8")).get("splits", [])
+        except (OSError, ValueError, AttributeError):
+            splits = []
+        return path.name if path.name in splits else None
+    shard = _SHARD.match(path.stem)
+    if shard:
+        return shard.group("split")
+    if path.stem in _SPLIT_WORDS:
+        return path.stem
+    if path.stem.isdigit() and path.parent.name in _SPLIT_WORDS:
+        return path.parent.name
+    return None
+
+
+def _check_recorded_split(path: Path, split: str) -> None:
+    recorded = _recorded_split(path)
+    if recorded is not None and recorded != split:
+        raise DataSourceError(
+            f"{path}: this copy holds the split {recorded!r} only, but split {split!r} was asked for "
+            f"(pass --split {recorded}, or point --root at the copy that holds {split!r})"
+        )
+
+
 def _load(source: str | Path, split: str, cache_dir: str | None):
     import datasets
 
@@ -69,8 +130,59 @@ def _load(source: str | Path, split: str, cache_dir: str | None):
             raise DataSourceError(f"{path}: no split {split!r} (found {sorted(loaded)})")
         return loaded[split]
     if (path / "state.json").exists():
+        _check_recorded_split(path, split)
         return datasets.load_from_disk(str(path))  # one Dataset: it is the split asked for
+    if path.is_file():
+        _check_recorded_split(path, split)
     return datasets.load_dataset("parquet", data_files=_parquet_files(path, split), split="train", cache_dir=cache_dir)
+
+
+def _quoted(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(name) for name in names[:_QUOTED])
+    return shown + (", ..." if len(names) > _QUOTED else "")
+
+
+def match_class_names(
+    adapter: DatasetAdapter, names: Sequence[str], source: str | Path
+) -> tuple[dict[int, ClassInfo], list[int]]:
+    """The official class of each of a copy's class ``names`` (by index), and the indices that match none.
+
+    Raises :class:`DataSourceError` for numbered names the dataset does not read by number
+    (see the module docstring) and for two names that match one class.
+
+    >>> from speciarl_verl.data.adapters import get_adapter
+    >>> matched, unmatched = match_class_names(get_adapter("flowers102"), ["1", "10", "77"], "copy")
+    >>> [(matched[i].class_id, matched[i].ground_truth) for i in range(3)], unmatched
+    ([(0, 'pink primrose'), (9, 'globe thistle'), (76, 'passion flower')], [])
+    """
+    names = [str(name) for name in names]
+    official = class_names(adapter.class_list) if adapter.class_list else ()
+    if adapter.numbered_class_names and names and all(name.strip().isdigit() for name in names):
+        numbers = [int(name) for name in names]
+        repeated = sorted({number for number in numbers if numbers.count(number) > 1})
+        if min(numbers) < 1 or max(numbers) > len(official) or repeated:
+            raise DataSourceError(
+                f"{source}: the class names are numbers ({_quoted(names)}); a {adapter.name} copy's numbers "
+                f"are read as the official 1-based class numbers 1..{len(official)}, each once, but these run "
+                f"{min(numbers)}..{max(numbers)}" + (f" and repeat {repeated[:_QUOTED]}" if repeated else "")
+            )
+        return {i: adapter.class_info(n - 1, official[n - 1]) for i, n in enumerate(numbers)}, []
+    matched: dict[int, ClassInfo] = {}
+    unmatched: list[int] = []
+    first_name: dict[int, str] = {}
+    for index, name in enumerate(names):
+        info = adapter.class_for_name(name)
+        if info is None:
+            unmatched.append(index)
+            continue
+        earlier = first_name.setdefault(info.class_id, name)
+        if earlier != name:
+            raise DataSourceError(
+                f"{source}: the class names {earlier!r} and {name!r} both match {adapter.name} class "
+                f"{info.class_name!r}; a copy must name each class once"
+            )
+        matched[index] = info
+    return matched, unmatched
 
 
 def read_hf_source(
@@ -97,14 +209,22 @@ def read_hf_source(
     if not isinstance(feature, datasets.ClassLabel):
         raise DataSourceError(f"{source}: column {label_column!r} is {feature}, not a ClassLabel with class names")
     table = table.select_columns([image_column, label_column]).cast_column(image_column, datasets.Image(decode=False))
-    classes: dict[int, ClassInfo] = {}
-    for index, name in enumerate(feature.names):
-        classes[index] = adapter.class_for_name(name) or adapter.class_info(index, name)
+    names = list(feature.names)
+    classes, unmatched = match_class_names(adapter, names, source)
+    if unmatched and not problems.skip_bad:
+        ours = class_names(adapter.class_list) if adapter.class_list else ()
+        problems.report(  # raises
+            f"{source}: {len(unmatched)} of {len(names)} class names match no {adapter.name} class: "
+            f"{_quoted([names[i] for i in unmatched])} (expected names such as {_quoted(ours)})"
+        )
     records = []
     for row, label in enumerate(table[label_column]):
         origin = f"{source} split {split!r} row {row}"
-        if label is None or label not in classes:
-            problems.report(f"{origin}: unknown class id {label!r} (0..{len(classes) - 1})")
+        if label is None or not 0 <= label < len(names):
+            problems.report(f"{origin}: unknown class id {label!r} (0..{len(names) - 1})", slot=row)
+            continue
+        if label not in classes:
+            problems.report(f"{origin}: class {names[label]!r} (label {label}) is not a {adapter.name} class", slot=row)
             continue
         records.append(
             SourceRecord(
@@ -115,6 +235,7 @@ def read_hf_source(
                 source_file=f"hf:{split}/{row}",
                 origin=origin,
                 image_loader=_RowImage(table, row, image_column, origin),
+                slot=row,
             )
         )
     return records

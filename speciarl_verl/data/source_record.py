@@ -57,7 +57,11 @@ class SourceRecord:
     Exactly one of ``image_path`` (a file on disk) and ``image_loader`` (returns the encoded
     bytes, e.g. of a Hugging Face row) is set. ``source_file`` is what the parquet records as the image's origin
     (a path relative to the dataset root, or ``hf:<split>/<row>``); ``origin`` is where the
-    record was listed (``"images.txt line 17"``), for error messages.
+    record was listed (``"images.txt line 17"``), for error messages. ``slot`` is the record's
+    0-based place among the rows its split lists, counting the rows dropped as bad (which
+    the reader reports with the same numbering, see :meth:`ProblemLog.report`); the subset
+    draw runs over these places, so dropping a bad row changes no other row's place. A
+    reader that leaves it ``None`` numbers its records by their order in the list it returns.
     """
 
     data_source: str
@@ -68,6 +72,7 @@ class SourceRecord:
     origin: str
     image_path: Path | None = None
     image_loader: Callable[[], bytes] | None = field(default=None, repr=False, compare=False)
+    slot: int | None = None
 
     def __post_init__(self) -> None:
         if (self.image_path is None) == (self.image_loader is None):
@@ -88,18 +93,28 @@ class SourceRecord:
 class ProblemLog:
     """Collects bad-input problems: raises on the first one, or (``skip_bad``) records it and goes on.
 
+    ``dropped_slots`` holds the :attr:`SourceRecord.slot` of every listed row of the split
+    that was dropped as bad (rows whose split cannot be told have none).
+
     >>> log = ProblemLog(skip_bad=True)
-    >>> log.report("images.txt line 3: unknown class id 999")
-    >>> log.problems
-    ['images.txt line 3: unknown class id 999']
+    >>> log.report("images.txt line 3: unknown class id 999", slot=2)
+    >>> log.problems, log.dropped_slots
+    (['images.txt line 3: unknown class id 999'], [2])
     """
 
     def __init__(self, skip_bad: bool = False) -> None:
         self.skip_bad = skip_bad
         self.problems: list[str] = []
+        self.dropped_slots: list[int] = []
 
-    def report(self, message: str) -> None:
-        """Raise :class:`DataSourceError` with ``message``, or record it when skipping bad input."""
+    def report(self, message: str, slot: int | None = None) -> None:
+        """Raise :class:`DataSourceError` with ``message``, or record it when skipping bad input.
+
+        ``slot``: the place of the dropped row among the rows its split lists, when the
+        problem drops one (see :attr:`SourceRecord.slot`).
+        """
         if not self.skip_bad:
             raise DataSourceError(message + " (pass --skip-bad / skip_bad=True to skip such rows and report them)")
         self.problems.append(message)
+        if slot is not None:
+            self.dropped_slots.append(slot)

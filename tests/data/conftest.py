@@ -310,3 +310,33 @@ def tiny_vl_dir(tmp_path_factory) -> Path:
 
     corpus = [get_policy_prompt(name).text for name in policy_prompt_names()]
     return build_tiny_qwen25_vl(tmp_path_factory.mktemp("tiny-qwen25-vl"), corpus=corpus)
+
+
+@pytest.fixture
+def make_hf_copy(tmp_path: Path):
+    """A factory: ``make_hf_copy(name, class_names, {split: labels}, single=False)`` saves an HF copy under tmp_path.
+
+    ``single=True`` saves the one split given as a plain ``Dataset`` (``state.json`` records its
+    split), the layout of ``load_dataset(..., split=...).save_to_disk``; otherwise a ``DatasetDict``.
+    """
+    import datasets
+
+    def make(name: str, names: list[str], splits: dict[str, list[int]], single: bool = False) -> Path:
+        features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+        parts = {
+            split: datasets.Dataset.from_dict(
+                {"image": [{"bytes": image_bytes(800 + i), "path": None} for i in range(len(labels))], "label": labels},
+                features=features,
+                split=split,
+            )
+            for split, labels in splits.items()
+        }
+        target = tmp_path / name
+        if single:
+            (part,) = parts.values()
+            part.save_to_disk(str(target))
+        else:
+            datasets.DatasetDict(parts).save_to_disk(str(target))
+        return target
+
+    return make

@@ -14,6 +14,9 @@ from speciarl_verl.judge.verifier import ParentLevel
 
 __all__ = ["DatasetAdapter", "dedupe_parents", "find_layout_root", "read_lines", "relative_name"]
 
+#: ``_name_index`` per adapter class (the shipped lists never change while the process runs).
+_NAME_INDEX: dict[type, dict[str, int]] = {}
+
 
 class DatasetAdapter(ABC):
     """Reads one benchmark in the layout its authors distribute.
@@ -36,6 +39,10 @@ class DatasetAdapter(ABC):
     class_list: ClassVar[str]
     coop_image_dir: ClassVar[str | None] = None
     domain_nouns: ClassVar[tuple[str, ...]] = ()
+    #: True where copies are known to name the classes by the official 1-based class number
+    #: (Flowers-102, whose official files name no class): a Hugging Face copy whose class
+    #: names are all such numbers is then read by number, see :mod:`speciarl_verl.data.hf_source`.
+    numbered_class_names: ClassVar[bool] = False
 
     @abstractmethod
     def read_raw(self, root: Path, split: str, problems: ProblemLog) -> list[SourceRecord]:
@@ -81,18 +88,46 @@ class DatasetAdapter(ABC):
             domain_nouns=self.domain_nouns_of(found),
         )
 
+    def name_forms(self, name: str) -> tuple[str, ...]:
+        """The spellings of a foreign class name to try against the official list, ``name`` itself first.
+
+        A dataset whose copies are known to rewrite its names (Stanford Cars' year-first or
+        number-prefixed names) overrides this to undo the rewriting.
+        """
+        return (name,)
+
     def class_for_name(self, name: str) -> ClassInfo | None:
         """Match a class name from another source (HF ``ClassLabel``, CoOp JSON) to the official list.
 
         Names are compared after this dataset's naming rule and label normalisation, so
         ``"abyssinian"`` finds Pets' ``"Abyssinian"`` and ``"001.Black_footed_Albatross"``
-        finds CUB's class 0. Returns None for a name that is not in the shipped list.
+        finds CUB's class 0; the synonyms of ``synonyms.txt`` are tried too (``"Brewer's
+        Blackbird"`` finds CUB's ``009.Brewer_Blackbird``), an official name winning over a
+        synonym, and so are the spellings of :meth:`name_forms`. Returns None for a name that
+        is none of these.
+
+        >>> from speciarl_verl.data.adapters import get_adapter
+        >>> get_adapter("cub200").class_for_name("Brewer's Blackbird").class_name
+        '009.Brewer_Blackbird'
         """
-        key = normalize_label(self.ground_truth(name))
-        for class_id, official in enumerate(class_names(self.class_list)):
-            if normalize_label(self.ground_truth(official)) == key:
-                return self.class_info(class_id, official)
+        index = self._name_index()
+        for form in self.name_forms(name):
+            class_id = index.get(normalize_label(self.ground_truth(form)))
+            if class_id is not None:
+                return self.class_info(class_id, class_names(self.class_list)[class_id])
         return None
+
+    def _name_index(self) -> dict[str, int]:
+        """Matching key -> class id, for the official names and then their synonyms."""
+        cached = _NAME_INDEX.get(type(self))
+        if cached is None:
+            official = [normalize_label(self.ground_truth(name)) for name in class_names(self.class_list)]
+            cached = {key: class_id for class_id, key in reversed(list(enumerate(official)))}
+            for class_id, name in enumerate(class_names(self.class_list)):
+                for synonym in synonyms_of(self.name, self.ground_truth(name)):
+                    cached.setdefault(normalize_label(self.ground_truth(synonym)), class_id)
+            _NAME_INDEX[type(self)] = cached
+        return cached
 
     def locate(self, root: Path) -> Path:
         """The folder under ``root`` that CoOp split paths are relative to (the parent of ``coop_image_dir``)."""

@@ -12,6 +12,13 @@ the possessive forms such as ``Brewer's Blackbird``). CUB ships no hierarchy, so
 ``parents`` is empty (a family word such as "albatross" is left to the LLM judge).
 ``domain_nouns``: "bird", "birds". ``class_id`` is ``classes.txt``'s id minus one; ``image_id`` is
 the CUB image id.
+
+Checks (each a bad row: refused, or skipped and counted with ``skip_bad``): an image id given
+twice in ``images.txt``, ``image_class_labels.txt`` or ``train_test_split.txt`` (the image is
+dropped: which line is right cannot be told), and an ``images.txt`` path whose class folder
+prefix ``NNN.`` is not the image's class id in ``image_class_labels.txt``. Only images of the
+split being read are reported, except for lines too malformed to belong to any image. A
+class id given twice in ``classes.txt`` is always refused.
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ __all__ = ["Cub200Adapter"]
 _ID_PREFIX = re.compile(r"^\d+\.")
 
 
-def _pairs(path: Path, problems: ProblemLog) -> dict[str, tuple[str, int]]:
-    """``first column -> (rest of the line, line number)`` of a two-column CUB file."""
+def _pairs(path: Path, problems: ProblemLog) -> tuple[dict[str, tuple[str, int]], dict[str, list[tuple[str, int]]]]:
+    """The ``first column -> (rest of the line, line number)`` of a two-column CUB file, first line
+    of each id, and the ``(value, line number)`` of each later line that repeats an id."""
     out: dict[str, tuple[str, int]] = {}
+    repeats: dict[str, list[tuple[str, int]]] = {}
     for number, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
@@ -38,8 +47,28 @@ def _pairs(path: Path, problems: ProblemLog) -> dict[str, tuple[str, int]]:
         if len(parts) != 2:
             problems.report(f"{path} line {number}: expected '<id> <value>', got {line!r}")
             continue
-        out[parts[0]] = (parts[1].strip(), number)
-    return out
+        key, value = parts[0], parts[1].strip()
+        if key in out:
+            repeats.setdefault(key, []).append((value, number))
+        else:
+            out[key] = (value, number)
+    return out, repeats
+
+
+def _repeat_problem(path: Path, key: str, first: int, repeats: list[tuple[str, int]], what: str = "image id") -> str:
+    lines = ", ".join(str(number) for _, number in repeats)
+    return f"{path} line {repeats[0][1]}: {what} {key} is listed again (lines {first}, {lines})"
+
+
+def _read_classes(path: Path) -> dict[str, str]:
+    """``class id -> class name`` of ``classes.txt``; an empty list or a repeated id is an error."""
+    rows, repeats = _pairs(path, ProblemLog())
+    if not rows:
+        raise DataSourceError(f"{path} lists no classes")
+    if repeats:  # no row of a split: the class list itself is wrong, whatever --skip-bad says
+        class_id, later = next(iter(repeats.items()))
+        raise DataSourceError(_repeat_problem(path, class_id, rows[class_id][1], later, "class id"))
+    return {class_id: name for class_id, (name, _) in rows.items()}
 
 
 @register_adapter("cub200")
@@ -56,29 +85,52 @@ class Cub200Adapter(DatasetAdapter):
     def read_raw(self, root: Path, split: str, problems: ProblemLog) -> list[SourceRecord]:
         self.check_split(split)
         base = find_layout_root(root, "images.txt", ("CUB_200_2011",), self.name)
-        classes = {cid: name for cid, (name, _) in _pairs(base / "classes.txt", ProblemLog()).items()}
-        labels = _pairs(base / "image_class_labels.txt", problems)
-        flags = _pairs(base / "train_test_split.txt", problems)
+        classes = _read_classes(base / "classes.txt")
+        labels_file, flags_file = base / "image_class_labels.txt", base / "train_test_split.txt"
+        labels, label_repeats = _pairs(labels_file, problems)
+        flags, flag_repeats = _pairs(flags_file, problems)
+        images, image_repeats = _pairs(base / "images.txt", problems)
         wanted = "1" if split == "train" else "0"
         records = []
-        for image_id, (relpath, number) in _pairs(base / "images.txt", problems).items():
+        slot = -1  # counts the images of this split (first line of each id), the bad ones included
+        for image_id, (relpath, number) in images.items():
             origin = f"{base / 'images.txt'} line {number}"
             if image_id not in flags:
                 problems.report(f"{origin}: image id {image_id} is not in train_test_split.txt")
                 continue
-            if flags[image_id][0] not in ("0", "1"):
-                problems.report(f"{base / 'train_test_split.txt'} line {flags[image_id][1]}: flag must be 0 or 1")
+            flag, flag_line = flags[image_id]
+            if flag not in ("0", "1"):  # the image's split cannot be told
+                problems.report(f"{flags_file} line {flag_line}: flag must be 0 or 1")
                 continue
-            if flags[image_id][0] != wanted:
+            if wanted not in {flag, *(value for value, _ in flag_repeats.get(image_id, ()))}:
+                continue
+            slot += 1
+            if image_id in flag_repeats:
+                problems.report(_repeat_problem(flags_file, image_id, flag_line, flag_repeats[image_id]), slot=slot)
+                continue
+            if image_id in image_repeats:
+                message = _repeat_problem(base / "images.txt", image_id, number, image_repeats[image_id])
+                problems.report(message, slot=slot)
                 continue
             if image_id not in labels:
-                problems.report(f"{origin}: image id {image_id} is not in image_class_labels.txt")
+                problems.report(f"{origin}: image id {image_id} is not in image_class_labels.txt", slot=slot)
                 continue
             class_id, label_line = labels[image_id]
+            if image_id in label_repeats:
+                problems.report(_repeat_problem(labels_file, image_id, label_line, label_repeats[image_id]), slot=slot)
+                continue
             if class_id not in classes:
                 problems.report(
-                    f"{base / 'image_class_labels.txt'} line {label_line}: class id {class_id} "
-                    f"(image {image_id}) is not in classes.txt"
+                    f"{labels_file} line {label_line}: class id {class_id} (image {image_id}) is not in classes.txt",
+                    slot=slot,
+                )
+                continue
+            folder = _ID_PREFIX.match(relpath.split("/", 1)[0])
+            if folder and int(folder.group(0)[:-1]) != int(class_id):
+                problems.report(
+                    f"{origin}: the folder of {relpath!r} says class {int(folder.group(0)[:-1])} but "
+                    f"{labels_file.name} line {label_line} gives class {class_id} (image {image_id})",
+                    slot=slot,
                 )
                 continue
             records.append(
@@ -90,8 +142,7 @@ class Cub200Adapter(DatasetAdapter):
                     source_file=relative_name(base / "images" / relpath, root),
                     origin=origin,
                     image_path=base / "images" / relpath,
+                    slot=slot,
                 )
             )
-        if not classes:
-            raise DataSourceError(f"{base / 'classes.txt'} lists no classes")
         return records

@@ -10,7 +10,9 @@ Ground truth: the official files name no class, so names come from the shipped
 ``flowers102.txt`` (the widely used ``cat_to_name.json`` list), by ``label - 1``, spelled as
 there: ``passion flower``, ``colt's foot``, ``barbeton daisy`` (sic). No hierarchy:
 ``parents`` is empty. ``domain_nouns``: "flower", "plant" and their variants.
-``class_id`` is ``label - 1``; ``image_id`` is ``image_00001``.
+``class_id`` is ``label - 1``; ``image_id`` is ``image_00001``. A Hugging Face copy whose
+class names are the label numbers themselves (``"1"`` ... ``"102"``, whatever their order)
+is read by number, ``"77"`` being ``passion flower`` (``numbered_class_names``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Flowers102Adapter(DatasetAdapter):
     class_list = "flowers102.txt"
     domain_nouns = ("flower", "flowers", "plant", "flowering plant")
     coop_image_dir = "jpg"
+    numbered_class_names = True
 
     def ground_truth(self, class_name: str) -> str:
         """Names are used as the list spells them (``"colt's foot"``); only whitespace is tidied."""
@@ -69,13 +72,15 @@ class Flowers102Adapter(DatasetAdapter):
             origin = f"{base / 'setid.mat'} {variable}[{position}]"
             if not 1 <= number <= len(labels):
                 problems.report(
-                    f"{origin}: image number {number} has no label in imagelabels.mat ({len(labels)} labels)"
+                    f"{origin}: image number {number} has no label in imagelabels.mat ({len(labels)} labels)",
+                    slot=position,
                 )
                 continue
             label = int(labels[number - 1])
             if not 1 <= label <= len(names):
                 problems.report(
-                    f"{base / 'imagelabels.mat'} labels[{number - 1}]: unknown class id {label} (1..{len(names)})"
+                    f"{base / 'imagelabels.mat'} labels[{number - 1}]: unknown class id {label} (1..{len(names)})",
+                    slot=position,
                 )
                 continue
             if label not in classes:
@@ -90,6 +95,7 @@ class Flowers102Adapter(DatasetAdapter):
                     source_file=relative_name(path, root),
                     origin=origin,
                     image_path=path,
+                    slot=position,
                 )
             )
         return records

@@ -42,17 +42,19 @@ class Food101Adapter(DatasetAdapter):
         classes = {folder: self.class_info(index, folder) for index, folder in enumerate(folders)}
         listing = base / "meta" / f"{split}.txt"
         records = []
+        slot = -1  # counts the listed (non-blank) lines, the bad ones included
         for number, line in enumerate(read_lines(listing), start=1):
             entry = line.strip()
             if not entry:
                 continue
+            slot += 1
             origin = f"{listing} line {number}"
             folder, slash, _ = entry.partition("/")
             if not slash:
-                problems.report(f"{origin}: expected '<class>/<id>', got {line!r}")
+                problems.report(f"{origin}: expected '<class>/<id>', got {line!r}", slot=slot)
                 continue
             if folder not in classes:
-                problems.report(f"{origin}: class {folder!r} is not in meta/classes.txt")
+                problems.report(f"{origin}: class {folder!r} is not in meta/classes.txt", slot=slot)
                 continue
             path = base / "images" / f"{entry}.jpg"
             records.append(
@@ -64,6 +66,7 @@ class Food101Adapter(DatasetAdapter):
                     source_file=relative_name(path, root),
                     origin=origin,
                     image_path=path,
+                    slot=slot,
                 )
             )
         return records

@@ -76,26 +76,30 @@ class OxfordPetsAdapter(DatasetAdapter):
         listing = base / "annotations" / f"{split}.txt"
         records = []
         classes = {}
+        slot = -1  # counts the listed rows, the bad ones included
         for number, line in enumerate(read_lines(listing), start=1):
             if not line.strip() or line.startswith("#"):
                 continue
+            slot += 1
             origin = f"{listing} line {number}"
             fields = line.split()
             if len(fields) != 4 or not fields[1].isdigit():
-                problems.report(f"{origin}: expected '<image> <CLASS-ID> <SPECIES> <BREED-ID>', got {line!r}")
+                message = f"{origin}: expected '<image> <CLASS-ID> <SPECIES> <BREED-ID>', got {line!r}"
+                problems.report(message, slot=slot)
                 continue
             image, class_id, species = fields[0], int(fields[1]), fields[2]
             breed = image.rsplit("_", 1)[0]
             if not 1 <= class_id <= len(official):
-                problems.report(f"{origin}: unknown class id {class_id} (1..{len(official)})")
+                problems.report(f"{origin}: unknown class id {class_id} (1..{len(official)})", slot=slot)
                 continue
             if official[class_id - 1].casefold() != breed.casefold():
                 problems.report(
-                    f"{origin}: class id {class_id} is {official[class_id - 1]!r} but the image name says {breed!r}"
+                    f"{origin}: class id {class_id} is {official[class_id - 1]!r} but the image name says {breed!r}",
+                    slot=slot,
                 )
                 continue
             if species not in _SPECIES:
-                problems.report(f"{origin}: species must be 1 (cat) or 2 (dog), got {species!r}")
+                problems.report(f"{origin}: species must be 1 (cat) or 2 (dog), got {species!r}", slot=slot)
                 continue
             key = (breed, species)
             if key not in classes:
@@ -110,6 +114,7 @@ class OxfordPetsAdapter(DatasetAdapter):
                     source_file=relative_name(path, root),
                     origin=origin,
                     image_path=path,
+                    slot=slot,
                 )
             )
         return records

@@ -19,10 +19,16 @@ for a name not in that table only the make (``AM General``, ``Aston Martin``,
 the make alone is ``far``, wherever it stands. ``domain_nouns``: "car", "vehicle" and
 their variants. ``class_id`` is ``class - 1``; ``image_id`` is the image path without
 extension (``cars_train/00001``).
+
+Names from other sources (a Hugging Face ``ClassLabel``) are matched to the ``cars_meta``
+list as spelled, or else with a leading class number dropped (``0001_AM_General_Hummer_SUV_2000``)
+and a leading year moved to the end (CoOp's ``2000 AM General Hummer SUV``); the parents always
+come from the matched official name.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +43,8 @@ from speciarl_verl.judge.verifier import ParentLevel
 __all__ = ["StanfordCarsAdapter"]
 
 _WRAPPERS = ("stanford_cars", "stanford-cars", "cars")
+_NUMBER_PREFIX = re.compile(r"^\d+[\s_.-]+(?=\S)")
+_LEADING_YEAR = re.compile(r"^((?:19|20)\d\d)[\s_]+(.+)$")
 
 
 def _load_mat(path: Path) -> dict:
@@ -91,6 +99,23 @@ class StanfordCarsAdapter(DatasetAdapter):
         make, model = car_make_model(class_name)
         return (make,) if model is None else (f"{make} {model}", make)
 
+    def name_forms(self, name: str) -> tuple[str, ...]:
+        """``name``, then without a leading class number, each also with a leading year moved to the end.
+
+        >>> StanfordCarsAdapter().name_forms("2000 AM General Hummer SUV")
+        ('2000 AM General Hummer SUV', 'AM General Hummer SUV 2000', 'AM General Hummer SUV')
+        >>> StanfordCarsAdapter().class_for_name("0001_AM_General_Hummer_SUV_2000").parents
+        ('AM General Hummer', 'AM General')
+        """
+        forms = [name]
+        unnumbered = _NUMBER_PREFIX.sub("", name)
+        for form in dict.fromkeys((name, unnumbered)):
+            year_first = _LEADING_YEAR.match(form.strip())
+            if year_first:
+                forms.append(f"{year_first.group(2)} {year_first.group(1)}")
+            forms.append(form)
+        return tuple(dict.fromkeys(forms))
+
     def parent_levels(self, parents: Sequence[str]) -> tuple[ParentLevel, ...]:
         """A make and model is ``close``; the make alone, the last parent, is ``far``.
 
@@ -132,13 +157,14 @@ class StanfordCarsAdapter(DatasetAdapter):
             try:
                 number, fname = int(_value(entry["class"])), str(_value(entry["fname"]))
             except (ValueError, KeyError, IndexError) as exc:
-                problems.report(f"{origin}: needs a 'class' and an 'fname' field ({exc})")
+                problems.report(f"{origin}: needs a 'class' and an 'fname' field ({exc})", slot=position)
                 continue
             if number not in classes:
-                problems.report(f"{origin}: unknown class id {number} (1..{len(classes)}) for {fname}")
+                problems.report(f"{origin}: unknown class id {number} (1..{len(classes)}) for {fname}", slot=position)
                 continue
             path = folder / fname
-            records.append(self._record(root, split, path, classes[number], origin, f"cars_{split}/{Path(fname).stem}"))
+            image_id = f"cars_{split}/{Path(fname).stem}"
+            records.append(self._record(root, split, path, classes[number], origin, image_id, position))
         return records
 
     def _read_whole(self, root: Path, base: Path, split: str, problems: ProblemLog) -> list[SourceRecord]:
@@ -146,25 +172,33 @@ class StanfordCarsAdapter(DatasetAdapter):
         classes = self._classes(_class_names(annos))
         wanted = 1 if split == "test" else 0
         records = []
+        slot = -1  # counts the annotations of this split; one whose split cannot be read has no place
         for position, entry in enumerate(_annotations(annos)):
             origin = f"{annos} annotations[{position}]"
             try:
-                number, relpath = int(_value(entry["class"])), str(_value(entry["relative_im_path"]))
                 is_test = int(_value(entry["test"]))
             except (ValueError, KeyError, IndexError) as exc:
                 problems.report(f"{origin}: needs 'class', 'relative_im_path' and 'test' fields ({exc})")
                 continue
             if is_test != wanted:
                 continue
+            slot += 1
+            try:
+                number, relpath = int(_value(entry["class"])), str(_value(entry["relative_im_path"]))
+            except (ValueError, KeyError, IndexError) as exc:
+                problems.report(f"{origin}: needs 'class', 'relative_im_path' and 'test' fields ({exc})", slot=slot)
+                continue
             if number not in classes:
-                problems.report(f"{origin}: unknown class id {number} (1..{len(classes)}) for {relpath}")
+                problems.report(f"{origin}: unknown class id {number} (1..{len(classes)}) for {relpath}", slot=slot)
                 continue
             path = base / relpath
             image_id = Path(relpath).with_suffix("").as_posix()
-            records.append(self._record(root, split, path, classes[number], origin, image_id))
+            records.append(self._record(root, split, path, classes[number], origin, image_id, slot))
         return records
 
-    def _record(self, root: Path, split: str, path: Path, cls: ClassInfo, origin: str, image_id: str) -> SourceRecord:
+    def _record(
+        self, root: Path, split: str, path: Path, cls: ClassInfo, origin: str, image_id: str, slot: int
+    ) -> SourceRecord:
         return SourceRecord(
             data_source=self.name,
             split=split,
@@ -173,4 +207,5 @@ class StanfordCarsAdapter(DatasetAdapter):
             source_file=relative_name(path, root),
             origin=origin,
             image_path=path,
+            slot=slot,
         )
