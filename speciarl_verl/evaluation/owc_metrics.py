@@ -10,8 +10,8 @@ Built in (``--metrics owc`` selects them all):
 
 * ``exact_match``: 1 when :func:`~speciarl_verl.core.label_normalization.normalize_label` of the
   answer equals that of the ground truth;
-* ``text_inclusion``: 1 when the lower-cased, stripped ground truth is a substring of the
-  lower-cased, stripped answer;
+* ``text_inclusion``: 1 when ``normalize_label`` of the ground truth is a substring of that of
+  the answer (the same folding as ``exact_match``, so an exact match is always included);
 * ``llm_inclusion``: 1 when an LLM says the answer names the class, a synonym, a finer kind or a
   correct broader class (:mod:`.llm_inclusion`);
 * ``semantic_similarity``: cosine of the L2-normalised mean-pooled sentence embeddings of the
@@ -270,15 +270,24 @@ def exact_match(pairs: Sequence[Pair], context: OwcContext | None = None) -> lis
 @register_answer_metric(
     "text_inclusion",
     "TI",
-    "1 when the lower-cased, stripped ground truth is a substring of the lower-cased, stripped answer, else 0",
+    "1 when the ground truth is a substring of the answer, both after the label normalisation of EM "
+    "(case, accents, dashes, underscores, punctuation folded), else 0",
 )
 def text_inclusion(pairs: Sequence[Pair], context: OwcContext | None = None) -> list[float]:
-    """Ground truth inside the answer (case and outer spaces ignored), per ``(ground_truth, answer)`` pair.
+    """Ground truth inside the answer, both folded by ``normalize_label`` as in :func:`exact_match`,
+    per ``(ground_truth, answer)`` pair. A ground truth that folds to nothing is included only in an
+    answer that does too (as ``exact_match`` scores it), so TI is never below EM.
 
     >>> text_inclusion([("can", "Trash can"), ("couch", "sofa"), ("Laysan Albatross", "a laysan albatross")])
     [1.0, 0.0, 1.0]
+    >>> text_inclusion([("Black-footed Albatross", "black footed albatross seen from below")])
+    [1.0]
     """
-    return [float(gt.strip().lower() in pred.strip().lower()) for gt, pred in pairs]
+    scores = []
+    for gt, pred in pairs:
+        truth, answer = normalize_label(gt), normalize_label(pred)
+        scores.append(float(truth in answer if truth else truth == answer))
+    return scores
 
 
 @register_answer_metric(

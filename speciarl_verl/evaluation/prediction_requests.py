@@ -3,19 +3,23 @@
 Dataset rows follow verl's parquet schema: ``data_source``, ``prompt`` (chat
 messages whose string content marks the image with ``<image>``, or a list of
 ``{"type": "image"}`` / ``{"type": "text"}`` blocks), ``images``
-(``[{"bytes": ...}]``), ``reward_model.ground_truth`` and ``extra_info``
-(``image_id`` or ``index``, ``parents``, ``parent_levels``, ``domain_nouns``, ``synonyms``,
-carried unchanged into the prediction rows for the judge).
+(``[{"bytes": ...}]``, each optionally with ``min_pixels`` / ``max_pixels``),
+``reward_model.ground_truth`` and ``extra_info`` (``image_id`` or ``index``, ``parents``,
+``parent_levels``, ``domain_nouns``, ``synonyms``, carried unchanged into the prediction rows
+for the judge).
 
 Requests become OpenAI-style chat messages with the image inlined as a data
-URL, which vLLM's ``LLM.chat`` renders with the model's own chat template.
+URL, which vLLM's ``LLM.chat`` renders with the model's own chat template. Each image is
+first resized as verl's agent loop resizes it in training (:func:`model_image`):
+``qwen_vl_utils.fetch_image`` with that image's own ``min_pixels`` / ``max_pixels`` and the
+model's patch size, so a model trained on bounded images is evaluated at the same resolution.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,16 +27,25 @@ from typing import Any
 from speciarl_verl.core.answer_parsing import PARSE_MODES, ParseMode, parse_answer
 
 __all__ = [
+    "DEFAULT_IMAGE_PATCH_SIZE",
     "IMAGE_MARKER",
     "DecodingSettings",
+    "PixelBounds",
     "PredictionRequest",
     "chat_messages",
     "image_data_url",
+    "limit_mm_per_prompt",
+    "model_image",
     "prediction_rows",
     "request_from_row",
 ]
 
 IMAGE_MARKER = "<image>"
+#: The patch size verl's agent loop falls back to when the processor has none (Qwen2/2.5-VL use it).
+DEFAULT_IMAGE_PATCH_SIZE = 14
+
+#: One image's ``(min_pixels, max_pixels)`` from its dataset entry; ``None``: qwen_vl_utils' default.
+PixelBounds = tuple[int | None, int | None]
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,11 @@ class DecodingSettings:
 
 @dataclass(frozen=True)
 class PredictionRequest:
-    """One image to answer: the conversation as (role, segments) with images between segments."""
+    """One image to answer: the conversation as (role, segments) with images between segments.
+
+    ``pixel_bounds`` holds each image's ``(min_pixels, max_pixels)``, in image order (empty: no
+    bounds for any image).
+    """
 
     sample_id: str
     data_source: str
@@ -91,6 +108,15 @@ class PredictionRequest:
     synonyms: tuple[str, ...] = field(default=())
     parent_levels: tuple[str, ...] = field(default=())
     domain_nouns: tuple[str, ...] = field(default=())
+    pixel_bounds: tuple[PixelBounds, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.pixel_bounds and len(self.pixel_bounds) != len(self.images):
+            raise ValueError(f"{len(self.pixel_bounds)} pixel bounds for {len(self.images)} image(s)")
+
+    def bounds(self, index: int) -> PixelBounds:
+        """``(min_pixels, max_pixels)`` of image ``index``."""
+        return self.pixel_bounds[index] if self.pixel_bounds else (None, None)
 
 
 def _names(value: Any, key: str, where: str) -> tuple[str, ...]:
@@ -112,6 +138,22 @@ def _image_bytes(item: Any, where: str) -> bytes:
     raise ValueError(
         f"{where}: an image must be bytes or {{'bytes': ...}} / {{'path': ...}}, got {type(item).__name__}"
     )
+
+
+def _pixel_bounds(item: Any, where: str) -> PixelBounds:
+    """The ``min_pixels`` / ``max_pixels`` of one image entry, as verl hands them to qwen_vl_utils."""
+    if not isinstance(item, Mapping):
+        return (None, None)
+    bounds = []
+    for key in ("min_pixels", "max_pixels"):
+        value = item.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{where}: image {key} must be a positive integer or null, got {value!r}")
+        bounds.append(value)
+    low, high = bounds
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"{where}: image min_pixels ({low}) is larger than its max_pixels ({high})")
+    return (low, high)
 
 
 def _segments(content: Any, where: str) -> tuple[str, ...]:
@@ -162,9 +204,10 @@ def request_from_row(row: Mapping[str, Any], where: str, instruction: str | None
         raise ValueError(f"{where}: reward_model.ground_truth is missing or empty")
     extra = row.get("extra_info") or {}
     images = tuple(_image_bytes(item, where) for item in row["images"])
+    bounds = tuple(_pixel_bounds(item, where) for item in row["images"])
     if instruction is not None:
         turns: tuple[tuple[str, tuple[str, ...]], ...] = (("user", ("", instruction)),)
-        images = images[:1]
+        images, bounds = images[:1], bounds[:1]
     else:
         messages = row["prompt"]
         if isinstance(messages, str) or not messages:
@@ -183,7 +226,17 @@ def request_from_row(row: Mapping[str, Any], where: str, instruction: str | None
         synonyms=_names(extra.get("synonyms"), "synonyms", where),
         parent_levels=_names(extra.get("parent_levels"), "parent_levels", where),
         domain_nouns=_names(extra.get("domain_nouns"), "domain_nouns", where),
+        pixel_bounds=bounds if any(b != (None, None) for b in bounds) else (),
     )
+
+
+def limit_mm_per_prompt(image_counts: Iterable[int]) -> dict[str, int]:
+    """vLLM's ``limit_mm_per_prompt`` for requests with these image counts: the largest, at least 1.
+
+    >>> limit_mm_per_prompt([1, 3, 2])
+    {'image': 3}
+    """
+    return {"image": max(1, max(image_counts, default=1))}
 
 
 def image_data_url(data: bytes) -> str:
@@ -201,15 +254,57 @@ def image_data_url(data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def chat_messages(request: PredictionRequest) -> list[dict[str, Any]]:
-    """OpenAI-style messages for ``request``: content blocks in prompt order, images as data URLs."""
-    images = iter(request.images)
+def model_image(data: bytes, bounds: PixelBounds = (None, None), patch_size: int = DEFAULT_IMAGE_PATCH_SIZE):
+    """The image as verl's agent loop hands it to the model: a Pillow RGB image resized by
+    ``qwen_vl_utils.fetch_image`` (sides multiples of ``2 * patch_size``, area within the
+    image's ``(min_pixels, max_pixels)``; an unset bound takes qwen_vl_utils' default).
+
+    Raises ``ValueError`` when Pillow cannot read the bytes or the bounds cannot be met.
+    """
+    from PIL import Image, UnidentifiedImageError
+    from qwen_vl_utils import fetch_image
+
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"not an image Pillow can read ({len(data)} bytes)") from error
+    # the element verl builds from a row's image entry: the decoded image plus the entry's bounds
+    element: dict[str, Any] = {"type": "image", "image": image}
+    for key, value in zip(("min_pixels", "max_pixels"), bounds, strict=True):
+        if value is not None:
+            element[key] = value
+    try:
+        return fetch_image(element, image_patch_size=patch_size)
+    except AssertionError as error:  # qwen_vl_utils asserts max_pixels >= min_pixels (defaults included)
+        raise ValueError(f"pixel bounds {bounds} cannot be met with patch size {patch_size}") from error
+
+
+def _png_data_url(image: Any) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+
+
+def chat_messages(request: PredictionRequest, patch_size: int = DEFAULT_IMAGE_PATCH_SIZE) -> list[dict[str, Any]]:
+    """OpenAI-style messages for ``request``: content blocks in prompt order, images as PNG data URLs.
+
+    Each image is :func:`model_image` of its bytes, its own pixel bounds and ``patch_size`` (the
+    model processor's ``image_processor.patch_size``, as verl's agent loop reads it), so vLLM sees
+    the image at the size the model saw in training. PNG keeps the resized pixels exactly.
+    """
+    images = iter(enumerate(request.images))
     messages = []
     for role, segments in request.turns:
         content: list[dict[str, Any]] = []
         for i, text in enumerate(segments):
             if i > 0:
-                content.append({"type": "image_url", "image_url": {"url": image_data_url(next(images))}})
+                number, data = next(images)
+                try:
+                    image = model_image(data, request.bounds(number), patch_size)
+                except ValueError as error:
+                    raise ValueError(f"{request.sample_id}: image {number}: {error}") from error
+                content.append({"type": "image_url", "image_url": {"url": _png_data_url(image)}})
             if text.strip():
                 content.append({"type": "text", "text": text})
         messages.append({"role": role, "content": content})

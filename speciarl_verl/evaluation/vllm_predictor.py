@@ -5,6 +5,11 @@ dataset, building requests, resuming) runs without it. The output is a
 predictions JSONL (see :mod:`~speciarl_verl.evaluation.records`) plus a
 ``<out>.settings.json`` sidecar: a later run with the same ``--out`` resumes,
 skipping images that already have all their answers, and refuses other settings.
+
+Images reach vLLM as verl's agent loop hands them to the model in training: resized by
+``qwen_vl_utils`` with each row's own ``min_pixels`` / ``max_pixels`` and the patch size of the
+model's processor (see :func:`~speciarl_verl.evaluation.prediction_requests.model_image`).
+``limit_mm_per_prompt`` is the largest image count of any row to answer.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from typing import Any
 
 from speciarl_verl.core.answer_parsing import PARSE_MODES, ParseMode
 from speciarl_verl.evaluation.prediction_requests import (
+    DEFAULT_IMAGE_PATCH_SIZE,
     DecodingSettings,
     PredictionRequest,
     chat_messages,
+    limit_mm_per_prompt,
     prediction_rows,
     request_from_row,
 )
@@ -31,11 +38,15 @@ __all__ = [
     "MissingGpuExtraError",
     "PredictConfig",
     "completed_samples",
+    "image_patch_size",
     "lora_rank",
     "pending_requests",
     "read_requests",
     "run_predictions",
 ]
+
+#: How images are prepared (part of a run's identity: outputs of another preparation are not resumed).
+IMAGE_PREPARATION = "qwen_vl_utils.fetch_image, per-image min_pixels/max_pixels"
 
 #: LoRA ranks vLLM accepts for ``max_lora_rank``.
 _VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -88,6 +99,7 @@ class PredictConfig:
             "prompt_name": self.prompt_name,
             "max_answer_words": self.max_answer_words,
             "seed": self.seed,
+            "images": IMAGE_PREPARATION,
         }
 
 
@@ -173,6 +185,16 @@ def lora_rank(adapter: Path) -> int:
     raise ValueError(f"{config_path}: rank {rank} exceeds the largest rank vLLM supports ({_VLLM_LORA_RANKS[-1]})")
 
 
+def image_patch_size(model: str) -> int:
+    """The patch size verl's agent loop resizes images with: the model processor's
+    ``image_processor.patch_size``, 14 when it has none."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(model, trust_remote_code=True)
+    size = getattr(getattr(processor, "image_processor", None), "patch_size", None)
+    return DEFAULT_IMAGE_PATCH_SIZE if size is None else int(size)
+
+
 def _require_vllm() -> None:
     if importlib.util.find_spec("vllm") is None:
         raise MissingGpuExtraError(
@@ -189,6 +211,17 @@ def _instruction(prompt_name: str | None) -> str | None:
     from speciarl_verl.prompts import get_policy_prompt
 
     return get_policy_prompt(prompt_name).text
+
+
+def _requests_among(paths: Sequence[Path], instruction: str | None, wanted: set[str]) -> Iterator[PredictionRequest]:
+    """The second pass: the requests of the ``wanted`` sample ids, in dataset order."""
+    left = len(wanted)
+    for request in read_requests(paths, instruction):
+        if request.sample_id in wanted:
+            yield request
+            left -= 1
+            if not left:
+                return
 
 
 def _chunks(requests: Iterator[PredictionRequest], size: int) -> Iterator[list[PredictionRequest]]:
@@ -208,17 +241,18 @@ def run_predictions(config: PredictConfig, progress: bool = True) -> int:
     from vllm import LLM, SamplingParams
 
     instruction = _instruction(config.prompt_name)
-    requests = pending_requests(config, instruction)
-    first = next(requests, None)
+    # a first pass over the rows to answer: which they are, and the most images any one of them has
+    image_counts = {request.sample_id: len(request.images) for request in pending_requests(config, instruction)}
     write_atomically(settings_path(config.out), json.dumps(config.identity(), indent=2) + "\n")
-    if first is None:
+    if not image_counts:
         return 0
 
+    patch_size = image_patch_size(config.model)
     engine: dict[str, Any] = {
         "model": config.model,
         "trust_remote_code": True,
         "seed": config.seed,
-        "limit_mm_per_prompt": {"image": max(1, len(first.images))},
+        "limit_mm_per_prompt": limit_mm_per_prompt(image_counts.values()),
     }
     lora_request = None
     if config.adapter is not None:
@@ -232,9 +266,9 @@ def run_predictions(config: PredictConfig, progress: bool = True) -> int:
 
     answered = 0
     with JsonlAppender(config.out) as sink:
-        for chunk in _chunks(_prepend(first, requests), config.batch_size):
+        for chunk in _chunks(_requests_among(config.data, instruction, set(image_counts)), config.batch_size):
             outputs = llm.chat(
-                [chat_messages(r) for r in chunk],
+                [chat_messages(r, patch_size) for r in chunk],
                 sampling_params=sampling,
                 lora_request=lora_request,
                 use_tqdm=progress,
@@ -249,8 +283,3 @@ def run_predictions(config: PredictConfig, progress: bool = True) -> int:
             sink.flush()
             answered += len(chunk)
     return answered
-
-
-def _prepend(first: PredictionRequest, rest: Iterator[PredictionRequest]) -> Iterator[PredictionRequest]:
-    yield first
-    yield from rest

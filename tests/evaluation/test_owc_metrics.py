@@ -21,15 +21,33 @@ from speciarl_verl.evaluation.report import ReportSettings, RunVerdicts, build_r
 from speciarl_verl.evaluation.report_markdown import render_markdown
 
 
-def test_text_inclusion_is_a_plain_substring_test_so_synonyms_fail_and_containing_words_pass():
+def test_text_inclusion_is_a_substring_test_so_synonyms_fail_and_containing_words_pass():
     pairs = [
         ("couch", "sofa"),  # a synonym is not a substring
         ("can", "trash can"),  # a different object that contains the word passes
         ("Laysan Albatross", "  A LAYSAN ALBATROSS in flight "),
-        ("737-800", "Boeing 737 800"),  # no normalisation beyond case and outer spaces
-        ("sunflower", "sun flower"),
+        ("737-800", "Boeing 737 800"),  # folded as exact match folds: the dash is a space
+        ("sunflower", "sun flower"),  # but words are not joined
     ]
-    assert text_inclusion(pairs) == [0.0, 1.0, 1.0, 0.0, 0.0]
+    assert text_inclusion(pairs) == [0.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_text_inclusion_folds_labels_as_exact_match_so_an_exact_match_is_always_included():
+    pairs = [
+        ("Black-footed Albatross", "black footed albatross seen from below"),  # CUB's hyphenated names
+        ("Black-footed Albatross", "Black footed Albatross"),
+        ("Black_footed_Albatross", "a black-footed albatross"),
+        ("Crème Brûlée", "creme brulee with berries"),
+        ("Chuck-will's-widow", "chuck wills widow"),
+        ("St. Bernard", "a st bernard puppy"),
+        ("F/A-18", "an F/A-18 Hornet"),
+        ("couch", "sofa"),
+        ("?", "!"),  # both fold to nothing: an exact match, so included too
+        ("?", "anything"),
+    ]
+    em, ti = exact_match(pairs), text_inclusion(pairs)
+    assert ti == [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0]
+    assert all(t >= e for e, t in zip(em, ti, strict=True)), (em, ti)
 
 
 def test_exact_match_uses_the_label_normalisation_and_nothing_looser():
@@ -155,7 +173,7 @@ def test_markdown_has_a_column_and_a_definition_per_answer_metric():
     report = build_report([run], ReportSettings(train_domains=("food101",), replicates=100, answer_metrics=names))
     text = render_markdown(report)
     assert "| run | sources | Corr. | Spec. | HM | EM | TI |" in text
-    assert "- **text_inclusion** (TI): 1 when the lower-cased, stripped ground truth is a substring" in text
+    assert "- **text_inclusion** (TI): 1 when the ground truth is a substring of the answer, both after" in text
     pets = report["runs"]["r"]["per_source"]["oxford_pets"]
     # pug/pug 1, pug/dog 0 -> 0.5; samoyed/cat 0, samoyed/samoyed 1 -> 0.5
     assert pets["exact_match"] == 0.5 and pets["text_inclusion"] == 0.5

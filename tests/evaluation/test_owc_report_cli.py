@@ -71,7 +71,7 @@ def test_string_metrics_and_llm_inclusion_match_a_recount_from_the_verdict_file(
             if row["data_source"] == source:
                 truth, answer = row["ground_truth"], row["answer"]
                 em = answer is not None and normalize_label(truth) == normalize_label(answer)
-                ti = answer is not None and truth.strip().lower() in answer.strip().lower()
+                ti = answer is not None and normalize_label(truth) in normalize_label(answer)
                 li = em or (
                     normalize_label(truth) == "laysan albatross" and normalize_label(answer or "") == "albatross"
                 )

@@ -12,6 +12,7 @@ from speciarl_verl.cli import main as speciarl
 from speciarl_verl.evaluation.prediction_requests import (
     DecodingSettings,
     chat_messages,
+    limit_mm_per_prompt,
     prediction_rows,
     request_from_row,
 )
@@ -25,10 +26,21 @@ from speciarl_verl.evaluation.vllm_predictor import (
 )
 
 
-def png(colour: tuple[int, int, int]) -> bytes:
+def png(colour: tuple[int, int, int], size: tuple[int, int] = (6, 4)) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (6, 4), colour).save(buffer, format="PNG")
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def sent_images(messages: list[dict]) -> list[Image.Image]:
+    """The images of chat messages as vLLM decodes them from their data URLs."""
+    images = []
+    for message in messages:
+        for part in message["content"]:
+            if part["type"] == "image_url":
+                payload = part["image_url"]["url"].split(",", 1)[1]
+                images.append(Image.open(io.BytesIO(base64.b64decode(payload))))
+    return images
 
 
 def verl_row(i: int, source: str = "fgvc_aircraft") -> dict:
@@ -67,10 +79,82 @@ def test_row_becomes_chat_messages_with_the_image_inlined():
     messages = chat_messages(request)
     assert [m["role"] for m in messages] == ["user"]
     image_part, text_part = messages[0]["content"]
-    header, payload = image_part["image_url"]["url"].split(",", 1)
+    header, _ = image_part["image_url"]["url"].split(",", 1)
     assert header == "data:image/png;base64"
-    assert base64.b64decode(payload) == row["images"][0]["bytes"]
+    (image,) = sent_images(messages)
+    # 6 x 4 is below qwen_vl_utils' default min_pixels (4 * 28 * 28): scaled up to multiples of 28
+    assert image.size == (84, 56) and image.getpixel((40, 30)) == (120, 10, 200)
     assert text_part == {"type": "text", "text": "Classify the image. Answer inside <answer> </answer>."}
+
+
+def bounded_row(i: int, size: tuple[int, int], bounds: tuple[int | None, int | None] | None) -> dict:
+    row = verl_row(i)
+    row["images"] = [{"bytes": png((200, 30, 30), size)}]
+    if bounds is not None:
+        row["images"][0].update(min_pixels=bounds[0], max_pixels=bounds[1])
+    return row
+
+
+@pytest.mark.parametrize(
+    ("size", "bounds", "sent"),
+    [
+        ((600, 400), (3136, 12544), (112, 84)),  # shrunk under the row's max_pixels
+        ((600, 400), None, (588, 392)),  # qwen_vl_utils' defaults: only rounded to multiples of 28
+        ((600, 400), (None, None), (588, 392)),  # null bounds (a parquet column shared with bounded rows)
+        ((6, 4), (50176, 100352), (280, 196)),  # grown over the row's min_pixels
+    ],
+)
+def test_each_image_reaches_vllm_at_the_size_its_row_bounds_give(size, bounds, sent):
+    (image,) = sent_images(chat_messages(request_from_row(bounded_row(0, size, bounds), "w")))
+    assert image.size == sent
+    if bounds is not None and bounds[1] is not None:
+        assert bounds[0] <= sent[0] * sent[1] <= bounds[1]
+
+
+def test_rows_with_different_bounds_in_one_file_keep_their_own(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "mixed.parquet"
+    rows = [bounded_row(0, (600, 400), (3136, 12544)), bounded_row(1, (600, 400), None)]
+    pq.write_table(pa.Table.from_pylist(rows), path)  # row 1 reads back with null bounds
+    config = PredictConfig(data=(path,), model="m", out=tmp_path / "p.jsonl")
+    sizes = [sent_images(chat_messages(r))[0].size for r in pending_requests(config)]
+    assert sizes == [(112, 84), (588, 392)]
+
+
+def test_prediction_resizes_images_exactly_as_verls_agent_loop():
+    """The bounded image vLLM gets is, pixel for pixel, the one verl's rollout gets from the same row."""
+    from types import SimpleNamespace
+
+    rl_dataset = pytest.importorskip("verl.utils.dataset.rl_dataset")
+    row = bounded_row(0, (600, 400), (3136, 12544))
+    ours = sent_images(chat_messages(request_from_row(row, "w")))
+    fake_dataset = SimpleNamespace(image_key="images", video_key="videos", audio_key="audios", processor=object())
+    messages = rl_dataset.RLHFDataset._build_messages(fake_dataset, row, "prompt")
+    theirs, _, _ = rl_dataset.RLHFDataset._process_multi_modal_info(messages, image_patch_size=14, config=None)
+    assert [image.size for image in ours] == [image.size for image in theirs] == [(112, 84)]
+    assert ours[0].convert("RGB").tobytes() == theirs[0].tobytes()
+
+
+def test_bad_pixel_bounds_name_the_row():
+    with pytest.raises(ValueError, match=r"^w: image min_pixels \(9000\) is larger than its max_pixels \(100\)"):
+        request_from_row(bounded_row(0, (6, 4), (9000, 100)), "w")
+    with pytest.raises(ValueError, match="max_pixels must be a positive integer"):
+        request_from_row(bounded_row(0, (6, 4), (None, "big")), "w")
+    # a max_pixels under qwen_vl_utils' default min_pixels cannot be met: one line, not an AssertionError
+    with pytest.raises(ValueError, match=r"fgvc_aircraft/img000: image 0: pixel bounds \(None, 100\)"):
+        chat_messages(request_from_row(bounded_row(0, (6, 4), (None, 100)), "w"))
+
+
+def test_limit_mm_per_prompt_is_the_largest_image_count_of_all_rows():
+    two = verl_row(1)
+    two["prompt"] = [{"role": "user", "content": "<image>This one, <image>then that one?"}]
+    two["images"] = two["images"] * 2
+    requests = [request_from_row(verl_row(0), "w"), request_from_row(two, "w"), request_from_row(verl_row(2), "w")]
+    assert limit_mm_per_prompt(len(r.images) for r in requests) == {"image": 2}  # not the first row's 1
+    assert limit_mm_per_prompt([]) == {"image": 1}
+    assert [len(sent_images(chat_messages(r))) for r in requests] == [1, 2, 1]
 
 
 def test_instruction_override_and_block_content():
@@ -195,3 +279,44 @@ def test_predict_without_vllm_fails_with_a_clear_message(parquet, tmp_path, caps
     assert code == 1
     assert "needs the [gpu] extra: vLLM" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_run_predictions_hands_vllm_the_resized_images_and_the_largest_image_count(tmp_path, monkeypatch):
+    """``run_predictions`` end to end with a stand-in for vLLM (the real one needs a GPU)."""
+    import importlib.machinery
+    import sys
+    import types
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from speciarl_verl.evaluation import vllm_predictor
+
+    seen: dict = {"chats": []}
+
+    class FakeLLM:
+        def __init__(self, **engine):
+            seen["engine"] = engine
+
+        def chat(self, conversations, sampling_params, lora_request, use_tqdm):
+            seen["chats"].append([[image.size for image in sent_images(c)] for c in conversations])
+            completion = types.SimpleNamespace(text="<answer>x</answer>")
+            return [types.SimpleNamespace(outputs=[completion] * sampling_params["n"]) for _ in conversations]
+
+    fake = types.ModuleType("vllm")
+    fake.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
+    fake.LLM, fake.SamplingParams = FakeLLM, lambda **kwargs: kwargs
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setattr(vllm_predictor, "image_patch_size", lambda model: 14)
+
+    two = bounded_row(2, (600, 400), (3136, 12544))
+    two["prompt"] = [{"role": "user", "content": "<image>and<image>?"}]
+    two["images"] = two["images"] * 2
+    rows = [bounded_row(0, (600, 400), (3136, 12544)), bounded_row(1, (600, 400), (50176, 100352)), two]
+    path = tmp_path / "mixed.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    config = PredictConfig(data=(path,), model="m", out=tmp_path / "p.jsonl", batch_size=2)
+    assert vllm_predictor.run_predictions(config, progress=False) == 3
+    assert seen["engine"]["limit_mm_per_prompt"] == {"image": 2}
+    assert seen["chats"] == [[[(112, 84)], [(364, 252)]], [[(112, 84), (112, 84)]]]
+    assert len(load_predictions(config.out)) == 3
