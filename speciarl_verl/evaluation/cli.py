@@ -244,7 +244,9 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--train-domain",
         action="append",
-        help="data source trained on (repeatable; default cub200; 'none' for none); others are out of domain",
+        help="data source trained on, its exact data_source name (repeatable; default cub200 when the verdicts "
+        "have it; 'none' for none); others are out of domain; a name that is no data source of the verdicts is "
+        "refused",
     )
     p.add_argument(
         "--correct-set",
@@ -358,8 +360,9 @@ def _report(args: argparse.Namespace) -> int:
     from speciarl_verl.evaluation.report_files import write_report
 
     names, context = _answer_metric_setup(args)
-    domains = args.train_domain or ["cub200"]
-    train = tuple(d for d in domains if d.lower() != "none")
+    # Not given: the default training domain, where the verdicts have it. Given: each must be a data
+    # source of the verdicts (build_report refuses one that is not, naming the sources).
+    train = None if args.train_domain is None else tuple(d for d in args.train_domain if d.lower() != "none")
     settings = ReportSettings(
         train_domains=train,
         sets=CategorySets.from_labels(_labels(args.correct_set), _labels(args.specific_set)),
@@ -386,8 +389,17 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _add_agree(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("agree", help="agreement of two judges on the same answers (confusion, kappa)")
-    p.add_argument("--verdicts", action="append", required=True, type=Path, help="give exactly two")
+    p = commands.add_parser(
+        "agree",
+        help="agreement of two judges on the same answers (confusion, kappa), over the answers both decided",
+    )
+    p.add_argument(
+        "--verdicts",
+        action="append",
+        required=True,
+        type=Path,
+        help="give exactly two, holding the same answers (keys and answer texts)",
+    )
     p.add_argument("--name", action="append", help="names for the two judges, in order")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--top", type=int, default=10, help="how many disagreeing pairs to list")
@@ -397,12 +409,11 @@ def _add_agree(commands: argparse._SubParsersAction) -> None:
 
 def _agree(args: argparse.Namespace) -> int:
     from speciarl_verl.evaluation.agreement import AgreementInputs, compare_verdicts, write_agreement
-    from speciarl_verl.evaluation.records import load_verdicts
 
     if len(args.verdicts) != 2:
         raise UserInputError(f"give exactly two --verdicts, got {len(args.verdicts)}")
     name_a, name_b = run_names(args.verdicts, args.name)
-    inputs = AgreementInputs(name_a, load_verdicts(args.verdicts[0]), name_b, load_verdicts(args.verdicts[1]))
+    inputs = AgreementInputs.from_files(args.verdicts[0], args.verdicts[1], name_a, name_b)
     written = write_agreement(compare_verdicts(inputs, top=args.top), args.out, plot=not args.no_plots)
     print(f"agreement -> {written['markdown']}")
     return 0

@@ -22,6 +22,11 @@ specific = {specific, more specific}. Abstain, wrong and unparseable answers are
 them. The report leaves them out before it aggregates, or files them under a category the
 user names (:func:`apply_undecided`).
 
+An aggregation is a ratio of counts of one histogram. The report gives it the counts of every
+scored answer of a data source pooled together (never a mean of per-image shares), so the
+ratios are over answers as defined above; its bootstrap pools the answers of the resampled
+images the same way.
+
 Adding a metric::
 
     @register_aggregation("exact_rate")

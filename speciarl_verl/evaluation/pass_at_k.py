@@ -12,6 +12,14 @@ wrong > unparseable), it gives the expected category histogram of the best of k
 answers; at k = n this is exactly the histogram of the single best answer per
 image. So correctness@k is the pass@k of "correct", and specificity@k the
 expected share of specific answers among the correct best-of-k picks.
+
+Pooled over a data source (:func:`pooled_best_of_k`), an image needs at least k answers
+(one with 2 has no best of 4; the report says how many images each k is over) and weighs
+n / k, n its answers: as many draws of k as its answers fill. So at k = 1 the histogram is
+the source's pooled answer counts (each answer once, as the plain metrics count them), and
+at k = N, where every image counted has N answers, one best answer per image.
+Equivalently: draw one answer of the source at random, k - 1 more from its image, and
+take the best of the k.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ __all__ = [
     "best_prediction_index",
     "k_values",
     "pass_at_k",
+    "pooled_best_of_k",
 ]
 
 #: Evaluation level of each scored key (higher is better; unparseable lowest). ``undecided`` has none:
@@ -93,8 +102,26 @@ def best_of_k_distribution(
 
 
 def best_of_k_matrix(samples: Sequence[Sequence[str]], k: int, keys: Sequence[str] = SCORED_KEYS) -> np.ndarray:
-    """One row per image: :func:`best_of_k_distribution` of its answers (k = 1: plain shares)."""
+    """One row per image: :func:`best_of_k_distribution` of its answers (k = 1: plain shares).
+    Every image needs at least ``k`` answers (:func:`pooled_best_of_k` picks those that have them)."""
     return np.array([best_of_k_distribution(values, k, keys) for values in samples]).reshape(len(samples), len(keys))
+
+
+def pooled_best_of_k(samples: Sequence[Sequence[str]], k: int, keys: Sequence[str] = SCORED_KEYS) -> np.ndarray:
+    """One row per image with at least ``k`` answers (none when no image has them): its
+    :func:`best_of_k_distribution` times n / k, n its answers. The column sums are the source's
+    best-of-k histogram; at k = 1 they are its answer counts.
+
+    >>> pooled_best_of_k([["specific", "wrong", "wrong", "wrong"], ["generic"]], 1).sum(axis=0).tolist()
+    [0.0, 1.0, 0.0, 1.0, 0.0, 3.0, 0.0]
+    >>> pooled_best_of_k([["specific", "wrong", "wrong", "wrong"], ["generic"]], 4).tolist()
+    [[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]]
+    >>> pooled_best_of_k([["generic"]], 2).shape
+    (0, 7)
+    """
+    kept = [values for values in samples if len(values) >= k]
+    weights = np.array([len(values) / k for values in kept]).reshape(-1, 1)
+    return best_of_k_matrix(kept, k, keys) * weights
 
 
 def best_prediction_index(values: Sequence[str]) -> int:

@@ -15,6 +15,7 @@ from speciarl_verl.evaluation.metrics import HISTOGRAM_KEYS
 __all__ = [
     "DPI",
     "PLOT_SIZES",
+    "best_of_n_curve",
     "best_of_n_png",
     "category_bars_png",
     "heatmap_png",
@@ -144,35 +145,70 @@ def specificity_vs_correctness_png(report: Mapping[str, Any]) -> bytes:
     return _png(figure)
 
 
+def best_of_n_curve(run: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The best-of-N curve a run's line shows, as ``(curve, what it is)``, or ``(None, why there is none)``.
+
+    The curve is the out-of-domain mean's best-of-N, or the one source's when the run has a single
+    source with best-of-N; it keeps the k that have a value (some image with k scored answers), and in
+    ``partial`` the k whose out-of-domain mean is over fewer sources than the run has out of domain.
+
+    >>> best_of_n_curve({"per_source": {"food101": {}}, "ood_mean": None})
+    (None, 'no image has several answers')
+    """
+    ood = run.get("ood_mean")
+    if ood is not None and "best_of_n" in ood:
+        bon, label, total = ood["best_of_n"], "out-of-domain mean", len(ood["sources"])
+    else:
+        blocks = {s: b["best_of_n"] for s, b in run["per_source"].items() if "best_of_n" in b}
+        if not blocks:
+            return None, "no image has several answers"
+        if len(blocks) > 1:
+            return None, "no out-of-domain source (each source's best-of-N is in report.md)"
+        [(label, bon)] = blocks.items()
+        total = None
+    keep = [i for i, value in enumerate(bon["correctness"]) if value is not None]
+    if not keep:
+        return None, f"{label}: no image has k scored answers at any k"
+    curve: dict[str, Any] = {name: [bon[name][i] for i in keep] for name in ("k", "correctness", "specificity", "hm")}
+    sources = bon.get("sources")
+    curve["partial"] = [bon["k"][i] for i in keep if total is not None and sources and len(sources[i]) < total]
+    return curve, label
+
+
 def best_of_n_png(report: Mapping[str, Any]) -> bytes:
-    """Correctness, specificity and HM of the best of k answers against k, per run (out-of-domain mean,
-    or the mean over all sources when no source is out of domain)."""
+    """Correctness, specificity and HM of the best of k answers against k, one line per run (its
+    :func:`best_of_n_curve`); a hollow marker where the out-of-domain mean is over fewer sources, and a
+    note naming the runs without a curve. Callers draw it only when some run has a curve."""
     figure = _figure("best_of_n")
     panels = figure.subplots(1, 3, sharex=True)
+    ks: set[int] = set()
+    missing, partial = [], False
     for r, (run_name, run) in enumerate(report["runs"].items()):
-        curve = _best_of_n_curve(run)
+        curve, what = best_of_n_curve(run)
         if curve is None:
+            missing.append(f"{run_name}: {what}")
             continue
+        ks.update(curve["k"])
+        partial = partial or bool(curve["partial"])
+        color = f"C{r % 10}"
         for axes, metric in zip(panels, ("correctness", "specificity", "hm"), strict=True):
-            axes.plot(curve["k"], curve[metric], marker="o", color=f"C{r % 10}", label=run_name)
-    ks = sorted({k for run in report["runs"].values() for k in (_best_of_n_curve(run) or {}).get("k", [])})
+            axes.plot(curve["k"], curve[metric], marker="o", color=color, label=f"{run_name} ({what})")
+            hollow = [(k, v) for k, v in zip(curve["k"], curve[metric], strict=True) if k in curve["partial"]]
+            if hollow:
+                axes.scatter(*zip(*hollow, strict=True), s=60, color="white", edgecolor=color, zorder=3)
     for axes, metric in zip(panels, ("correctness", "specificity", "HM"), strict=True):
         axes.set_xscale("log", base=2)
-        axes.set_xticks(ks, [str(k) for k in ks])
+        axes.set_xticks(sorted(ks), [str(k) for k in sorted(ks)])
         axes.minorticks_off()
         axes.set_xlabel("k")
         axes.set_title(f"{metric} of best of k")
         axes.set_ylim(0, 1.02)
-    panels[0].legend(fontsize=8)
+    if ks:
+        panels[0].legend(fontsize=8)
+    notes = [*(["hollow: out-of-domain mean over fewer sources (see report.md)"] if partial else []), *missing]
+    if notes:
+        figure.supxlabel("; ".join(notes), fontsize=8)
     return _png(figure)
-
-
-def _best_of_n_curve(run: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    ood = run.get("ood_mean")
-    if ood is not None and "best_of_n" in ood:
-        return ood["best_of_n"]
-    blocks = [b["best_of_n"] for b in run["per_source"].values() if "best_of_n" in b]
-    return blocks[0] if len(blocks) == 1 else None
 
 
 def hm_vs_semantic_similarity_png(report: Mapping[str, Any]) -> bytes:

@@ -11,13 +11,16 @@ For each run (one verdicts file) and each data source:
   undecided answers are left out, so a metric is over what a judge decided, never a guess;
   ``undecided = "wrong"`` (or another category) counts them as that category instead;
 * every registered aggregation (``correctness``, ``specificity``, ``hm``, ...)
-  of the image-weighted histogram of the scored answers: each image contributes the
-  shares of its answers, so with one answer per image (greedy) or a fixed number per
-  image, this is the share over all answers;
-* ``ci``: percentile bootstrap interval of each aggregation, resampling images;
-* ``best_of_n`` (when every image has several scored answers): the aggregations of the
-  expected best-of-k histogram for k = 1, 2, 4, ..., N, N the fewest scored answers of an
-  image (see :mod:`.pass_at_k`).
+  of the histogram of the source's scored answers, pooled over its images: each scored
+  answer counts once, so an image with 4 scored answers weighs four times one with 1
+  (the definitions' "answers in the correct set / scored answers");
+* ``ci``: percentile bootstrap interval of each aggregation: resample images, pool the
+  scored answers of the resampled images, aggregate (a ratio estimator);
+* ``best_of_n`` (when some image has several answers): for k = 1, 2, 4, ..., N (N the most
+  answers an image has), the aggregations of the expected best-of-k histogram pooled over
+  the images with at least k scored answers, each weighing n / k (n its scored answers), and
+  their number (``images``; the values are ``None`` at a k no image reaches): k = 1 gives the
+  plain metrics, k = N one best answer per image (see :mod:`.pass_at_k`).
 
 Each run also states the judge(s) that wrote its verdicts (``judges``: the verdict rows'
 ``judge`` with their counts) and its total ``undecided`` count.
@@ -38,7 +41,11 @@ without a score, e.g. an LLM call that failed under ``failure_policy=skip``) whe
 training domains): every aggregation is the plain mean over those sources,
 except ``hm``, which is the harmonic mean of the averaged correctness and the
 averaged specificity (0.742 and 0.846 give 0.7906; the paper prints 0.790). Its interval resamples each
-source's images separately.
+source's images separately. Its ``best_of_n`` averages, at each k, the out-of-domain sources that
+have a value there, and names them (``sources``) with their images (``images``).
+
+Training domains given explicitly must each be a data source of some run (names match exactly):
+a misspelt one would otherwise be averaged into the out-of-domain mean without a word.
 """
 
 from __future__ import annotations
@@ -68,13 +75,23 @@ from speciarl_verl.evaluation.metrics import (
     undecided_policy,
 )
 from speciarl_verl.evaluation.owc_metrics import get_answer_metric
-from speciarl_verl.evaluation.pass_at_k import best_of_k_matrix, k_values
+from speciarl_verl.evaluation.pass_at_k import k_values, pooled_best_of_k
 from speciarl_verl.evaluation.records import VerdictRecord
 
-__all__ = ["GIVEN", "ReportSettings", "RunVerdicts", "build_report", "metric_definitions", "unparseable_rates"]
+__all__ = [
+    "DEFAULT_TRAIN_DOMAINS",
+    "GIVEN",
+    "ReportSettings",
+    "RunVerdicts",
+    "build_report",
+    "metric_definitions",
+    "unparseable_rates",
+]
 
 #: ``parse_modes`` key of the answers not parsed by the evaluation (given by the predictions file).
 GIVEN = "given"
+#: The training domain when none is given (the paper trains on CUB-200).
+DEFAULT_TRAIN_DOMAINS: tuple[str, ...] = ("cub200",)
 
 
 @dataclass(frozen=True)
@@ -82,17 +99,25 @@ class ReportSettings:
     """How a report is computed.
 
     ``train_domains``: data sources the model was trained on; every other source
-    is out of domain. ``undecided``: ``exclude`` (answers no judge decided are left out of
-    the metrics) or a category label to count them as (``wrong``). ``replicates = 0`` turns
-    the bootstrap off. ``answer_metrics``: registered answer metrics to report besides the category
-    metrics (each run then carries their scores, :attr:`RunVerdicts.answer_scores`);
-    ``answer_metric_settings``: what they ran with, copied into ``report.json``.
+    is out of domain. Given ones (``()`` for none) must each be a data source of the report,
+    matched exactly, case included: :func:`build_report` refuses any other. ``None`` (the
+    default) means :data:`DEFAULT_TRAIN_DOMAINS` where the report has it, unchecked, so a
+    report of other sources alone needs no setting. ``undecided``: ``exclude`` (answers no judge
+    decided are left out of the metrics) or a category label to count them as (``wrong``).
+    ``replicates = 0`` turns the bootstrap off. ``answer_metrics``: registered answer metrics
+    to report besides the category metrics (each run then carries their scores,
+    :attr:`RunVerdicts.answer_scores`); ``answer_metric_settings``: what they ran with, copied
+    into ``report.json``.
 
     >>> ReportSettings(undecided="Wrong", replicates=0).undecided
     'wrong'
+    >>> ReportSettings().train_domains, ReportSettings().train_domains_given
+    (('cub200',), False)
+    >>> ReportSettings(train_domains="food101").train_domains
+    ('food101',)
     """
 
-    train_domains: tuple[str, ...] = ("cub200",)
+    train_domains: tuple[str, ...] | None = None
     sets: CategorySets = field(default_factory=CategorySets)
     item_metric: str = "category"
     replicates: int = 1000
@@ -101,8 +126,17 @@ class ReportSettings:
     undecided: str = EXCLUDE
     answer_metrics: tuple[str, ...] = ()
     answer_metric_settings: Mapping[str, Any] | None = None
+    #: Whether ``train_domains`` was given (and is checked against the report's data sources).
+    train_domains_given: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        domains = self.train_domains
+        object.__setattr__(self, "train_domains_given", domains is not None)
+        if domains is None:
+            domains = DEFAULT_TRAIN_DOMAINS
+        elif isinstance(domains, str):
+            domains = (domains,)
+        object.__setattr__(self, "train_domains", tuple(domains))
         object.__setattr__(self, "undecided", undecided_policy(self.undecided))
         object.__setattr__(self, "answer_metrics", tuple(self.answer_metrics))
         clash = set(self.answer_metrics) & set(aggregation_names())
@@ -132,30 +166,46 @@ class RunVerdicts:
 def metric_definitions(
     sets: CategorySets, undecided: str = EXCLUDE, answer_metrics: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """The definitions in force, written into the report."""
+    """The definitions in force, written into the report (``report.md`` prints each once)."""
     if undecided == EXCLUDE:
-        scored = "undecided answers (no judge decided them) are left out of every metric; their count is reported"
+        scored = (
+            "undecided answers (no judge decided them) are not scored: left out of every metric, numerators, "
+            "denominators and best-of-N draws alike; their count is reported"
+        )
     else:
-        scored = f"undecided answers (no judge decided them) are counted as {undecided!r}; their count is reported"
+        scored = (
+            f"undecided answers (no judge decided them) are counted as `{undecided}` and scored as that category; "
+            "their count is reported"
+        )
     return {
         **sets.describe(),
         "undecided": scored,
-        "correctness": "answers in the correct set / scored answers (abstain, wrong and unparseable are not correct)",
-        "specificity": "answers in the specific set / answers in the correct set (0 when none is correct)",
+        "correctness": "answers in the correct set / scored answers, over all scored answers of the data source "
+        "pooled (each answer counts once, so an image weighs by its number of scored answers); scored answers: "
+        "every decided one, unparseable included, and the undecided ones only when counted as a category; "
+        "abstain, wrong and unparseable are not correct",
+        "specificity": "answers in the specific set / answers in the correct set, pooled the same way "
+        "(0 when none is correct)",
         "hm": "2 * correctness * specificity / (correctness + specificity), 0 when both are 0",
-        "weighting": "each image weighs the same: it contributes the shares of its own answers",
-        "best_of_n": "expected histogram of the best of k scored answers per image under the evaluation order "
-        "(more specific > specific > less specific > generic > abstain > wrong > unparseable), "
-        "via the unbiased pass@k estimator; N is the fewest scored answers of an image; at k = N with every "
-        "answer scored it is the best answer per image",
-        "ood_mean": "mean over out-of-domain sources of each metric; hm = harmonic mean of the mean correctness "
-        "and the mean specificity",
-        "interval": "percentile bootstrap over images (per source; stratified by source for ood_mean)",
+        "best_of_n": "for k = 1, 2, 4, ... and N (the most answers an image of the source has): the expected "
+        "category of the best of k answers drawn without replacement from an image's scored answers, in the "
+        "evaluation order (more specific > specific > less specific > generic > abstain > wrong > unparseable), "
+        "by the unbiased pass@k estimator, pooled over the images with at least k scored answers (their number "
+        "is given per k), an image with n of them weighing n / k; correctness, specificity and hm of that "
+        "histogram as above. So k = 1 gives the plain metrics and k = N the best answer of each image with N "
+        "scored answers; n/a at a k no image reaches",
+        "ood_mean": "plain mean of each metric over the out-of-domain sources (every data source but the "
+        "training domains), each source weighing the same; hm = harmonic mean of the mean correctness and the "
+        "mean specificity; best-of-N at each k: the same means over the out-of-domain sources with a value at "
+        "that k (how many sources and images are given)",
+        "interval": "percentile bootstrap: resample a source's images with replacement, pool the scored answers "
+        "of the resampled images and recompute each metric (best-of-N: at k = N, over the images with N "
+        "scored answers); ood_mean resamples each source's images separately and averages",
         "parse_mode": "which <answer> block of a response gives the answer the metrics use: first (the first "
         "<answer>...</answer>, tags case-sensitive; the method's reading) or strict (exactly one block, tags in "
         f"any case); {GIVEN}: the predictions file gave the answer",
         "unparseable_rate": "share of answers whose raw response gives no label under each parse mode, over the "
-        "answers whose verdict row records it (a plain share of answers, not image-weighted)",
+        "answers whose verdict row records it, undecided answers included",
         **{name: get_answer_metric(name).definition for name in answer_metrics},
         **({"answer_metrics": _ANSWER_SCOPE} if answer_metrics else {}),
     }
@@ -163,8 +213,9 @@ def metric_definitions(
 
 _ANSWER_SCOPE = (
     "each answer metric scores every answer from its ground truth and parsed answer, without the category "
-    "judge (undecided answers included; an unparseable answer scores 0); each image weighs the same (the mean "
-    "of its scored answers); ood_mean is the plain mean over the out-of-domain sources; no best-of-N"
+    "judge (undecided answers included; an unparseable answer scores 0); unlike the category metrics, each "
+    "image weighs the same (the mean of its scored answers); ood_mean is the plain mean over the out-of-domain "
+    "sources; no best-of-N"
 )
 
 
@@ -176,6 +227,8 @@ def build_report(runs: Sequence[RunVerdicts], settings: ReportSettings | None = 
         raise ValueError(f"run names must be unique, got {names}")
     if not runs:
         raise ValueError("no runs to report")
+    if settings.train_domains_given:
+        _check_train_domains(settings.train_domains, {v.data_source for run in runs for v in run.verdicts})
     return {
         "settings": {
             "train_domains": list(settings.train_domains),
@@ -191,6 +244,25 @@ def build_report(runs: Sequence[RunVerdicts], settings: ReportSettings | None = 
         "answer_metrics": list(settings.answer_metrics),
         "runs": {run.name: _run_block(run, settings) for run in runs},
     }
+
+
+def _check_train_domains(domains: Sequence[str], sources: set[str]) -> None:
+    """Refuse a training domain that is no data source of the report, in one line naming its sources.
+
+    >>> _check_train_domains(["CUB200"], {"cub200", "food101"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: training domain 'CUB200' ... cub200, food101 (names match exactly; did you mean 'cub200'?)
+    """
+    for domain in domains:
+        if domain in sources:
+            continue
+        near = sorted(s for s in sources if s.lower() == domain.lower() or domain.lower() in s.lower())
+        hint = f"; did you mean {' or '.join(map(repr, near))}?" if near else ""
+        raise ValueError(
+            f"training domain {domain!r} (--train-domain) is not a data source of the verdicts; their sources: "
+            f"{', '.join(sorted(sources)) or '(none)'} (names match exactly{hint})"
+        )
 
 
 def _answer_settings(settings: ReportSettings) -> dict[str, Any]:
@@ -293,9 +365,10 @@ def _scored(source: str, values: list[list[str]], policy: str) -> list[list[str]
     return scored
 
 
-def _shares(values: Sequence[str], keys: Sequence[str]) -> list[float]:
+def _counts(values: Sequence[str], keys: Sequence[str]) -> list[float]:
+    """One image's row of the pooled histogram: how many of its scored answers fall under each key."""
     counts = histogram(values)
-    return [counts.get(key, 0.0) / len(values) for key in keys]
+    return [counts.get(key, 0.0) for key in keys]
 
 
 def _aggregate_rows(rows: np.ndarray, keys: Sequence[str], sets: CategorySets) -> dict[str, np.ndarray]:
@@ -319,8 +392,10 @@ def _source_block(
     scored = _scored(source, values, settings.undecided)
     keys = _keys_for(scored)
     scored_sizes = [len(v) for v in scored]
-    per_image = np.array([_shares(v, keys) for v in scored])
-    weighted = dict(zip(keys, per_image.sum(axis=0), strict=True))
+    # Counts, not shares: the column sums are the source's pooled histogram, and the bootstrap's sums
+    # over resampled rows are the pooled histograms of the resampled images.
+    per_image = np.array([_counts(v, keys) for v in scored])
+    pooled = dict(zip(keys, per_image.sum(axis=0), strict=True))
     block: dict[str, Any] = {
         "n": sum(sizes),
         "images": len(values),
@@ -330,26 +405,32 @@ def _source_block(
         "scored": {"answers": sum(scored_sizes), "images": len(scored)},
         "verdict_sources": dict(Counter(str(v.source) for rows in images for v in rows).most_common()),
         "unparseable_rate": unparseable_rates(v for rows in images for v in rows),
-        **aggregate_all(weighted, settings.sets),
+        **aggregate_all(pooled, settings.sets),
     }
     draws: dict[str, np.ndarray] = {}
     if settings.replicates:
         draws = _aggregate_rows(resampled_histograms(per_image, settings.replicates, rng), keys, settings.sets)
         block["ci"] = _intervals(draws, settings.confidence)
-    if min(scored_sizes) > 1 and set(keys) <= set(HISTOGRAM_KEYS):
-        block["best_of_n"] = _best_of_n_block(scored, min(scored_sizes), settings, rng)
+    if max(sizes) > 1 and set(keys) <= set(HISTOGRAM_KEYS):
+        block["best_of_n"] = _best_of_n_block(scored, max(sizes), settings, rng)
     return block, draws
 
 
 def _best_of_n_block(
     values: list[list[str]], n: int, settings: ReportSettings, rng: np.random.Generator
 ) -> dict[str, Any]:
+    """Best of k for k up to ``n`` (the most answers an image has), each k over the images with k
+    scored answers; ``None`` values where no image has them."""
     ks = k_values(n)
-    rows = {k: best_of_k_matrix(values, k) for k in ks}
-    results = [aggregate_all(dict(zip(SCORED_KEYS, rows[k].sum(axis=0), strict=True)), settings.sets) for k in ks]
-    block: dict[str, Any] = {"k": ks, **{name: [r[name] for r in results] for name in aggregation_names()}}
+    names = aggregation_names()
+    rows = {k: pooled_best_of_k(values, k) for k in ks}
+    block: dict[str, Any] = {"k": ks, "images": [len(rows[k]) for k in ks], **{name: [] for name in names}}
+    for k in ks:
+        result = aggregate_all(dict(zip(SCORED_KEYS, rows[k].sum(axis=0), strict=True)), settings.sets)
+        for name in names:
+            block[name].append(result[name] if len(rows[k]) else None)
     block["counts_at_n"] = {key: float(v) for key, v in zip(SCORED_KEYS, rows[n].sum(axis=0), strict=True)}
-    if settings.replicates:
+    if settings.replicates and len(rows[n]):
         draws = _aggregate_rows(resampled_histograms(rows[n], settings.replicates, rng), SCORED_KEYS, settings.sets)
         block["ci_at_n"] = _intervals(draws, settings.confidence)
     return block
@@ -435,12 +516,24 @@ def _ood_block(
             finite = stacked[np.isfinite(stacked)]
             if finite.size:
                 block.setdefault("ci", {})[name] = list(percentile_interval(finite, settings.confidence))
-    with_bon = [per_source[s].get("best_of_n") for s in sources]
-    if all(with_bon):
-        common = sorted(set.intersection(*(set(b["k"]) for b in with_bon)))
-        picked = {
-            name: [[b[name][b["k"].index(k)] for k in common] for b in with_bon] for name in names
-        }  # name -> source -> k
-        bon = _macro(picked)
-        block["best_of_n"] = {"k": common, **{name: [float(x) for x in bon[name]] for name in names}}
+    bon = _ood_best_of_n({s: per_source[s]["best_of_n"] for s in sources if "best_of_n" in per_source[s]}, names)
+    if bon is not None:
+        block["best_of_n"] = bon
     return block
+
+
+def _ood_best_of_n(blocks: Mapping[str, Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any] | None:
+    """At each k any out-of-domain source reports, the mean over the sources with a value there, with
+    those sources (``sources``) and their images (``images``); ``None`` values where none has one."""
+    if not blocks:
+        return None
+    ks = sorted({k for b in blocks.values() for k in b["k"]})
+    out: dict[str, Any] = {"k": ks, "sources": [], "images": [], **{name: [] for name in names}}
+    for k in ks:
+        present = {s: b["k"].index(k) for s, b in blocks.items() if k in b["k"] and b["images"][b["k"].index(k)]}
+        out["sources"].append(sorted(present))
+        out["images"].append(sum(blocks[s]["images"][i] for s, i in present.items()))
+        means = _macro({name: [blocks[s][name][i] for s, i in present.items()] for name in names}) if present else {}
+        for name in names:
+            out[name].append(float(means[name]) if present else None)
+    return out

@@ -25,11 +25,26 @@ def _has_best_of_n(report: Mapping[str, Any]) -> bool:
     return any("best_of_n" in block for run in report["runs"].values() for block in run["per_source"].values())
 
 
+def _best_of_n_plot_notes(report: Mapping[str, Any]) -> tuple[bool, list[str]]:
+    """Whether the best-of-N plot has a line to draw, and a note for each run it has none for."""
+    from speciarl_verl.evaluation.plots import best_of_n_curve
+
+    curves = {name: best_of_n_curve(run) for name, run in report["runs"].items()}
+    drawn = any(curve is not None for curve, _ in curves.values())
+    missing = [f"`{name}`: {why}" for name, (curve, why) in curves.items() if curve is None]
+    if not missing:
+        return drawn, []
+    if drawn:
+        return drawn, ["best-of-N plot: no line for " + "; ".join(missing)]
+    return drawn, ["best-of-N plot not drawn, no run has a curve (" + "; ".join(missing) + ")"]
+
+
 def write_report(report: Mapping[str, Any], out_dir: str | Path, plots: bool = True) -> dict[str, Path]:
     """Write the files; returns ``{"json": ..., "markdown": ..., <plot name>: ...}``.
 
-    The best-of-N plot is drawn only when some run has several answers per image, the plot of HM
-    against semantic similarity only when the report has that metric.
+    The best-of-N plot is drawn only when some run has a best-of-N curve (several answers per image;
+    ``report.md`` notes the runs without one), the plot of HM against semantic similarity only when
+    the report has that metric.
     """
     from speciarl_verl.evaluation import plots as figures
     from speciarl_verl.evaluation.report_markdown import render_markdown
@@ -37,18 +52,21 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path, plots: bool = T
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
+    notes: list[str] = []
     if plots:
         drawers = {
             "category_bars": figures.category_bars_png,
             "specificity_vs_correctness": figures.specificity_vs_correctness_png,
         }
         if _has_best_of_n(report):
-            drawers["best_of_n"] = figures.best_of_n_png
+            drawn, notes = _best_of_n_plot_notes(report)
+            if drawn:
+                drawers["best_of_n"] = figures.best_of_n_png
         if "semantic_similarity" in report.get("answer_metrics", ()):
             drawers["hm_vs_semantic_similarity"] = figures.hm_vs_semantic_similarity_png
         for name, draw in drawers.items():
             written[name] = write_atomically(out_dir / {**PLOT_FILES, **OWC_PLOT_FILES}[name], draw(report))
     written["json"] = write_atomically(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     titles = {name.replace("_", " "): path.name for name, path in written.items() if path.suffix == ".png"}
-    written["markdown"] = write_atomically(out_dir / "report.md", render_markdown(report, titles))
+    written["markdown"] = write_atomically(out_dir / "report.md", render_markdown(report, titles, notes))
     return written

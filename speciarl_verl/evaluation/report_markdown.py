@@ -41,8 +41,11 @@ def _title(name: str) -> str:
         return name
 
 
-def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None = None) -> str:
-    """The report as Markdown: definitions, comparison across runs, one section per run, plots."""
+def render_markdown(
+    report: Mapping[str, Any], plots: Mapping[str, str] | None = None, plot_notes: Sequence[str] = ()
+) -> str:
+    """The report as Markdown: settings, definitions (each once, as ``report.json`` states them),
+    comparison across runs, one section per run, plots (``plot_notes``: why a plot is missing)."""
     settings, definitions, runs = report["settings"], report["definitions"], report["runs"]
     answer_names: list[str] = list(report.get("answer_metrics", ()))
     names: list[str] = [*report["aggregations"], *answer_names]
@@ -57,11 +60,11 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
     lines += [
         f"- parse mode of the metrics (which `<answer>` block counts): {_parse_modes(runs)}; "
         "unparseable rates under every mode are in the section below",
-        f"- undecided answers (no judge decided them): {_undecided_policy(policy)}",
+        f"- undecided answers (`--undecided`): `{policy}`",
         *([_undecided_caveat(policy)] if any(run.get("undecided") for run in runs.values()) else []),
-        f"- training domain(s): {', '.join(sorted(train)) or 'none'}; every other data source is out of domain",
-        f"- intervals: {settings['confidence']:.0%} percentile bootstrap over images, "
-        f"{settings['bootstrap_replicates']} replicates, seed {settings['seed']}",
+        f"- training domain(s): {', '.join(sorted(train)) or 'none'}",
+        f"- intervals: {settings['confidence']:.0%}, {settings['bootstrap_replicates']} bootstrap replicates, "
+        f"seed {settings['seed']}",
         "",
         "## Metric definitions",
         "",
@@ -69,9 +72,8 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
         f"- specific set: {', '.join(definitions['specific'])}",
     ]
     lines += [f"- **{key}**: {definitions[key]}" for key in ("correctness", "specificity", "hm")]
-    lines += [f"- undecided: {definitions['undecided']}"] if "undecided" in definitions else []
-    lines += [f"- {key}: {definitions[key]}" for key in ("weighting", "best_of_n", "ood_mean", "interval")]
-    lines += [f"- {key}: {definitions[key]}" for key in ("parse_mode", "unparseable_rate") if key in definitions]
+    keys = ("undecided", "best_of_n", "ood_mean", "interval", "parse_mode", "unparseable_rate")
+    lines += [f"- {key}: {definitions[key]}" for key in keys if key in definitions]
     if answer_names:
         lines += ["", "Open-world metrics (columns " + ", ".join(map(_title, answer_names)) + "):", ""]
         lines += [f"- **{name}** ({_title(name)}): {definitions[name]}" for name in answer_names]
@@ -116,9 +118,10 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
     for name, run in runs.items():
         lines += _run_section(name, run, names, train)
 
-    if plots:
+    if plots or plot_notes:
         lines += ["## Plots", ""]
-        lines += [f"![{title}]({path})" for title, path in plots.items()]
+        lines += [f"![{title}]({path})" for title, path in (plots or {}).items()]
+        lines += [f"- {note}" for note in plot_notes]
         lines += [""]
     return "\n".join(lines)
 
@@ -196,12 +199,6 @@ def _undecided_caveat(policy: str) -> str:
     return f"- **some answers are undecided**: {lean}; judge them with `speciarl eval judge --judge llm` for the number"
 
 
-def _undecided_policy(policy: str) -> str:
-    if policy == "exclude":
-        return "left out of every metric (counted in the `undecided` column)"
-    return f"counted as `{policy}` in the metrics (and in the `undecided` column)"
-
-
 def _run_section(name: str, run: Mapping[str, Any], names: Sequence[str], train: set[str]) -> list[str]:
     lines = [
         f"## Run `{name}`",
@@ -234,18 +231,33 @@ def _run_section(name: str, run: Mapping[str, Any], names: Sequence[str], train:
         lines += [
             f"### Best-of-N: correctness / specificity / HM of the best of k answers (`{name}`)",
             "",
+            "In brackets: the images with k scored answers that a cell is over (out-of-domain mean: the sources "
+            "with a value at k, and their images).",
+            "",
         ]
         rows = []
         for source, bon in bon_sources.items():
             rows.append([source, *(_bon_cell(bon, k) for k in ks)])
         if ood is not None and "best_of_n" in ood:
-            rows.append(["**out-of-domain mean**", *(_bon_cell(ood["best_of_n"], k) for k in ks)])
+            total = len(ood["sources"])
+            rows.append(["**out-of-domain mean**", *(_bon_cell(ood["best_of_n"], k, total) for k in ks)])
         lines += _table(["data source", *(f"k={k}" for k in ks)], rows)
     return lines
 
 
-def _bon_cell(bon: Mapping[str, Any], k: int) -> str:
+def _bon_cell(bon: Mapping[str, Any], k: int, ood_sources: int | None = None) -> str:
+    """``c / s / h (m images)``; ``n/a (0 images with k scored answers)`` where no image has k."""
     if k not in bon["k"]:
         return "-"
     i = bon["k"].index(k)
-    return " / ".join(_num(bon[n][i]) for n in _CSH)
+    images = bon.get("images", [None] * len(bon["k"]))[i]
+    if bon["correctness"][i] is None:
+        return f"n/a (0 images with {k} scored answers)"
+    values = " / ".join(_num(bon[n][i]) for n in _CSH)
+    if ood_sources is None:
+        return values if images is None else f"{values} ({_images(images)})"
+    return f"{values} ({len(bon['sources'][i])} of {ood_sources} sources, {_images(images)})"
+
+
+def _images(count: int) -> str:
+    return f"{count} image" + ("" if count == 1 else "s")

@@ -13,6 +13,7 @@ from speciarl_verl.evaluation.pass_at_k import (
     best_prediction_index,
     k_values,
     pass_at_k,
+    pooled_best_of_k,
 )
 
 
@@ -100,3 +101,33 @@ def test_k_values_end_at_n():
 def test_an_undecided_answer_has_no_rank():
     with pytest.raises(ValueError, match="no evaluation level for \\['undecided'\\]"):
         best_of_k_distribution(["specific", "undecided"], 1)
+
+
+def test_pooled_best_of_k_is_one_random_answer_of_the_source_and_k_minus_1_more_from_its_image():
+    """Each image with k answers weighs n / k: k = 1 pools the answers (each counts once, whatever its
+    image holds), k = n is the best answer of each image; images with fewer than k answers are left out."""
+    rng = random.Random(5)
+    images = [[rng.choice(SCORED_KEYS) for _ in range(rng.randint(1, 5))] for _ in range(12)]
+    answers = sum(len(values) for values in images)
+    plain = np.zeros(len(SCORED_KEYS))
+    for values in images:
+        for value in values:
+            plain[SCORED_KEYS.index(value)] += 1
+    assert pooled_best_of_k(images, 1).sum(axis=0) == pytest.approx(plain)
+    for k in range(1, 6):
+        kept = [values for values in images if len(values) >= k]
+        assert pooled_best_of_k(images, k).shape == (len(kept), len(SCORED_KEYS))
+        if not kept:
+            continue
+        # Enumerate: every answer of a kept image, then every (k - 1)-subset of the rest of its image.
+        expected = np.zeros(len(SCORED_KEYS))
+        for values in kept:
+            for first in range(len(values)):
+                rest = [i for i in range(len(values)) if i != first]
+                subsets = list(itertools.combinations(rest, k - 1))
+                for subset in subsets:
+                    best = max((values[i] for i in (first, *subset)), key=HISTOGRAM_LEVEL.__getitem__)
+                    expected[SCORED_KEYS.index(best)] += 1 / len(subsets)
+        got = pooled_best_of_k(images, k).sum(axis=0)
+        assert got / got.sum() == pytest.approx(expected / expected.sum(), abs=1e-12), k
+    assert answers == plain.sum()

@@ -54,23 +54,24 @@ def pipeline(tmp_path_factory):
     return root, root / "report"
 
 
-def per_image_correctness(verdicts_path, source):
-    """Mean over images of the correct share of the image's decided answers, computed from the file."""
-    images = {}
-    for row in map(json.loads, verdicts_path.read_text().splitlines()):
-        if row["data_source"] == source and row.get("reason") != "undecided":
-            images.setdefault(row["sample_id"], []).append(row["category"] in CORRECT)
-    return sum(sum(v) / len(v) for v in images.values()) / len(images)
+def decided_correctness(verdicts_path, source):
+    """Correct answers / decided answers of ``source``, counted from the file."""
+    decided = [
+        row["category"] in CORRECT
+        for row in map(json.loads, verdicts_path.read_text().splitlines())
+        if row["data_source"] == source and row.get("reason") != "undecided"
+    ]
+    return sum(decided) / len(decided)
 
 
-def fewest_decided_answers(verdicts_path, source):
-    """The smallest number of decided answers of an image of ``source``: best-of-k needs k of them everywhere."""
+def decided_answers_per_image(verdicts_path, source):
+    """How many decided answers each image of ``source`` has."""
     images = {}
     for row in map(json.loads, verdicts_path.read_text().splitlines()):
         if row["data_source"] == source:
             images.setdefault(row["sample_id"], 0)
             images[row["sample_id"]] += row.get("reason") != "undecided"
-    return min(images.values())
+    return list(images.values())
 
 
 def test_report_json_is_consistent_with_its_histograms(pipeline):
@@ -93,17 +94,21 @@ def test_report_json_is_consistent_with_its_histograms(pipeline):
         assert sum(counts.values()) == block["n"] == 4 * block["images"]
         assert block["undecided"] == counts["undecided"] > 0
         assert block["scored"]["answers"] == block["n"] - counts["undecided"]
-        assert block["correctness"] == pytest.approx(per_image_correctness(root / "offline.jsonl", source))
-        if fewest_decided_answers(root / "offline.jsonl", source) > 1:
-            assert block["best_of_n"]["k"][0] == 1
-        else:  # an image with one decided answer has no best of two: no curve rather than a short one
-            assert "best_of_n" not in block
+        assert block["correctness"] == pytest.approx(decided_correctness(root / "offline.jsonl", source))
+        # Best of k over the images with k decided answers, however few some other image has.
+        decided = decided_answers_per_image(root / "offline.jsonl", source)
+        assert block["best_of_n"]["k"] == [1, 2, 4]
+        assert block["best_of_n"]["images"] == [sum(n >= k for n in decided) for k in (1, 2, 4)]
+        assert block["best_of_n"]["correctness"][0] == pytest.approx(block["correctness"])  # k = 1: the plain share
     assert offline["undecided"] == sum(b["undecided"] for b in offline["per_source"].values())
     assert llm["undecided"] == 0  # the LLM judge decides every parsed answer
     ood = offline["ood_mean"]
     assert "cub200" not in ood["sources"] and len(ood["sources"]) == 5
     mean_correctness = sum(offline["per_source"][s]["correctness"] for s in ood["sources"]) / 5
     assert ood["correctness"] == pytest.approx(mean_correctness)
+    assert ood["best_of_n"]["k"] == [1, 2, 4] and ood["best_of_n"]["images"][0] == sum(
+        offline["per_source"][s]["scored"]["images"] for s in ood["sources"]
+    )
 
 
 def test_undecided_answers_count_as_wrong_only_when_asked(pipeline):
@@ -132,6 +137,39 @@ def test_report_markdown_and_plots_are_written(pipeline):
         assert f"]({file_name})" in text
         assert_png((out / file_name).read_bytes(), name)
     assert not list(out.glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_the_demos_best_of_n_plot_has_a_line_per_run(pipeline):
+    """Issue 21, item 11: one fgvc_aircraft image has a single decided answer; the plot of the offline
+    run still has its out-of-domain curve and draws without a warning."""
+    import warnings
+
+    from speciarl_verl.evaluation.plots import best_of_n_png
+
+    _, out = pipeline
+    report = json.loads((out / "report.json").read_text())
+    report["runs"] = {"offline": report["runs"]["offline"]}  # the demo's run: offline judge only
+    assert min(decided_answers_per_image(out.parent / "offline.jsonl", "fgvc_aircraft")) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an empty figure warns that its legend has no artists
+        assert_png(best_of_n_png(report), "best_of_n")
+    from speciarl_verl.evaluation.plots import best_of_n_curve
+
+    for run in report["runs"].values():
+        curve, what = best_of_n_curve(run)
+        assert what == "out-of-domain mean" and curve["k"] == [1, 2, 4]
+
+
+def test_a_report_without_a_best_of_n_curve_writes_no_empty_plot(tmp_path, verdict_factory):
+    from speciarl_verl.evaluation.report import ReportSettings, RunVerdicts, build_report
+    from speciarl_verl.evaluation.report_files import write_report
+
+    verdicts = [*verdict_factory("food101", [["specific", "wrong"]]), *verdict_factory("cub200", [["wrong"] * 2])]
+    settings = ReportSettings(train_domains=("food101", "cub200"), replicates=0)
+    written = write_report(build_report([RunVerdicts("r", verdicts)], settings), tmp_path)
+    assert "best_of_n" not in written and not (tmp_path / "best_of_n.png").exists()
+    text = written["markdown"].read_text()
+    assert "best-of-N plot not drawn, no run has a curve (`r`: no out-of-domain source" in text
 
 
 def test_heatmap_renders_at_its_size():

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from speciarl_verl.evaluation.metrics import CategorySets, harmonic_mean
@@ -65,13 +67,17 @@ def test_undecided_answers_count_as_wrong_only_when_asked(verdict_factory):
 
 def test_best_of_n_draws_from_the_decided_answers(verdict_factory):
     images = [["specific", "undecided", "wrong", "wrong"], ["undecided", "generic", "undecided", "wrong"]]
-    block = build_report([RunVerdicts("r", verdict_factory("food101", images))], NO_BOOTSTRAP)["runs"]["r"][
-        "per_source"
-    ]["food101"]
+    report = build_report([RunVerdicts("r", verdict_factory("food101", images))], NO_BOOTSTRAP)
+    block = report["runs"]["r"]["per_source"]["food101"]
     bon = block["best_of_n"]
-    assert bon["k"] == [1, 2]  # the second image has two decided answers
-    assert bon["correctness"][-1] == pytest.approx((1 - 1 / 3 + 1.0) / 2)  # image 1: C(2,2)/C(3,2) misses
+    assert bon["k"] == [1, 2, 4] and bon["images"] == [2, 2, 0]  # 4 answers each; 3 and 2 of them decided
+    assert bon["correctness"][0] == pytest.approx(block["correctness"]) == pytest.approx(2 / 5)
+    # k = 2: image 1 (3 decided, weight 3/2) misses in C(2,2)/C(3,2) draws; image 2 (weight 1) never.
+    assert bon["correctness"][1] == pytest.approx((1.5 * (1 - 1 / 3) + 1.0) / 2.5)
+    assert bon["correctness"][2] is None and bon["hm"][2] is None  # no image has 4 decided answers
     assert set(bon["counts_at_n"]) == {k for k in block["counts"] if k != "undecided"}
+    text = render_markdown(report)
+    assert "(2 images) | n/a (0 images with 4 scored answers) |" in text
     counted = build_report(
         [RunVerdicts("r", verdict_factory("food101", images))], ReportSettings(undecided="wrong", replicates=0)
     )
@@ -140,6 +146,39 @@ def test_train_domains_decide_what_is_out_of_domain(verdict_factory):
     assert food["runs"]["r"]["ood_mean"]["sources"] == ["cub200"]
 
 
+def test_a_training_domain_that_is_no_data_source_is_refused(verdict_factory):
+    """Issue 21, item 7: a misspelt training domain would be averaged into the out-of-domain mean."""
+    verdicts = [*verdict_factory("cub200", [["wrong"]]), *verdict_factory("food101", [["specific"]])]
+    for name, hint in (("CUB200", "did you mean 'cub200'"), ("cub", "did you mean 'cub200'"), ("birds", "")):
+        with pytest.raises(ValueError, match="not a data source") as refused:
+            build_report([RunVerdicts("r", verdicts)], ReportSettings(train_domains=(name,), replicates=0))
+        assert str(refused.value).count("\n") == 0 and "their sources: cub200, food101" in str(refused.value)
+        assert hint in str(refused.value)
+    other = [RunVerdicts("a", verdict_factory("food101", [["wrong"]])), RunVerdicts("b", verdicts)]
+    report = build_report(other, ReportSettings(train_domains=("cub200",), replicates=0))  # in some run: fine
+    assert report["runs"]["b"]["ood_mean"]["sources"] == ["food101"]
+    # Not given: cub200 where there is one, and a report without it needs no setting.
+    alone = build_report([RunVerdicts("r", verdict_factory("food101", [["wrong"]]))], NO_BOOTSTRAP)
+    assert alone["settings"]["train_domains"] == ["cub200"] and alone["runs"]["r"]["ood_mean"]["sources"] == ["food101"]
+
+
+def test_the_report_command_refuses_an_unknown_train_domain(verdict_factory, tmp_path, capsys):
+    from speciarl_verl.cli import main as speciarl
+
+    path = tmp_path / "verdicts.jsonl"
+    rows = [*verdict_factory("cub200", [["wrong"]]), *verdict_factory("food101", [["specific"]])]
+    path.write_text("".join(json.dumps(row.to_json()) + "\n" for row in rows), encoding="utf-8")
+    command = ["eval", "report", "--verdicts", str(path), "--bootstrap", "0", "--no-plots"]
+    assert speciarl([*command, "--out", str(tmp_path / "bad"), "--train-domain", "CUB200"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'CUB200'" in err and "their sources: cub200, food101" in err
+    assert not (tmp_path / "bad" / "report.json").exists()
+    assert speciarl([*command, "--out", str(tmp_path / "none"), "--train-domain", "none"]) == 0
+    assert speciarl([*command, "--out", str(tmp_path / "ok"), "--train-domain", "cub200"]) == 0
+    ood = json.loads((tmp_path / "ok" / "report.json").read_text())["runs"]["verdicts"]["ood_mean"]
+    assert ood["sources"] == ["food101"] and ood["correctness"] == 1.0
+
+
 def test_configured_sets_change_the_metrics_and_are_written_down(verdict_factory):
     verdicts = verdict_factory("food101", [["generic"], ["specific"], ["more specific"], ["wrong"]])
     sets = CategorySets.from_labels(correct=["specific", "more specific"], specific=["more specific"])
@@ -171,15 +210,67 @@ def test_best_of_n_block_uses_pass_at_k_and_ends_at_the_best_answer(verdict_fact
     assert ood_bon["k"] == [1, 2, 4] and ood_bon["hm"][-1] == pytest.approx(bon["hm"][-1])
 
 
-def test_images_weigh_the_same_when_answer_counts_differ(verdict_factory):
+def mixed_best_of_n_run(verdict_factory):
+    """food101: images with 4, 1 and 4 decided answers; flowers102: no image with 2 decided answers."""
+    food = [["specific", "generic", "wrong", "wrong"], ["wrong", *["undecided"] * 3], ["generic"] * 4]
+    flowers = [[*["undecided"] * 3, "specific"], ["specific", *["undecided"] * 3]]
+    cub = [["specific"] * 4]
+    verdicts = [*(verdict_factory(s, i) for s, i in (("food101", food), ("flowers102", flowers), ("cub200", cub)))]
+    return RunVerdicts("r", [v for rows in verdicts for v in rows])
+
+
+def test_an_image_with_one_decided_answer_keeps_best_of_n_for_the_rest(verdict_factory):
+    """Issue 21, item 11: best of k over the images with k decided answers, the count given, per source
+    and out of domain (over the sources with a value at k)."""
+    report = build_report([mixed_best_of_n_run(verdict_factory)], NO_BOOTSTRAP)
+    run = report["runs"]["r"]
+    food, flowers = run["per_source"]["food101"]["best_of_n"], run["per_source"]["flowers102"]["best_of_n"]
+    assert food["k"] == [1, 2, 4] and food["images"] == [3, 2, 2]
+    assert food["correctness"][0] == pytest.approx(run["per_source"]["food101"]["correctness"]) == 6 / 9
+    assert food["correctness"][2] == pytest.approx(1.0) and food["specificity"][2] == pytest.approx(1 / 2)
+    assert flowers["images"] == [2, 0, 0] and flowers["correctness"] == [1.0, None, None]
+    ood = run["ood_mean"]["best_of_n"]
+    assert ood["k"] == [1, 2, 4] and ood["images"] == [5, 2, 2]
+    assert ood["sources"] == [["flowers102", "food101"], ["food101"], ["food101"]]
+    assert ood["hm"][2] == pytest.approx(food["hm"][2])
+    assert ood["correctness"][0] == pytest.approx((6 / 9 + 1.0) / 2) == pytest.approx(run["ood_mean"]["correctness"])
+    text = render_markdown(report)
+    assert "| flowers102 | 1.000 / 1.000 / 1.000 (2 images) | n/a (0 images with 2 scored answers) |" in text
+    assert "(2 of 2 sources, 5 images)" in text and "(1 of 2 sources, 2 images)" in text
+
+
+def test_shares_are_over_the_sources_answers_whatever_each_image_has(verdict_factory):
     verdicts = [
         *verdict_factory("food101", [["specific"]]),
         *verdict_factory("food101", [["wrong", "wrong", "wrong"]], prefix="x"),
     ]
     block = build_report([RunVerdicts("r", verdicts)], NO_BOOTSTRAP)["runs"]["r"]["per_source"]["food101"]
     assert block["answers_per_image"] == [1, 3] and block["counts"]["wrong"] == 3
-    assert block["correctness"] == pytest.approx(0.5)  # not 1/4
-    assert "best_of_n" not in block  # some image has a single answer
+    assert block["correctness"] == pytest.approx(1 / 4)  # answers in the correct set / scored answers
+    assert block["best_of_n"]["images"] == [2, 1, 1]  # k = 1, 2, 3: the one-answer image only at k = 1
+
+
+def test_undecided_answers_do_not_reweight_images(verdict_factory):
+    """Issue 21, item 6: image a has 1 decided answer of 4, image b 4; the share is over the 5 decided answers."""
+    images = [["specific", "undecided", "undecided", "undecided"], ["generic"] * 4]
+    report = build_report([RunVerdicts("r", verdict_factory("food101", images))], NO_BOOTSTRAP)
+    block = report["runs"]["r"]["per_source"]["food101"]
+    assert block["scored"] == {"answers": 5, "images": 2}
+    assert block["correctness"] == pytest.approx(1.0)
+    assert block["specificity"] == pytest.approx(1 / 5)  # not (1 + 0) / 2
+    assert block["hm"] == pytest.approx(harmonic_mean(1.0, 0.2))
+    assert report["runs"]["r"]["ood_mean"]["specificity"] == pytest.approx(1 / 5)
+    assert "answers in the correct set / scored answers" in render_markdown(report)
+
+
+def test_the_bootstrap_pools_the_answers_of_the_resampled_images(verdict_factory):
+    """Image A: 1 decided answer, correct; image B: 3 decided, wrong. Half the resamples hold A and B once
+    each: pooled, 1 correct of 4 (0.25), where a mean of per-image shares would give 0.5."""
+    images = [["specific", "undecided", "undecided"], ["wrong", "wrong", "wrong"]]
+    settings = ReportSettings(replicates=2000, confidence=0.1)
+    block = build_report([RunVerdicts("r", verdict_factory("food101", images))], settings)["runs"]["r"]
+    assert block["per_source"]["food101"]["ci"]["correctness"] == [0.25, 0.25]
+    assert block["ood_mean"]["ci"]["correctness"] == [0.25, 0.25]
 
 
 def test_bootstrap_is_seeded_and_brackets_the_estimate(verdict_factory):
