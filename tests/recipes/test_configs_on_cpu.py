@@ -18,6 +18,7 @@ DRGRPO = {
     "algorithm.norm_adv_by_std_in_grpo": False,
     "actor_rollout_ref.actor.loss_agg_mode": "seq-mean-token-sum-norm",
     "actor_rollout_ref.actor.use_kl_loss": False,
+    "actor_rollout_ref.actor.loss_scale_factor": "${data.max_response_length}",
 }
 DAPO = {
     "actor_rollout_ref.actor.use_kl_loss": False,
