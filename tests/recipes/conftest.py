@@ -6,6 +6,7 @@ import copy
 import os
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,11 +78,15 @@ def run_script():
 def dry_run(tmp_path):
     """``dry_run(script, *args, env=None)``: ``recipes/<script> ... --dry-run --data-dir <tmp>/data``, parsed.
 
-    The two options go before a ``--`` in ``args`` (after it everything is a Hydra override).
+    The two options go before a ``--`` in ``args`` (after it everything is a Hydra override), and
+    ``--python`` this interpreter unless ``args`` name one: the dry run runs the config's preflight
+    (``python -m speciarl_verl.config.preflight``), which needs the package and Hydra.
     """
 
     def run(script: str, *args: str, env: dict | None = None) -> DryRun:
         flags = ["--dry-run", "--data-dir", str(tmp_path / "data")]
+        if "--python" not in args:
+            flags += ["--python", sys.executable]
         cut = args.index("--") if "--" in args else len(args)
         result = _run_script(ROOT / "recipes" / script, *args[:cut], *flags, *args[cut:], env=env)
         assert result.returncode == 0, f"{script} {' '.join(args)} exited {result.returncode}:\n{result.stderr}"

@@ -1,5 +1,8 @@
 """The recipe's judge start-up for real, with stand-ins for vLLM, verl and nvidia-smi: the judge it
-starts answers only with a key generated for the run, which never appears on a command line."""
+starts answers only with a key generated for the run, which never appears on a command line.
+
+The config's preflight is the real one (``python -m speciarl_verl.config.preflight``), so verl is
+not shadowed: the stand-in for ``-m verl.trainer.main_ppo`` is a file the interpreter's wrapper runs."""
 
 from __future__ import annotations
 
@@ -57,19 +60,24 @@ def executable(path: Path, text: str) -> None:
 
 def test_the_judge_the_recipe_starts_answers_only_with_the_runs_key(run_script, tmp_path):
     fakes = tmp_path / "site"
-    for module, text in {
-        "vllm/entrypoints/openai/api_server.py": FAKE_VLLM,
-        "verl/trainer/main_ppo.py": FAKE_MAIN_PPO,
-    }.items():
-        path = fakes / module
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for package in list(path.parents)[: module.count("/")]:
-            (package / "__init__.py").touch()
-        path.write_text(text)
+    module = "vllm/entrypoints/openai/api_server.py"
+    path = fakes / module
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for package in list(path.parents)[: module.count("/")]:
+        (package / "__init__.py").touch()
+    path.write_text(FAKE_VLLM)
+    (tmp_path / "fake_main_ppo.py").write_text(FAKE_MAIN_PPO)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     executable(bin_dir / "nvidia-smi", "#!/bin/sh\nprintf '0\\n1\\n2\\n3\\n4\\n5\\n'\n")
-    executable(bin_dir / "python", f'#!/bin/sh\nPYTHONPATH={fakes} exec {sys.executable} "$@"\n')
+    python = (
+        "#!/bin/sh\n"
+        'if [ "$1 $2" = "-m verl.trainer.main_ppo" ]; then\n'
+        f'    shift 2; exec {sys.executable} {tmp_path / "fake_main_ppo.py"} "$@"\n'
+        "fi\n"
+        f'PYTHONPATH={fakes} exec {sys.executable} "$@"\n'
+    )
+    executable(bin_dir / "python", python)
     for name in ("train", "val"):
         (tmp_path / f"{name}.parquet").touch()
     with socket.socket() as probe:
@@ -99,6 +107,9 @@ def test_the_judge_the_recipe_starts_answers_only_with_the_runs_key(run_script, 
     assert judge["argv"][host : host + 2] == ["--host", "127.0.0.1"]
     assert not any(key in word for word in judge["argv"] + train["argv"])
     assert key not in result.stdout + result.stderr
+    # nor in the run's logs, which hold the judge's and the training's output
+    logs = list((tmp_path / "logs").glob("*.log"))
+    assert len(logs) == 2 and not any(key in log.read_text() for log in logs)
 
 
 def test_a_running_judge_is_asked_with_the_named_key(run_script, dry_run, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shlex
 import shutil
 import subprocess
 import sys
@@ -73,7 +74,14 @@ def test_dry_run_prints_a_verl_command_that_validates(dry_run, validate_on_cpu, 
     assert composed.trainer.n_gpus_per_node == 4
     judge = RewardSettings.from_verl_config(composed).judge.llm
     assert (judge.endpoints, judge.model) == (("http://127.0.0.1:8001/v1",), "Qwen/Qwen3-30B-A3B-Instruct-2507")
-    assert plan.command("verl.trainer.main_ppo")[:2] == ["env", "CUDA_VISIBLE_DEVICES=0,1,2,3"]
+    # a Ray instance of its own: RAY_ADDRESS is removed and the address is `local`
+    assert plan.command("verl.trainer.main_ppo")[:4] == ["env", "-u", "RAY_ADDRESS", "CUDA_VISIBLE_DEVICES=0,1,2,3"]
+    assert composed.ray_kwargs.ray_init.address == "local"
+    # an absolute checkpoint folder named after the config, the training data, the seed and the judge
+    data_name = train.stem if subset is None else f"cub200_train_{subset}"
+    folder = Path.cwd() / "checkpoints" / f"{config}_{data_name}_seed42_Qwen3-30B-A3B-Instruct-2507"
+    assert composed.trainer.default_local_dir == str(folder)
+    assert f"# starting fresh in {folder}" in plan.output.splitlines()
 
     # the missing parquet files are built first, with arguments our own CLI accepts
     builds = [c for c in plan.commands if "speciarl_verl.cli" in c]
@@ -102,7 +110,7 @@ def test_user_overrides_come_last_and_win(dry_run, validate_on_cpu, tmp_path):
         "--val-file",
         "elsewhere/val.parquet",
         "--",
-        "actor_rollout_ref.rollout.n=4",
+        "actor_rollout_ref.rollout.n=5",
         "trainer.nnodes=2",
         "trainer.n_gpus_per_node=8",
     )
@@ -110,15 +118,15 @@ def test_user_overrides_come_last_and_win(dry_run, validate_on_cpu, tmp_path):
     assert f"exists, not rebuilt: {train}" in plan.output
     config = compose_config(*plan.verl_call())
     validate_on_cpu(config)
-    assert (config.actor_rollout_ref.rollout.n, config.trainer.nnodes, config.trainer.n_gpus_per_node) == (4, 2, 8)
+    assert (config.actor_rollout_ref.rollout.n, config.trainer.nnodes, config.trainer.n_gpus_per_node) == (5, 2, 8)
     assert config.data.val_files.endswith("/elsewhere/val.parquet") and Path(config.data.val_files).is_absolute()
     assert RewardSettings.from_verl_config(config).judge.llm.endpoints == ("http://judge-node:9000/v1",)
-    assert plan.command("verl.trainer.main_ppo")[:2] == ["env", "CUDA_VISIBLE_DEVICES=0,1"]
+    assert plan.command("verl.trainer.main_ppo")[:4] == ["env", "-u", "RAY_ADDRESS", "CUDA_VISIBLE_DEVICES=0,1"]
 
 
 def test_gpu_numbers_are_positions_in_cuda_visible_devices(dry_run):
     plan = dry_run(MAIN, env={"CUDA_VISIBLE_DEVICES": "7,6,5,4,3,2"})
-    assert plan.command("verl.trainer.main_ppo")[1] == "CUDA_VISIBLE_DEVICES=7,6,5,4"
+    assert plan.command("verl.trainer.main_ppo")[3] == "CUDA_VISIBLE_DEVICES=7,6,5,4"
     assert plan.command("vllm.entrypoints.openai.api_server")[1] == "CUDA_VISIBLE_DEVICES=3,2"
 
 
@@ -150,6 +158,29 @@ def test_bad_options_exit_2_naming_the_option(run_script, args, message):
 def test_another_training_domain_needs_its_parquet(run_script):
     result = run_script(ROOT / "recipes" / "run_dataset_variation.sh", "food101", "--dry-run")
     assert result.returncode == 2 and "--train-file is required" in result.stderr
+
+
+def documented_dataset_variation_examples() -> list[list[str]]:
+    """The ``run_dataset_variation.sh`` command of its own header and of recipes/README.md, as words."""
+    header = (ROOT / "recipes" / "run_dataset_variation.sh").read_text()
+    readme = (ROOT / "recipes" / "README.md").read_text()
+    found = []
+    for text, prefix in ((header, "#"), (readme, "")):
+        lines = [line.strip().removeprefix(prefix).strip() for line in text.splitlines()]
+        start = next(i for i, line in enumerate(lines) if line.startswith("bash recipes/run_dataset_variation.sh "))
+        command = lines[start]
+        while command.endswith("\\"):
+            start += 1
+            command = command[:-1] + " " + lines[start]
+        found.append(shlex.split(command))
+    return found
+
+
+def test_the_documented_dataset_variation_example_can_build_its_validation_set():
+    """Validation is on CUB-200 test: the example must say where CUB-200 is (or give the parquet)."""
+    examples = documented_dataset_variation_examples()
+    assert examples[0] == examples[1]
+    assert "--cub-root" in examples[0] or "--val-file" in examples[0]
 
 
 @pytest.mark.parametrize(
@@ -189,23 +220,22 @@ def test_without_vllm_the_recipe_exits_2_naming_the_gpu_extra(run_script, tmp_pa
     assert not (tmp_path / "data").exists()
 
 
+def readme_multi_node_command() -> list[str]:
+    """The head-node command of recipes/README.md's multi-node section, as words (placeholders filled)."""
+    readme = (ROOT / "recipes" / "README.md").read_text()
+    section = readme[readme.index("## Several nodes") :]
+    block = section[section.index("4. **On the head node**") :]
+    block = block[block.index("```bash") + len("```bash") : block.index("```", block.index("```bash") + 7)]
+    words = shlex.split(block.replace("\\\n", " ").replace("<judge-ip>", "judge-node"))
+    assert words[:2] == ["bash", "recipes/run_speciarl_qwen25vl.sh"]
+    return words[2:]
+
+
 def test_multi_node_command_of_the_readme_validates(dry_run, validate_on_cpu):
-    plan = dry_run(
-        MAIN,
-        "--cub-root",
-        "/shared/CUB_200_2011",
-        "--judge-endpoint",
-        "http://judge-node:8001/v1",
-        "--judge-api-key-env",
-        "SPECIARL_JUDGE_API_KEY",
-        "--",
-        "trainer.nnodes=2",
-        "trainer.n_gpus_per_node=8",
-        "+ray_kwargs.ray_init.address=auto",
-        "reward.reward_kwargs.judge.cache.backend=redis",
-        "reward.reward_kwargs.judge.cache.redis_url=redis://judge-node:6379/0",
-        "reward.reward_kwargs.judge.cache.redis_password_env=SPECIARL_REDIS_PASSWORD",
-    )
+    words = readme_multi_node_command()
+    at = words.index("--data-dir")  # the dry run keeps its parquet files in a folder of its own
+    assert words[at + 1] == "/shared/data"
+    plan = dry_run(MAIN, *words[:at], *words[at + 2 :])
     config = compose_config(*plan.verl_call())
     validate_on_cpu(config)
     judge = RewardSettings.from_verl_config(config).judge
@@ -214,3 +244,40 @@ def test_multi_node_command_of_the_readme_validates(dry_run, validate_on_cpu):
     assert judge.llm.api_key_env == "SPECIARL_JUDGE_API_KEY"
     assert (config.trainer.nnodes * config.trainer.n_gpus_per_node, config.ray_kwargs.ray_init.address) == (16, "auto")
     assert not plan.has("vllm.entrypoints.openai.api_server")
+    # the cluster is the user's: RAY_ADDRESS stays, no `local` is added; the key goes before `ray start`
+    assert plan.command("verl.trainer.main_ppo")[:2] == ["env", "CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7"]
+    assert "+ray_kwargs.ray_init.address=local" not in plan.command("verl.trainer.main_ppo")
+    assert "export SPECIARL_JUDGE_API_KEY on every node before `ray start`" in plan.output
+    folder = config.trainer.default_local_dir
+    assert folder.startswith("/shared/checkpoints/speciarl_grpo_cub200_train_3000_seed42_")
+    assert f"{folder} must be on a filesystem every node shares" in plan.output
+    assert "a real run stops here" not in plan.output
+
+
+def test_readme_multi_node_section_names_interfaces_and_the_judges_context():
+    section = (ROOT / "recipes" / "README.md").read_text().split("## Several nodes")[1].split("\n## ")[0]
+    for needed in ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "--max-model-len 4096", "--checkpoint-root /shared"):
+        assert needed in section, needed
+    assert section.index("export SPECIARL_JUDGE_API_KEY") < section.index("ray start --head")
+
+
+def test_several_nodes_without_a_cluster_or_with_a_loopback_judge_are_refused_in_the_plan(dry_run):
+    plan = dry_run(MAIN, "--cub-root", "/data/CUB_200_2011", "--", "trainer.nnodes=2", "trainer.n_gpus_per_node=8")
+    refusals = [line for line in plan.output.splitlines() if line.startswith("# a real run stops here")]
+    assert len(refusals) == 3
+    for reason in (
+        "+ray_kwargs.ray_init.address=auto",
+        "--train-gpus 0,1,2,3 hands the training 4 GPUs",
+        "--judge-endpoint",
+    ):
+        assert sum(reason in refusal for refusal in refusals) == 1, reason
+    assert Path(compose_config(*plan.verl_call()).trainer.default_local_dir).is_absolute()
+
+
+def test_a_gpu_count_override_must_match_the_gpus_the_training_gets(dry_run):
+    # verl would wait for 8 GPUs in a Ray that CUDA_VISIBLE_DEVICES gave 2
+    plan = dry_run(MAIN, "--train-gpus", "0,1", "--", "trainer.n_gpus_per_node=8")
+    assert "# a real run stops here: trainer.n_gpus_per_node=8 but --train-gpus 0,1 hands the training 2" in plan.output
+    plan = dry_run(MAIN, "--train-gpus", "0,1", "--", "trainer.n_gpus_per_node=2")
+    assert "a real run stops here" not in plan.output
+    assert "# 4. training on GPUs 0,1 " in plan.output
