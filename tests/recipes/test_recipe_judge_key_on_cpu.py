@@ -12,28 +12,9 @@ import stat
 import sys
 from pathlib import Path
 
+from support.fake_vllm_serve import FAKE_VLLM_SERVE
+
 ROOT = Path(__file__).resolve().parents[2]
-
-# Stand-in for `python -m vllm.entrypoints.openai.api_server`: /health is open, /v1/* needs the key
-# vLLM itself reads from --api-key or VLLM_API_KEY.
-FAKE_VLLM = r"""
-import http.server, json, os, sys
-port = int(sys.argv[sys.argv.index("--port") + 1])
-key = os.environ.get("VLLM_API_KEY")
-with open(os.environ["SPECIARL_TEST_OUT"] + "/judge.json", "w") as out:
-    json.dump({"argv": sys.argv, "key": key}, out)
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        allowed = self.path == "/health" or (key and self.headers.get("Authorization") == f"Bearer {key}")
-        self.send_response(200 if allowed else 401)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
-"""
 
 # Stand-in for `python -m verl.trainer.main_ppo`: asks the judge with the key the reward would send.
 FAKE_MAIN_PPO = r"""
@@ -65,7 +46,7 @@ def test_the_judge_the_recipe_starts_answers_only_with_the_runs_key(run_script, 
     path.parent.mkdir(parents=True, exist_ok=True)
     for package in list(path.parents)[: module.count("/")]:
         (package / "__init__.py").touch()
-    path.write_text(FAKE_VLLM)
+    path.write_text(FAKE_VLLM_SERVE)
     (tmp_path / "fake_main_ppo.py").write_text(FAKE_MAIN_PPO)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -28,30 +28,11 @@ from pathlib import Path
 
 import pytest
 
+from support.fake_vllm_serve import FAKE_VLLM_SERVE
+
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "recipes" / "run_speciarl_qwen25vl.sh"
 JUDGE = "Qwen3-30B-A3B-Instruct-2507"
-
-# `python -m vllm.entrypoints.openai.api_server`: /health is open, /v1/* needs the key (as vLLM's).
-FAKE_VLLM = r"""
-import http.server, json, os, sys
-port = int(sys.argv[sys.argv.index("--port") + 1])
-key = os.environ.get("VLLM_API_KEY")
-with open(os.path.join(os.environ["SPECIARL_TEST_OUT"], "judge.json"), "w") as out:
-    json.dump({"pid": os.getpid(), "argv": sys.argv, "key": key}, out)
-print("fake judge: serving on", port, flush=True)
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        allowed = self.path == "/health" or (key and self.headers.get("Authorization") == f"Bearer {key}")
-        self.send_response(200 if allowed else 401)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
-"""
 
 # `python -m verl.trainer.main_ppo`: asks the judge as the reward would, records what it was given.
 FAKE_MAIN_PPO = r"""
@@ -208,7 +189,7 @@ class Harness:
         module.parent.mkdir(parents=True)
         for package in (site / "vllm", *list(module.parents)[:3]):
             (package / "__init__.py").touch()
-        module.write_text(FAKE_VLLM)
+        module.write_text(FAKE_VLLM_SERVE)
         (root / "stand-ins" / "fake_main_ppo.py").write_text(FAKE_MAIN_PPO)
         self.python = root / "stand-ins" / "python"
         executable(self.python, f"#!{sys.executable}\n{WRAPPER}")
