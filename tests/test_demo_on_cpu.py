@@ -45,7 +45,7 @@ def test_demo_tour_runs_every_step():
     assert tokens and int(tokens.group(1)) > 0
     assert "<|vision_start|><|image_pad|><|vision_end|>" in out
     # step 3: the GPU recipe's dry run, runnable here
-    assert "python3 -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn speciarl_grpo" in out
+    assert f"{sys.executable} -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn speciarl_grpo" in out
     # step 4: the evaluation report with its out-of-domain mean
     assert "## Out-of-domain mean" in out and "fgvc_aircraft" in out
     # step 5: three GRPO steps through verl's main_ppo on the CPU, one table row per step

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -165,10 +166,12 @@ def _print_recipe_dry_run(console) -> None:
     if not RECIPE.exists():
         console.print(f"[yellow]no recipe at {RECIPE} (the recipes ship with the repository, not the wheel)[/yellow]")
         return
-    command = ["bash", str(RECIPE), "--dry-run"]
+    # this interpreter runs the recipe's preflight (the default `python3` may not have the package)
+    command = ["bash", str(RECIPE), "--dry-run", "--python", sys.executable]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     console.print(f"$ {' '.join(command[1:])}", markup=False, highlight=False)
-    console.print(result.stdout.rstrip(), markup=False, highlight=False)
+    # command lines are not wrapped: they stay whole to copy, whatever the terminal width
+    console.print(result.stdout.rstrip(), markup=False, highlight=False, soft_wrap=True)
     if result.returncode != 0:
         console.print(f"[red]dry run exited with {result.returncode}:[/red]")
         console.print(result.stderr.rstrip(), markup=False, highlight=False)
