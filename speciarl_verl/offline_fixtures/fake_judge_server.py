@@ -52,6 +52,18 @@ __all__ = ["FakeJudgeServer"]
 _PAIR = re.compile(r"```json\s*(\{.*?\})\s*```", re.DOTALL)
 
 
+def _pair_in(user: str) -> dict[str, Any]:
+    """The pair in a user message: the fenced JSON of our prompts, else the first JSON object that starts
+    with ``"ground_truth"`` (a prompt with another ``pair_format``, such as ``compact_json``)."""
+    fenced = _PAIR.search(user)
+    if fenced:
+        return json.loads(fenced.group(1))
+    start = re.search(r'\{\s*"ground_truth"', user)
+    if start is None:
+        raise ValueError("no (ground truth, prediction) pair in the user message")
+    return json.JSONDecoder().raw_decode(user, start.start())[0]
+
+
 @dataclass
 class FakeJudgeServer:
     latency_s: float = 0.0
@@ -134,7 +146,7 @@ class FakeJudgeServer:
     def judge_label(self, body: dict[str, Any]) -> str:
         """The label a sensible judge would give the pair in ``body`` (rule tier, else wrong)."""
         user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-        pair = json.loads(_PAIR.search(user).group(1))
+        pair = _pair_in(user)
         row = self._known.get(normalize_label(pair["ground_truth"]))
         request = VerificationRequest.for_row(pair["ground_truth"], pair["prediction"], "", row)
         category = decide_offline(request)
