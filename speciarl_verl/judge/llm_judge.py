@@ -26,22 +26,24 @@ class InvalidVerdictError(RuntimeError):
         self.endpoint = endpoint
 
 
-def cap_prediction(prediction: str, max_chars: int) -> str:
-    """Collapse whitespace and cut to ``max_chars`` characters: labels are short, model output need not be.
+def cap_prediction(prediction: str, max_chars: int | None) -> str:
+    """Collapse whitespace and, unless ``max_chars`` is ``None``, cut to ``max_chars`` characters.
 
-    >>> cap_prediction("  a\\n  long   answer ", 8)
-    'a long a'
+    >>> cap_prediction("  a\\n  long   answer ", 8), cap_prediction("  a\\n  long   answer ", None)
+    ('a long a', 'a long answer')
     """
-    return " ".join(prediction.split())[:max_chars]
+    folded = " ".join(prediction.split())
+    return folded if max_chars is None else folded[:max_chars]
 
 
 def judge_input(settings: LLMSettings, ground_truth: str, prediction: str) -> tuple[str, str]:
     """The two strings the judge reads for a pair, and the only strings its cache key is made of.
 
-    ``input_text=normalized`` cleans both (:func:`normalize_for_judge`) and only then is the
-    prediction cut to ``max_prediction_chars``; ``raw`` cuts the prediction as it came. Cutting
-    after cleaning matters: 200 characters of punctuation before a species name would otherwise
-    leave nothing of the name, and two such answers would share one verdict.
+    ``input_text=normalized`` cleans both (:func:`normalize_for_judge`), ``raw`` only folds the
+    prediction's whitespace; then, if ``max_prediction_chars`` is set (the default ``None`` sends
+    the whole prediction, as the method does), the prediction is cut to it. Cutting after
+    cleaning matters: 200 characters of punctuation before a species name would otherwise leave
+    nothing of the name, and two such answers would share one verdict.
 
     >>> judge_input(LLMSettings(max_prediction_chars=12), "Laysan Albatross", "!!!!!!!!!!!!!!!! laysan albatross")
     ('laysan albatross', 'laysan albat')

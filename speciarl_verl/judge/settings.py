@@ -79,6 +79,9 @@ class LLMSettings:
       A password in a URL (``http://user:PASSWORD@host/v1``) is shown as ``***`` in messages and logs.
     * ``model``: the served model name. The training default is a Qwen3-30B-A3B-Instruct-2507
       class model; the evaluation judge is set by the user.
+    * ``prompt``: the judge prompt's name, from the registry or, with ``prompt_file``, from that JSON
+      file (:func:`~speciarl_verl.judge.prompt.load_judge_prompts`; a prompt's ``pair_format`` lays
+      out the pair, e.g. ``compact_json`` for a copy of the method's prompt).
     * ``constrained_decoding``: ``auto`` asks each vLLM server its version and uses
       ``structured_outputs`` (vLLM >= 0.12) or ``guided_choice`` (older); every reply is
       validated against the label set either way.
@@ -89,7 +92,10 @@ class LLMSettings:
       date) waits at least that long before the next attempt, but never more than ``backoff_max_s``.
     * ``max_in_flight``: requests in flight per process; ``requests_per_second``: optional cap. A
       request waiting to retry holds neither: both count attempts talking to a server.
-    * ``max_prediction_chars``: predictions are cut to this length before they reach the judge.
+    * ``max_prediction_chars``: ``None`` (the default, as the method: the judge reads the whole
+      prediction) or a length the prediction is cut to, after ``input_text``'s cleaning, before it
+      reaches the judge and its cache key. A cut bounds the judge's input tokens for rambling
+      answers, but an answer longer than the cut is judged on its beginning only.
     * ``input_text``: ``normalized`` (the method's cleaning of both strings: lower case, punctuation
       other than dashes dropped, whitespace collapsed; see
       :func:`speciarl_verl.core.label_normalization.normalize_for_judge`) or ``raw``.
@@ -110,7 +116,7 @@ class LLMSettings:
     backoff_max_s: float = 20.0
     max_in_flight: int = 64
     requests_per_second: float | None = None
-    max_prediction_chars: int = 200
+    max_prediction_chars: int | None = None
     input_text: JudgeInput = "normalized"
     api_key_env: str | None = None
 
@@ -128,9 +134,11 @@ class LLMSettings:
             )
         if self.input_text not in JUDGE_INPUTS:
             raise ValueError(f"judge.llm.input_text={self.input_text!r} is not one of {JUDGE_INPUTS}")
-        for name in ("max_tokens", "max_in_flight", "max_prediction_chars"):
+        for name in ("max_tokens", "max_in_flight"):
             if getattr(self, name) < 1:
                 raise ValueError(f"judge.llm.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_prediction_chars is not None and self.max_prediction_chars < 1:
+            raise ValueError(f"judge.llm.max_prediction_chars must be null or >= 1, got {self.max_prediction_chars}")
         if self.max_retries < 0 or self.timeout_s <= 0:
             raise ValueError("judge.llm.max_retries must be >= 0 and judge.llm.timeout_s > 0")
         if self.requests_per_second is not None and self.requests_per_second <= 0:
@@ -229,7 +237,10 @@ class JudgeSettings:
 
     * ``kind``: ``offline`` (rule tier only; pairs it cannot decide get ``deferred_outcome`` and
       the verdict source ``deferred``), ``llm`` (every pair to the LLM judge, through the cache),
-      ``auto`` (rule tier first, the LLM for what it defers).
+      ``auto`` (rule tier first, the LLM for what it defers). ``offline`` is the default here, but
+      the reward manager refuses the dynamic reward unless ``reward.reward_kwargs.judge.kind`` is
+      set (:func:`speciarl_verl.verl_ext.config_checks.check_judge_kind`): a recipe that forgot it
+      would otherwise train on undecided pairs scored *wrong*.
     * ``failure_policy``: ``raise`` stops training with an error naming the endpoint and how
       many pairs failed; ``mask`` gives every rollout of an affected group the same reward 0
       (zero advantage) and counts the group in ``speciarl/masked_groups_total``.

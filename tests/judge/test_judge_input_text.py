@@ -9,6 +9,7 @@ import pytest
 
 from speciarl_verl.core.label_normalization import normalize_for_judge
 from speciarl_verl.judge import JudgeSettings, TieredVerifier, VerificationRequest
+from speciarl_verl.judge.llm_judge import judge_input
 from speciarl_verl.judge.prompt import DEFAULT_JUDGE_PROMPT, SPECIARL_V1, get_judge_prompt
 from speciarl_verl.judge.settings import LLMSettings
 
@@ -95,3 +96,18 @@ def test_the_default_prompt_keeps_the_methods_less_specific():
     assert "body style" not in DEFAULT_JUDGE_PROMPT.system and "body style" in SPECIARL_V1.system
     assert DEFAULT_JUDGE_PROMPT.version != SPECIARL_V1.version
     assert LLMSettings(prompt="speciarl_v1").prompt == "speciarl_v1"
+
+
+def test_the_prediction_reaches_the_judge_whole_unless_a_cut_is_set(fake_judge):
+    assert LLMSettings().max_prediction_chars is None  # as the method: no cut
+    rambling = "a large seabird with long narrow wings gliding low over the waves " * 4 + "laysan albatross"
+    cleaned = normalize_for_judge(rambling)
+    assert len(cleaned) > 200
+    assert judge_input(LLMSettings(), "Laysan Albatross", rambling) == ("laysan albatross", cleaned)
+    assert judge_input(LLMSettings(max_prediction_chars=200), "x", rambling)[1] == cleaned[:200]
+    (sent,) = [pair["prediction"] for pair in judged_pairs(fake_judge()) if pair["ground_truth"] == "f a-18"]
+    assert sent == "f a-18 hornet us navy"
+    capped = judged_pairs(fake_judge(), max_prediction_chars=8)
+    assert [pair["prediction"] for pair in capped] == ["anna s h", "f a-18 h"]
+    with pytest.raises(ValueError, match=r"max_prediction_chars must be null or >= 1"):
+        LLMSettings(max_prediction_chars=0)
