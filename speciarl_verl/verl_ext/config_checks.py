@@ -1,9 +1,11 @@
-"""Checks that a verl config wires SpeciaRL's two stages together.
+"""Checks that a verl config wires SpeciaRL's two stages together and chooses its judge.
 
 The dynamic reward only exists after the group stage; a run that scores with
 our reward manager but samples with verl's stock replay buffer would train on
-the provisional per-rollout score without saying so. These checks turn that
-into an error at start-up.
+the provisional per-rollout score without saying so. Nor does the reward pick
+a judge for the user: ``JudgeSettings.kind`` defaults to the rule tier alone,
+whose undecided pairs count as *wrong*, which a recipe that forgot the key
+would train on without a word. These checks turn both into errors at start-up.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from speciarl_verl.judge.settings import JUDGE_KINDS
 from speciarl_verl.reward_settings import RewardSettings
 
-__all__ = ["GROUP_STAGE_PATH", "check_group_stage", "group_stage_class"]
+__all__ = ["GROUP_STAGE_PATH", "check_group_stage", "check_judge_kind", "group_stage_class", "judge_kind_given"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,3 +61,44 @@ def check_group_stage(config: Any, settings: RewardSettings) -> None:
     if settings.scheme == "dynamic":
         raise ValueError(f"the SpeciaRL dynamic reward needs its group stage in verl's replay buffer: {fix}")
     logger.warning("SpeciaRL static reward without its group stage: no speciarl/* training metrics; %s", fix)
+
+
+#: What each ``judge.kind`` costs, for the message that asks for one.
+_KIND_COSTS = {
+    "offline": "the rule tier alone: no judge server, but every pair it has no rule for (a farther ancestor "
+    'such as "albatross" for an albatross species, any wrong answer) scores judge.deferred_outcome (wrong)',
+    "llm": "every pair to the LLM judge at judge.llm.endpoints, as the method: one judge call per unique pair, "
+    "a served judge model (GPUs)",
+    "auto": "the rule tier first (exact names, synonyms, refusals, domain nouns, close parents), the LLM judge for "
+    "the rest: fewer judge calls, the same judge server (what the shipped configs set)",
+}
+assert set(_KIND_COSTS) == set(JUDGE_KINDS), "every judge kind needs its cost described"
+
+
+def _reward_kwarg(config: Any, *path: str) -> Any:
+    """``reward.reward_kwargs.<path>`` of verl's config, ``None`` when missing or null."""
+    node = config
+    for key in ("reward", "reward_kwargs", *path):
+        node = node.get(key) if node is not None and hasattr(node, "get") else None
+    return node
+
+
+def judge_kind_given(config: Any) -> bool:
+    """Whether ``reward.reward_kwargs.judge.kind`` is set (not missing, not null) in verl's config."""
+    return _reward_kwarg(config, "judge", "kind") is not None
+
+
+def check_judge_kind(config: Any) -> None:
+    """Raise if the dynamic reward would run with a judge nobody chose (warn for the static tables):
+    one message naming the key, its choices and what each costs. Runs before the settings are read,
+    so a null ``kind`` gets this message too."""
+    if judge_kind_given(config):
+        return
+    choices = "; ".join(f"{kind}: {_KIND_COSTS[kind]}" for kind in JUDGE_KINDS)
+    message = (
+        "reward.reward_kwargs.judge.kind is not set: choose the judge with reward.reward_kwargs.judge.kind="
+        f"{'|'.join(JUDGE_KINDS)} (prefix the override with + where the config has no such key). {choices}"
+    )
+    if (_reward_kwarg(config, "scheme") or "dynamic") == "dynamic":
+        raise ValueError(message)
+    logger.warning("SpeciaRL static reward with the rule tier alone (the default judge); %s", message)

@@ -31,7 +31,7 @@ from speciarl_verl.core.rollout_record import record_info
 from speciarl_verl.core.verdict_noise import apply_verdict_noise, noise_rng
 from speciarl_verl.judge.verifier import JudgeError, VerificationRequest
 from speciarl_verl.reward_settings import RewardSettings
-from speciarl_verl.verl_ext.config_checks import check_group_stage
+from speciarl_verl.verl_ext.config_checks import check_group_stage, check_judge_kind
 
 __all__ = ["REWARD_MANAGER_NAME", "SpeciaRewardManager", "response_decoder"]
 
@@ -127,6 +127,7 @@ class SpeciaRewardManager(RewardManagerBase):
         **_: Any,
     ) -> None:
         super().__init__(config, tokenizer, compute_score)
+        check_judge_kind(config)
         self.settings = RewardSettings.from_verl_config(config)
         check_group_stage(config, self.settings)
         self.settings.judge.check_secrets()  # an unset key variable on this node stops the run here, at start-up

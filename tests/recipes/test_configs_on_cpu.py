@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from speciarl_verl import RewardSettings
 from speciarl_verl.config.compose import compose_config, shipped_config_names
-from speciarl_verl.verl_ext.config_checks import check_group_stage, group_stage_class
+from speciarl_verl.verl_ext.config_checks import check_group_stage, group_stage_class, judge_kind_given
 from speciarl_verl.verl_ext.group_stage import GroupRewardReplayBuffer
 
 STATIC = {"reward.reward_kwargs.scheme": "static"}
@@ -91,6 +91,7 @@ def test_config_composes_validates_and_wires_both_stages(composed, validate_on_c
     validate_on_cpu(config)
     settings = RewardSettings.from_verl_config(config)  # raises on an unknown or invalid reward key
     check_group_stage(config, settings)
+    assert judge_kind_given(config)  # every shipped config chooses its judge (the reward refuses otherwise)
     assert group_stage_class(config) is GroupRewardReplayBuffer
     assert config.reward.reward_manager.name == "speciarl"
     assert config.trainer.use_v1 is True
@@ -133,6 +134,8 @@ def test_main_recipe_is_the_paper_setting(composed):
     assert (config.algorithm.adv_estimator, config.algorithm.filter_groups.enable) == ("grpo", False)
     judge = RewardSettings.from_verl_config(config).judge
     assert (judge.kind, judge.failure_policy, judge.llm.endpoints) == ("auto", "raise", ("http://127.0.0.1:8001/v1",))
+    # the judge reads what the method's did: both strings cleaned, the prediction whole
+    assert (judge.llm.input_text, judge.llm.max_prediction_chars) == ("normalized", None)
 
 
 def test_dapo_length_penalty_resolves_against_the_response_length(composed):

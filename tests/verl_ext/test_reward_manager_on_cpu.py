@@ -9,7 +9,9 @@ from tensordict import TensorDict
 from verl import DataProto
 from verl.trainer.ppo.reward import load_reward_manager, resolve_reward_manager_cls
 
+from speciarl_verl.judge.settings import JUDGE_KINDS
 from speciarl_verl.offline_fixtures.verl_rollouts import Rollout, trajectory_dataproto
+from speciarl_verl.verl_ext.config_checks import judge_kind_given
 from speciarl_verl.verl_ext.reward_manager import SpeciaRewardManager, response_decoder
 
 ROW = {
@@ -165,6 +167,42 @@ def test_static_reward_without_group_stage_warns(make_manager, caplog):
         manager = make_manager("reward.reward_kwargs.scheme=static", "trainer.v1.sampler.custom_sampler.path=null")
     assert isinstance(manager, SpeciaRewardManager)
     assert "without its group stage" in caplog.text
+
+
+@pytest.mark.parametrize("unset", ["~reward.reward_kwargs.judge.kind", "reward.reward_kwargs.judge.kind=null"])
+def test_dynamic_reward_without_a_judge_kind_refuses_to_start_naming_the_choices(make_manager, unset):
+    with pytest.raises(ValueError, match=r"judge\.kind is not set") as caught:
+        make_manager(unset)
+    message = str(caught.value)
+    assert "\n" not in message and "reward.reward_kwargs.judge.kind=offline|llm|auto" in message
+    for kind in JUDGE_KINDS:  # each choice with what it costs
+        assert f"; {kind}: " in message or f". {kind}: " in message, kind
+    assert "scores judge.deferred_outcome (wrong)" in message and "one judge call per unique pair" in message
+
+
+def test_a_judge_kind_given_even_as_the_default_starts(make_manager):
+    assert isinstance(make_manager("reward.reward_kwargs.judge.kind=offline"), SpeciaRewardManager)
+
+
+def test_static_reward_without_a_judge_kind_warns(make_manager, caplog):
+    with caplog.at_level(logging.WARNING, logger="speciarl_verl.verl_ext.config_checks"):
+        manager = make_manager("reward.reward_kwargs.scheme=static", "~reward.reward_kwargs.judge.kind")
+    assert manager.settings.judge.kind == "offline"
+    assert "judge.kind is not set" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("tree", "given"),
+    [
+        (None, False),
+        ({"reward": {"reward_kwargs": {}}}, False),
+        ({"reward": {"reward_kwargs": {"judge": {"llm": {"model": "m"}}}}}, False),
+        ({"reward": {"reward_kwargs": {"judge": {"kind": None}}}}, False),
+        ({"reward": {"reward_kwargs": {"judge": {"kind": "auto"}}}}, True),
+    ],
+)
+def test_judge_kind_given_tells_a_set_key_from_a_default(tree, given):
+    assert judge_kind_given(tree) is given
 
 
 def test_unknown_reward_kwarg_fails_at_load(make_manager):
