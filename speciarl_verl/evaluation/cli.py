@@ -167,7 +167,8 @@ def _add_judge(commands: argparse._SubParsersAction) -> None:
         "--judge-config",
         type=Path,
         help="YAML mapping of judge settings (JudgeSettings fields; 'kind' defaults to llm); default: the shipped "
-        "eval_judge_llama3_70b.yaml (meta-llama/Llama-3.3-70B-Instruct via vllm serve on 127.0.0.1:8002)",
+        "eval_judge_llama3_70b.yaml (meta-llama/Meta-Llama-3-70B-Instruct, the method's, via vllm serve on "
+        "127.0.0.1:8002; --judge-set llm.model=meta-llama/Llama-3.3-70B-Instruct for 3.3)",
     )
     p.add_argument("--judge-set", action="append", default=[], metavar="KEY=VALUE", help="one more judge setting")
     p.add_argument("--batch-size", type=int, default=256, help="answers per verifier call")

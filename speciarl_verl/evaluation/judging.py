@@ -1,7 +1,7 @@
 """``speciarl eval judge``: verdicts for a predictions file, resumable.
 
-The judge is the shipped evaluation judge (:data:`EVAL_JUDGE_CONFIG`: every pair to a
-Llama-3.3-70B-Instruct served by vLLM) unless the caller passes other settings. Answers that
+The judge is the shipped evaluation judge (:data:`EVAL_JUDGE_CONFIG`: every pair to the method's
+Meta-Llama-3-70B-Instruct served by vLLM) unless the caller passes other settings. Answers that
 could not be parsed get ``category: null, reason: "unparseable"`` without a judge call. With
 ``kind: offline`` a pair the rule tier has no rule for is written as it is, undecided
 (``category: null, source: "offline", reason: "undecided"``, as ``speciarl verify`` writes it),
@@ -80,7 +80,7 @@ def default_judge_settings() -> dict[str, Any]:
     """The shipped evaluation judge as a ``JudgeSettings`` mapping.
 
     >>> default_judge_settings()["llm"]["model"]
-    'meta-llama/Llama-3.3-70B-Instruct'
+    'meta-llama/Meta-Llama-3-70B-Instruct'
     """
     from importlib import resources
 

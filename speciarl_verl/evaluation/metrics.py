@@ -16,6 +16,9 @@ Built-in aggregations (our reading of the paper; its exact wording was not avail
   0 when nothing is correct;
 * ``hm`` = 2 * correctness * specificity / (correctness + specificity), 0 when both are 0.
 
+Registered beside them (its own module, :mod:`.method_score`, imported at the end of this one so
+the registry is the same whatever is imported first): ``method_score``, the method's average score.
+
 Defaults: correct = {generic, less specific, specific, more specific};
 specific = {specific, more specific}. Abstain, wrong and unparseable answers are not correct.
 ``undecided`` answers (no judge decided them) are in no denominator: nothing is known about
@@ -260,3 +263,7 @@ def hm(counts: Mapping[str, float], sets: CategorySets) -> float:
     0.6
     """
     return harmonic_mean(correctness(counts, sets), specificity(counts, sets))
+
+
+# The method's average score registers itself as an aggregation; imported last, as it builds on this module.
+from speciarl_verl.evaluation import method_score as _method_score  # noqa: E402, F401

@@ -10,7 +10,7 @@ from speciarl_verl.evaluation.metrics import HISTOGRAM_KEYS
 
 __all__ = ["render_markdown"]
 
-_TITLES = {"correctness": "Corr.", "specificity": "Spec.", "hm": "HM"}
+_TITLES = {"correctness": "Corr.", "specificity": "Spec.", "hm": "HM", "method_score": "Score"}
 
 
 def _num(value: float | None) -> str:
@@ -71,7 +71,8 @@ def render_markdown(
         f"- correct set: {', '.join(definitions['correct'])}",
         f"- specific set: {', '.join(definitions['specific'])}",
     ]
-    lines += [f"- **{key}**: {definitions[key]}" for key in ("correctness", "specificity", "hm")]
+    headline = ("correctness", "specificity", "hm", "method_score")
+    lines += [f"- **{key}** ({_title(key)}): {definitions[key]}" for key in headline if key in definitions]
     keys = ("undecided", "best_of_n", "ood_mean", "interval", "parse_mode", "unparseable_rate")
     lines += [f"- {key}: {definitions[key]}" for key in keys if key in definitions]
     if answer_names:

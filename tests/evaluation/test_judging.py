@@ -211,7 +211,7 @@ def test_the_default_evaluation_judge_is_the_shipped_llama3_70b_llm():
 
     settings = JudgeSettings.from_mapping(judge_mapping(None, None))
     assert settings.kind == "llm"
-    assert settings.llm.model == "meta-llama/Llama-3.3-70B-Instruct"
+    assert settings.llm.model == "meta-llama/Meta-Llama-3-70B-Instruct"
     assert settings.llm.endpoints == ("http://127.0.0.1:8002/v1",)
     training_default = JudgeSettings()
     assert settings.cache.backend == "sqlite"
@@ -231,14 +231,14 @@ def test_eval_judge_without_judge_flag_asks_the_llm_for_every_pair(tmp_path, jso
     verdicts = load_verdicts(out)
     parsed = [v for v in verdicts if v.reason != "unparseable"]
     assert len(parsed) == 19 and not [v for v in verdicts if v.outcome == "undecided"]
-    assert {v.judge for v in verdicts} == {"llm:meta-llama/Llama-3.3-70B-Instruct"}
+    assert {v.judge for v in verdicts} == {"llm:meta-llama/Meta-Llama-3-70B-Instruct"}
     assert {v.source for v in parsed} <= {"llm", "dedup"}  # no pair was decided by a rule
     # The pairs the rule tier has no rule for were judged (the fake judge files them as wrong).
     assert {v.category.value for v in parsed if v.answer in ("DC-8", "sashimi")} == {"wrong"}
     assert server.calls == len({(v.ground_truth, v.answer) for v in parsed})
-    assert {body["model"] for body in server.requests} == {"meta-llama/Llama-3.3-70B-Instruct"}
+    assert {body["model"] for body in server.requests} == {"meta-llama/Meta-Llama-3-70B-Instruct"}
     assert {body["temperature"] for body in server.requests} == {0.0}
-    assert "judged now by llm:meta-llama/Llama-3.3-70B-Instruct" in capsys.readouterr().out
+    assert "judged now by llm:meta-llama/Meta-Llama-3-70B-Instruct" in capsys.readouterr().out
 
 
 class PartlyFailing:
@@ -357,10 +357,10 @@ def test_a_resume_with_another_judge_is_refused(tmp_path, jsonl_writer, fake_jud
     out.write_text("".join(out.read_text().splitlines(keepends=True)[:7]))  # as if interrupted
     before = out.read_text()
     capsys.readouterr()
-    llama = "llm:meta-llama/Llama-3.3-70B-Instruct"
+    llama = "llm:meta-llama/Meta-Llama-3-70B-Instruct"
     by_name = {  # another name: the message says which judges
         "another model": (["--judge-set", "llm.model=other"], "llm:other"),
-        "another kind": (["--judge", "auto"], "auto:meta-llama/Llama-3.3-70B-Instruct"),
+        "another kind": (["--judge", "auto"], "auto:meta-llama/Meta-Llama-3-70B-Instruct"),
         "no LLM": (["--judge", "offline"], "offline"),
     }
     for what, (other, name) in by_name.items():

@@ -56,13 +56,14 @@ def test_undecided_answers_are_left_out_or_filed_only_as_asked():
 
 def test_nothing_correct_gives_zero_specificity_and_hm():
     values = aggregate_all({"wrong": 4, "abstain": 2, "unparseable": 1}, CategorySets())
-    assert values == {"correctness": 0.0, "specificity": 0.0, "hm": 0.0}
+    assert values == {"correctness": 0.0, "specificity": 0.0, "hm": 0.0, "method_score": pytest.approx(-5 / 7)}
     assert harmonic_mean(0.0, 0.0) == 0.0
     assert harmonic_mean(1.0, 0.0) == 0.0
 
 
 def test_empty_histogram_gives_zeros_not_errors():
-    assert aggregate_all({}, CategorySets()) == {"correctness": 0.0, "specificity": 0.0, "hm": 0.0}
+    zeros = {"correctness": 0.0, "specificity": 0.0, "hm": 0.0, "method_score": 0.0}
+    assert aggregate_all({}, CategorySets()) == zeros
 
 
 def test_set_definitions_are_configurable():

@@ -172,7 +172,7 @@ def test_markdown_has_a_column_and_a_definition_per_answer_metric():
     run = two_source_run(lambda rows: score_verdicts(rows, names, OwcContext()))
     report = build_report([run], ReportSettings(train_domains=("food101",), replicates=100, answer_metrics=names))
     text = render_markdown(report)
-    assert "| run | sources | Corr. | Spec. | HM | EM | TI |" in text
+    assert "| run | sources | Corr. | Spec. | HM | Score | EM | TI |" in text
     assert "- **text_inclusion** (TI): 1 when the ground truth is a substring of the answer, both after" in text
     pets = report["runs"]["r"]["per_source"]["oxford_pets"]
     # pug/pug 1, pug/dog 0 -> 0.5; samoyed/cat 0, samoyed/samoyed 1 -> 0.5

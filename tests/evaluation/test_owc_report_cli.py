@@ -94,7 +94,7 @@ def test_inclusion_asks_each_distinct_pair_once(owc_report):
 def test_markdown_carries_the_columns_the_definitions_and_the_new_plot(owc_report):
     _, out, _ = owc_report
     text = (out / "report.md").read_text()
-    assert "| Corr. | Spec. | HM | EM | TI | LI | SS | CS |" in text
+    assert "| Corr. | Spec. | HM | Score | EM | TI | LI | SS | CS |" in text
     for name in OWC_METRICS:
         assert f"- **{name}** (" in text
     file_name = OWC_PLOT_FILES["hm_vs_semantic_similarity"]

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from speciarl_verl.cli import main as speciarl
+from speciarl_verl.evaluation.method_score import METHOD_SCORES
 from speciarl_verl.evaluation.plots import PLOT_SIZES, heatmap_png
 from speciarl_verl.evaluation.records import load_predictions
 from speciarl_verl.evaluation.report_files import PLOT_FILES
@@ -80,7 +81,7 @@ def test_report_json_is_consistent_with_its_histograms(pipeline):
     assert set(report["runs"]) == {"offline", "llm"}
     offline, llm = report["runs"]["offline"], report["runs"]["llm"]
     assert offline["judges"] == {"offline": 192}
-    assert llm["judges"] == {"llm:meta-llama/Llama-3.3-70B-Instruct": 192}
+    assert llm["judges"] == {"llm:meta-llama/Meta-Llama-3-70B-Instruct": 192}
     assert set(offline["per_source"]) == {
         "cub200",
         "fgvc_aircraft",
@@ -102,6 +103,16 @@ def test_report_json_is_consistent_with_its_histograms(pipeline):
         assert block["best_of_n"]["correctness"][0] == pytest.approx(block["correctness"])  # k = 1: the plain share
     assert offline["undecided"] == sum(b["undecided"] for b in offline["per_source"].values())
     assert llm["undecided"] == 0  # the LLM judge decides every parsed answer
+    # the method's average score, from each source's histogram, and its out-of-domain mean
+    for run in (offline, llm):
+        for block in run["per_source"].values():
+            scored = {k: v for k, v in block["counts"].items() if k != "undecided"}
+            expected = sum(METHOD_SCORES[k] * v for k, v in scored.items()) / sum(scored.values())
+            assert block["method_score"] == pytest.approx(expected)
+        sources = run["ood_mean"]["sources"]
+        mean = sum(run["per_source"][s]["method_score"] for s in sources) / len(sources)
+        assert run["ood_mean"]["method_score"] == pytest.approx(mean)
+        assert run["ood_mean"]["ci"]["method_score"][0] <= mean <= run["ood_mean"]["ci"]["method_score"][1]
     ood = offline["ood_mean"]
     assert "cub200" not in ood["sources"] and len(ood["sources"]) == 5
     mean_correctness = sum(offline["per_source"][s]["correctness"] for s in ood["sources"]) / 5
@@ -131,8 +142,9 @@ def test_report_markdown_and_plots_are_written(pipeline):
     text = (out / "report.md").read_text()
     assert "## Metric definitions" in text and "## Side by side" in text and "### Best-of-N" in text
     assert "judged by `offline` (192); undecided answers: " in text
-    assert "judged by `llm:meta-llama/Llama-3.3-70B-Instruct` (192); undecided answers: 0" in text
+    assert "judged by `llm:meta-llama/Meta-Llama-3-70B-Instruct` (192); undecided answers: 0" in text
     assert "| wrong | undecided | unparseable |" in text
+    assert "- **method_score** (Score): the method's average score" in text
     for name, file_name in PLOT_FILES.items():
         assert f"]({file_name})" in text
         assert_png((out / file_name).read_bytes(), name)
