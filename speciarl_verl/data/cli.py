@@ -194,7 +194,7 @@ def _run_list(args: argparse.Namespace) -> int:
     print("datasets (official-layout splits; CoOp split files add train/val/test):")
     for name in adapter_names():
         adapter = get_adapter(name)
-        coop = ", CoOp JSON" if adapter.coop_image_dir else ""
+        coop = f", CoOp JSON ({adapter.coop_split_file}: train, val, test)" if adapter.coop_split_file else ""
         print(f"  {name:<17} {', '.join(adapter.splits)}{coop}")
     print("policy prompts:")
     for name in policy_prompt_names():

@@ -149,7 +149,7 @@ def test_list_shows_datasets_splits_and_prompts(capsys):
     printed = capsys.readouterr().out
     lines = {line.split()[0]: " ".join(line.split()[1:]) for line in printed.splitlines() if line.startswith("  ")}
     assert lines["fgvc_aircraft"] == "train, val, trainval, test"
-    assert lines["oxford_pets"] == "trainval, test, CoOp JSON"
+    assert lines["oxford_pets"] == "trainval, test, CoOp JSON (split_zhou_OxfordPets.json: train, val, test)"
     assert lines["synthetic_shapes"] == "train, val, test, test_ood"
     for name in (
         "general",
@@ -173,3 +173,20 @@ def test_reference_sampler_from_the_command_line(cub_root, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--sampler", "shuffled", "--out", str(out)])
     assert exit_info.value.code == 2
+
+
+def test_pets_coop_train_split_from_the_command_line(pets_root, tmp_path, capsys):
+    """The split the method trained on: CoOp train, which exists only in the CoOp split file."""
+    out = tmp_path / "pets_train.parquet"
+    args = ["data", "build", "--dataset", "oxford_pets", "--root", str(pets_root), "--split", "train", "--no-progress"]
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown split 'train' for the official layout; choose from trainval, test" in err
+    assert "add --split-file split_zhou_OxfordPets.json" in err and not out.exists()
+
+    split_file = pets_root / "oxford-iiit-pet" / "split_zhou_OxfordPets.json"
+    assert main([*args, "--split-file", str(split_file), "--sampler", "reference", "--out", str(out)]) == 0
+    rows = pq.read_table(out).to_pylist()
+    assert sorted(row["extra_info"]["image_id"] for row in rows) == ["Abyssinian_1", "american_bulldog_10"]
+    manifest = json.loads((tmp_path / "pets_train.manifest.json").read_text())
+    assert manifest["sampler"] == "reference" and manifest["sources"][0]["split_file"] == str(split_file)

@@ -24,8 +24,9 @@ class DatasetAdapter(ABC):
     Subclasses set ``name`` (the ``data_source`` string), ``splits`` (the split names of
     the official layout), ``class_list`` (the shipped class-name file) and, if the CoOp
     split JSON exists for the dataset, ``coop_image_dir`` (the folder its paths are
-    relative to). They implement :meth:`read_raw` and, where the naming rule is not
-    "underscores become spaces", :meth:`ground_truth` and :meth:`parents`.
+    relative to) and ``coop_split_file`` (the JSON's usual name). They implement
+    :meth:`read_raw` and, where the naming rule is not "underscores become spaces",
+    :meth:`ground_truth` and :meth:`parents`.
 
     What the judge's rule tier knows of a class is declared here too, and written into
     every row: ``domain_nouns`` (the words for the whole benchmark's domain, filed
@@ -38,6 +39,7 @@ class DatasetAdapter(ABC):
     splits: ClassVar[tuple[str, ...]]
     class_list: ClassVar[str]
     coop_image_dir: ClassVar[str | None] = None
+    coop_split_file: ClassVar[str | None] = None
     domain_nouns: ClassVar[tuple[str, ...]] = ()
     #: True where copies are known to name the classes by the official 1-based class number
     #: (Flowers-102, whose official files name no class): a Hugging Face copy whose class
@@ -135,8 +137,12 @@ class DatasetAdapter(ABC):
 
     def check_split(self, split: str) -> None:
         if split not in self.splits:
+            coop = ""
+            if self.coop_split_file and split in ("train", "val", "test"):
+                coop = f" ({split!r} is a split of the CoOp split file: add --split-file {self.coop_split_file})"
             raise DataSourceError(
-                f"{self.name}: unknown split {split!r} for the official layout; choose from {', '.join(self.splits)}"
+                f"{self.name}: unknown split {split!r} for the official layout; choose from "
+                f"{', '.join(self.splits)}{coop}"
             )
 
 

@@ -53,6 +53,7 @@ class Flowers102Adapter(DatasetAdapter):
     class_list = "flowers102.txt"
     domain_nouns = ("flower", "flowers", "plant", "flowering plant")
     coop_image_dir = "jpg"
+    coop_split_file = "split_zhou_OxfordFlowers.json"
     numbered_class_names = True
 
     def ground_truth(self, class_name: str) -> str:

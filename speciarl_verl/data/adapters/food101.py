@@ -32,6 +32,7 @@ class Food101Adapter(DatasetAdapter):
     class_list = "food101.txt"
     domain_nouns = ("food", "dish", "meal")
     coop_image_dir = "images"
+    coop_split_file = "split_zhou_Food101.json"
 
     def read_raw(self, root: Path, split: str, problems: ProblemLog) -> list[SourceRecord]:
         self.check_split(split)

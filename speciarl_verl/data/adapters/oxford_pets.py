@@ -46,6 +46,7 @@ class OxfordPetsAdapter(DatasetAdapter):
     splits = ("trainval", "test")
     class_list = "oxford_pets.txt"
     coop_image_dir = "images"
+    coop_split_file = "split_zhou_OxfordPets.json"
     domain_nouns = ("pet", "pets", "animal")
 
     def parent_levels(self, parents: Sequence[str]) -> tuple[ParentLevel, ...]:
