@@ -4,7 +4,7 @@
 # The recipe is unchanged; the SPECIARL block below is all that is added.
 #
 #   bash examples/speciarl_reward_in_a_verl_recipe.sh \
-#       data.train_files=/abs/cub200_train_3000_seed42.parquet data.val_files=/abs/cub200_test_500_seed42.parquet
+#       data.train_files=/abs/cub200_train_3000_seed42_reference.parquet data.val_files=/abs/cub200_test_500_seed42.parquet
 #   bash examples/speciarl_reward_in_a_verl_recipe.sh --dry-run ...   # print the arguments, one per line
 #
 # Needs `pip install "speciarl-verl[gpu,train]"` on every node (verl finds the reward manager through
@@ -54,7 +54,8 @@ RECIPE=(
 
 # SpeciaRL: the reward manager scores each rollout with the judge, the group stage (a verl v1
 # replay buffer) turns the n rollouts of an image into the group reward before the advantages.
-# Both are needed: the reward manager refuses to start with the dynamic reward and no group stage.
+# Both are needed: the reward manager refuses to start with the dynamic reward and no group stage,
+# and without judge.kind (offline: rule tier only, undecided pairs wrong; llm; auto: rules, then the LLM).
 # `+` because verl's own tree has no reward.reward_kwargs; unset keys keep their defaults.
 SPECIARL=(
     reward.reward_manager.name=speciarl

@@ -6,7 +6,7 @@
 # validation stays on CUB-200 test as in the main recipe, so --cub-root is needed to build that
 # parquet the first time (or give --val-file):
 #
-#   bash recipes/run_dataset_variation.sh fgvc_aircraft --train-file data/fgvc_aircraft_train_3000_seed42.parquet \
+#   bash recipes/run_dataset_variation.sh fgvc_aircraft --train-file data/fgvc_aircraft_train_3000_seed42_reference.parquet \
 #       --cub-root /data/CUB_200_2011
 #
 # Every other argument goes to run_speciarl_qwen25vl.sh (its options, then Hydra overrides);

@@ -8,8 +8,9 @@
 #   0. checks the machine (real runs only) and the training config (`python -m
 #      speciarl_verl.config.preflight`, also in --dry-run: batch arithmetic, paths, lengths), then
 #      prints the plan: every command, the checkpoint folder and whether the training resumes there;
-#   1. builds the CUB-200 training parquet (train split, --train-subset images, --seed) and the
-#      validation parquet (test split, --val-subset images) under --data-dir if they are missing;
+#   1. builds the CUB-200 training parquet (train split, --train-subset images, --seed, drawn as the
+#      method drew them unless --sampler per_source) and the validation parquet (test split,
+#      --val-subset images) under --data-dir if they are missing;
 #   2. starts the judge's vLLM server on --judge-gpus (loopback only, with an API key generated for
 #      the run) and waits for /health, or checks that the server given with --judge-endpoint answers;
 #   3. runs `python -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn <--config>` on
@@ -39,6 +40,9 @@ config and data
   --train-subset N         training images drawn from CUB-200 train (default 3000)
   --val-subset N|all       validation images drawn from CUB-200 test (default 500)
   --seed N                 seed of both draws (default 42)
+  --sampler NAME           how the training images are drawn: reference (default: the method's own draw,
+                           one generator seeded once, as in the paper) or per_source (the builder's default);
+                           the validation draw is per_source either way
   --train-file PATH        train on this parquet instead (nothing is built)
   --val-file PATH          validate on this parquet instead (nothing is built)
 checkpoints
@@ -86,6 +90,7 @@ data_dir=data
 train_subset=3000
 val_subset=500
 seed=42
+sampler=reference
 train_file=""
 val_file=""
 checkpoint_root=checkpoints
@@ -151,6 +156,7 @@ while (($#)); do
                 --train-subset) train_subset=$value ;;
                 --val-subset) val_subset=$value ;;
                 --seed) seed=$value ;;
+                --sampler) sampler=$value ;;
                 --train-file) train_file=$value ;;
                 --val-file) val_file=$value ;;
                 --checkpoint-root) checkpoint_root=$value ;;
@@ -184,6 +190,8 @@ is_gpu_list() { [[ $1 =~ ^[0-9]+(,[0-9]+)*$ ]]; }
 is_count "$train_subset" || die 2 "--train-subset must be a positive number, got '$train_subset'"
 [[ $val_subset == all ]] || is_count "$val_subset" || die 2 "--val-subset must be a positive number or 'all', got '$val_subset'"
 [[ $seed =~ ^[0-9]+$ ]] || die 2 "--seed must be a number, got '$seed'"
+[[ $sampler == reference || $sampler == per_source ]] ||
+    die 2 "--sampler must be reference (the method's draw) or per_source, got '$sampler'"
 is_gpu_list "$train_gpus" || die 2 "--train-gpus must be a comma list such as 0,1,2,3, got '$train_gpus'"
 is_gpu_list "$judge_gpus" || die 2 "--judge-gpus must be a comma list such as 4,5, got '$judge_gpus'"
 is_count "$judge_port" || die 2 "--judge-port must be a port number, got '$judge_port'"
@@ -193,6 +201,9 @@ if [[ -n $judge_endpoint && ! $judge_endpoint =~ ^https?://[^/]+(/.*)?/v1/?$ ]];
 fi
 if [[ -n $judge_key_env && ! $judge_key_env =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
     die 2 "--judge-api-key-env must be an environment variable name such as SPECIARL_JUDGE_API_KEY, got '$judge_key_env'"
+fi
+if [[ -n ${seen[--sampler]:-} && -n $train_file ]]; then
+    die 2 "--sampler chooses how the CUB-200 training images are drawn; with --train-file nothing is drawn"
 fi
 if [[ -n ${seen[--checkpoint-root]:-} && -n $checkpoint_dir ]]; then
     die 2 "give --checkpoint-root or --checkpoint-dir, not both (--checkpoint-dir is the whole path)"
@@ -250,8 +261,11 @@ if [[ -n $train_file ]]; then
     train_name=${train_name%.parquet}
     build_train=0
 else
-    train_file=$data_dir/cub200_train_${train_subset}_seed${seed}.parquet
-    train_name=cub200_train_$train_subset
+    # the reference draw gets a name of its own: a per-source parquet of an earlier run is never taken for it
+    train_suffix=""
+    [[ $sampler == per_source ]] || train_suffix=_$sampler
+    train_file=$data_dir/cub200_train_${train_subset}_seed${seed}$train_suffix.parquet
+    train_name=cub200_train_$train_subset$train_suffix
     build_train=1
 fi
 if [[ -n $val_file ]]; then
@@ -349,11 +363,11 @@ show() {
 }
 
 make_build_command() {
-    # make_build_command SPLIT SUBSET OUT: sets build_command
+    # make_build_command SPLIT SUBSET OUT SAMPLER: sets build_command
     build_command=("$python_bin" -m speciarl_verl.cli data build --dataset cub200
         --root "${cub_root:-/path/to/CUB_200_2011}" --split "$1")
     [[ $2 == all ]] || build_command+=(--subset "$2")
-    build_command+=(--seed "$seed" --out "$3")
+    build_command+=(--seed "$seed" --sampler "$4" --out "$3")
 }
 
 judge_command=(env "CUDA_VISIBLE_DEVICES=${judge_devices:-}" "$python_bin" -m vllm.entrypoints.openai.api_server
@@ -440,18 +454,20 @@ run_preflight() {
 # the plan
 
 plan_parquet() {
-    # plan_parquet STEP SPLIT SUBSET FILE BUILD
+    # plan_parquet STEP SPLIT SUBSET FILE BUILD SAMPLER
+    local draw="drawn per source"
+    [[ $6 == per_source ]] || draw="drawn as the method drew it (--sampler $6)"
     if (($5 == 0)); then
         echo "# $1. $2 parquet given: $4"
     elif [[ -f $4 ]]; then
         echo "# $1. $2 parquet exists, not rebuilt: $4"
     else
         if [[ -n $cub_root ]]; then
-            echo "# $1. build the $2 parquet from $cub_root"
+            echo "# $1. build the $2 parquet from $cub_root, $draw"
         else
-            echo "# $1. build the $2 parquet (needs --cub-root)"
+            echo "# $1. build the $2 parquet, $draw (needs --cub-root)"
         fi
-        make_build_command "$2" "$3" "$4"
+        make_build_command "$2" "$3" "$4" "$6"
         show "${build_command[@]}"
     fi
 }
@@ -508,8 +524,8 @@ print_plan() {
     if ((dry_run_after_cut)); then
         echo "# --dry-run after -- is taken as this script's --dry-run, not passed to verl"
     fi
-    plan_parquet 1 train "$train_subset" "$train_file" "$build_train"
-    plan_parquet 2 test "$val_subset" "$val_file" "$build_val"
+    plan_parquet 1 train "$train_subset" "$train_file" "$build_train" "$sampler"
+    plan_parquet 2 test "$val_subset" "$val_file" "$build_val" per_source
     if ((start_judge)); then
         echo "# 3. judge server on GPUs $judge_devices (log $judge_log, pidfile $judge_pidfile), then wait for ${judge_endpoint%/v1}/health"
         echo "#    its API key: VLLM_API_KEY in its environment, from \$$judge_key_env (generated if unset)"
@@ -640,11 +656,11 @@ run_step() {
 mkdir -p "$log_dir"
 
 if ((build_train)) && [[ ! -f $train_file ]]; then
-    make_build_command train "$train_subset" "$train_file"
+    make_build_command train "$train_subset" "$train_file" "$sampler"
     run_step "${build_command[@]}"
 fi
 if ((build_val)) && [[ ! -f $val_file ]]; then
-    make_build_command test "$val_subset" "$val_file"
+    make_build_command test "$val_subset" "$val_file" per_source
     run_step "${build_command[@]}"
 fi
 

@@ -308,7 +308,7 @@ def checkpoint_plan(harness, *args: str) -> tuple[str, str]:
 
 def test_the_checkpoint_folder_is_absolute_and_named_after_the_runs_inputs(harness):
     folder, plan = checkpoint_plan(harness)
-    expected = harness.root / "checkpoints" / f"speciarl_grpo_cub200_train_3000_seed42_{JUDGE}"
+    expected = harness.root / "checkpoints" / f"speciarl_grpo_cub200_train_3000_reference_seed42_{JUDGE}"
     assert folder == str(expected)
     assert f"# starting fresh in {expected}" in plan.splitlines()
 
@@ -320,9 +320,10 @@ def test_the_checkpoint_folder_is_absolute_and_named_after_the_runs_inputs(harne
 
     # another seed, training set or judge: a folder of its own, fresh
     for args, name in [
-        (("--seed", "7"), f"speciarl_grpo_cub200_train_3000_seed7_{JUDGE}"),
-        (("--train-subset", "1024"), f"speciarl_grpo_cub200_train_1024_seed42_{JUDGE}"),
-        (("--judge-model", "Qwen/Other-Judge"), "speciarl_grpo_cub200_train_3000_seed42_Other-Judge"),
+        (("--seed", "7"), f"speciarl_grpo_cub200_train_3000_reference_seed7_{JUDGE}"),
+        (("--train-subset", "1024"), f"speciarl_grpo_cub200_train_1024_reference_seed42_{JUDGE}"),
+        (("--judge-model", "Qwen/Other-Judge"), "speciarl_grpo_cub200_train_3000_reference_seed42_Other-Judge"),
+        (("--sampler", "per_source"), f"speciarl_grpo_cub200_train_3000_seed42_{JUDGE}"),
         (("--train-file", "sets/food101 train.parquet"), f"speciarl_grpo_food101_train_seed42_{JUDGE}"),
     ]:
         folder, plan = checkpoint_plan(harness, *args)
@@ -334,9 +335,33 @@ def test_the_checkpoint_folder_is_absolute_and_named_after_the_runs_inputs(harne
     assert f"# starting fresh in {expected} (" in checkpoint_plan(harness)[1]
 
 
+def test_the_training_set_is_the_methods_draw_unless_per_source_is_asked(harness):
+    cases = [
+        ((), "reference", "cub200_train_3000_seed42_reference.parquet"),
+        (("--sampler", "per_source"), "per_source", "cub200_train_3000_seed42.parquet"),
+    ]
+    plans = {}
+    for args, sampler, name in cases:
+        result = harness.run(*harness.args("--dry-run", "--cub-root", "/data/CUB_200_2011", *args, data=False))
+        assert result.returncode == 0, result.stderr
+        plans[sampler] = result.stdout.splitlines()
+        train, val = [c for c in plan_commands(result.stdout) if "speciarl_verl.cli" in c]
+        assert train[train.index("--sampler") + 1] == sampler, args
+        assert train[train.index("--out") + 1] == str(harness.root / "data" / name)
+        assert val[val.index("--sampler") + 1] == "per_source"  # the validation draw is the same either way
+    said = "# 1. build the train parquet from /data/CUB_200_2011, drawn as the method drew it (--sampler reference)"
+    assert said in plans["reference"]
+    assert "# 1. build the train parquet from /data/CUB_200_2011, drawn per source" in plans["per_source"]
+    bad = harness.run(*harness.args("--dry-run", "--sampler", "random", data=False))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--sampler must be reference" in bad.stderr
+    given = harness.run(*harness.args("--dry-run", "--sampler", "per_source"))  # the harness gives --train-file
+    assert given.returncode == 2 and "with --train-file nothing is drawn" in given.stderr
+    assert harness.nothing_started()
+
+
 def test_checkpoint_options_and_overrides(harness):
     folder, _ = checkpoint_plan(harness, "--checkpoint-root", "runs")
-    assert folder == str(harness.root / "runs" / f"speciarl_grpo_cub200_train_3000_seed42_{JUDGE}")
+    assert folder == str(harness.root / "runs" / f"speciarl_grpo_cub200_train_3000_reference_seed42_{JUDGE}")
     folder, _ = checkpoint_plan(harness, "--checkpoint-dir", "mine/here")
     assert folder == str(harness.root / "mine" / "here")
 

@@ -68,7 +68,7 @@ def test_dry_run_prints_a_verl_command_that_validates(dry_run, validate_on_cpu, 
     if subset is None:
         train = Path.cwd() / args[args.index("--train-file") + 1]
     else:
-        train = tmp_path / "data" / f"cub200_train_{subset}_seed42.parquet"
+        train = tmp_path / "data" / f"cub200_train_{subset}_seed42_reference.parquet"  # the method's draw
     val = tmp_path / "data" / "cub200_test_500_seed42.parquet"
     assert (composed.data.train_files, composed.data.val_files) == (str(train), str(val))
     assert composed.trainer.n_gpus_per_node == 4
@@ -78,7 +78,7 @@ def test_dry_run_prints_a_verl_command_that_validates(dry_run, validate_on_cpu, 
     assert plan.command("verl.trainer.main_ppo")[:4] == ["env", "-u", "RAY_ADDRESS", "CUDA_VISIBLE_DEVICES=0,1,2,3"]
     assert composed.ray_kwargs.ray_init.address == "local"
     # an absolute checkpoint folder named after the config, the training data, the seed and the judge
-    data_name = train.stem if subset is None else f"cub200_train_{subset}"
+    data_name = train.stem if subset is None else f"cub200_train_{subset}_reference"
     folder = Path.cwd() / "checkpoints" / f"{config}_{data_name}_seed42_Qwen3-30B-A3B-Instruct-2507"
     assert composed.trainer.default_local_dir == str(folder)
     assert f"# starting fresh in {folder}" in plan.output.splitlines()
@@ -86,10 +86,10 @@ def test_dry_run_prints_a_verl_command_that_validates(dry_run, validate_on_cpu, 
     # the missing parquet files are built first, with arguments our own CLI accepts
     builds = [c for c in plan.commands if "speciarl_verl.cli" in c]
     parsed = [build_parser().parse_args(c[c.index("speciarl_verl.cli") + 1 :]) for c in builds]
-    expected = [("cub200", "train", subset, 42, str(train))] if subset is not None else []
-    assert [(a.dataset, a.split, a.subset, a.seed, a.out) for a in parsed] == [
+    expected = [("cub200", "train", subset, 42, "reference", str(train))] if subset is not None else []
+    assert [(a.dataset, a.split, a.subset, a.seed, a.sampler, a.out) for a in parsed] == [
         *expected,
-        ("cub200", "test", 500, 42, str(val)),
+        ("cub200", "test", 500, 42, "per_source", str(val)),
     ]
     judge_server = plan.command("vllm.entrypoints.openai.api_server")
     assert judge_server[:2] == ["env", "CUDA_VISIBLE_DEVICES=4,5"]
@@ -98,7 +98,7 @@ def test_dry_run_prints_a_verl_command_that_validates(dry_run, validate_on_cpu, 
 
 
 def test_user_overrides_come_last_and_win(dry_run, validate_on_cpu, tmp_path):
-    train = tmp_path / "data" / "cub200_train_3000_seed42.parquet"
+    train = tmp_path / "data" / "cub200_train_3000_seed42_reference.parquet"
     train.parent.mkdir(parents=True)
     train.touch()  # an existing parquet is not rebuilt
     plan = dry_run(
@@ -249,7 +249,7 @@ def test_multi_node_command_of_the_readme_validates(dry_run, validate_on_cpu):
     assert "+ray_kwargs.ray_init.address=local" not in plan.command("verl.trainer.main_ppo")
     assert "export SPECIARL_JUDGE_API_KEY on every node before `ray start`" in plan.output
     folder = config.trainer.default_local_dir
-    assert folder.startswith("/shared/checkpoints/speciarl_grpo_cub200_train_3000_seed42_")
+    assert folder.startswith("/shared/checkpoints/speciarl_grpo_cub200_train_3000_reference_seed42_")
     assert f"{folder} must be on a filesystem every node shares" in plan.output
     assert "a real run stops here" not in plan.output
 
