@@ -15,9 +15,10 @@ once the data is built, the judge is up and the first rollout is done:
   data.max_response_length``.
 
 A refusal is one line on stderr starting with ``preflight: `` and exit status 2. On success the
-plan is printed on stdout, every line starting with ``# ``, and the exit status is 0. It imports
-only what composing does (Hydra loads verl's config package, so verl and torch, on the CPU) and
-never vLLM: it runs on a machine without GPUs. The rules mirror verl 0.9.1's v1 trainer and engine
+plan is printed on stdout, every line starting with ``# ``, and the exit status is 0. It reads
+verl's config files without importing verl, torch or vLLM
+(:func:`~speciarl_verl.config.compose.compose_config_from_files`): it takes about a second and
+runs on a machine without GPUs, but needs verl installed. The rules mirror verl 0.9.1's v1 trainer and engine
 workers; ``validate_config`` itself is not run here.
 """
 
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from speciarl_verl.config.compose import compose_config
+from speciarl_verl.config.compose import compose_config_from_files
 from speciarl_verl.config.override_checks import (
     PATH_KEYS,
     PreflightError,
@@ -420,7 +421,7 @@ def preflight(name: str, overrides: Sequence[str] = ()) -> list[str]:
     overrides = list(overrides)
     check_overrides(overrides)
     try:
-        config = compose_config(name, overrides)
+        config = compose_config_from_files(name, overrides)
     except Exception as error:  # Hydra's and OmegaConf's composition errors
         raise PreflightError(f"cannot compose {name} with these overrides: {_one_line(error)}") from None
     return check_config(config, name)

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from speciarl_verl.config.compose import compose_config, shipped_config_names
+from speciarl_verl.config.compose import compose_config, compose_config_from_files, shipped_config_names
 from speciarl_verl.config.preflight import PATH_KEYS, check_config, main, preflight
 
 LAYOUTS = {"1x4": (1, 4), "1x8": (1, 8), "2x8": (2, 8)}  # trainer.nnodes x trainer.n_gpus_per_node
@@ -76,6 +77,27 @@ def test_preflight_composes_then_checks_the_composed_config(name):
     lines = preflight(name, MULTI_NODE)
     assert lines == check_config(compose_config(name, MULTI_NODE), name)
     assert lines[0] == f"# config {name}: 2 nodes x 8 GPUs = 16 training GPUs"
+
+
+@pytest.mark.parametrize("name", shipped_config_names())
+def test_verls_config_files_compose_as_its_package_does(name):
+    # the preflight reads verl's config folder as files (no `import verl`); main_ppo reads it through
+    # pkg://verl.trainer.config: both must give the same config, every key resolved
+    from_files = compose_config_from_files(name, MULTI_NODE)
+    assert OmegaConf.to_container(from_files, resolve=True) == OmegaConf.to_container(
+        compose_config(name, MULTI_NODE), resolve=True
+    )
+
+
+def test_the_preflight_does_not_import_verl_or_torch():
+    code = (
+        "import sys\n"
+        "from speciarl_verl.config.preflight import main\n"
+        "assert main(['--config', 'speciarl_grpo', 'trainer.n_gpus_per_node=8']) == 0\n"
+        "print(sorted(name for name in ('verl', 'torch', 'vllm') if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == "[]"
 
 
 @pytest.mark.parametrize("name", shipped_config_names())
