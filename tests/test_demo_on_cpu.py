@@ -11,7 +11,8 @@ pytestmark = pytest.mark.ray
 
 
 def test_demo_tour_runs_every_step():
-    env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+    # as `make demo > log` gets it: no terminal, 80 columns
+    env = {**os.environ, "COLUMNS": "80", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "speciarl_verl.demo"], capture_output=True, text=True, env=env, timeout=1500
     )
@@ -48,7 +49,11 @@ def test_demo_tour_runs_every_step():
     assert f"{sys.executable} -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn speciarl_grpo" in out
     # step 4: the evaluation report with its out-of-domain mean
     assert "## Out-of-domain mean" in out and "fgvc_aircraft" in out
-    # step 5: three GRPO steps through verl's main_ppo on the CPU, one table row per step
+    # step 5: three GRPO steps through verl's main_ppo on the CPU, one table column per step
     assert re.search(r"verl main_ppo on CPU: 3 steps in \d+ s", out)
-    step_rows = [line for line in out.splitlines() if re.match(r"\s*│\s+[123]\s+│\s+[+-]\d\.\d{3}\s+│", line)]
-    assert len(step_rows) == 3, out[-3000:]
+    [steps] = [line for line in out.splitlines() if re.match(r"┃ step +┃", line)]
+    assert [cell.strip() for cell in steps.split("┃")[2:-1]] == ["1", "2", "3"], out[-3000:]
+    [rewards] = [line for line in out.splitlines() if line.startswith("│ reward mean ")]
+    assert len(re.findall(r"│ +[+-]\d\.\d{3} ", rewards)) == 3, out[-3000:]
+    # every table whole at 80 columns: no cell cut with rich's ellipsis
+    assert "…" not in out, [line for line in out.splitlines() if "…" in line]

@@ -98,7 +98,7 @@ def run_reward_step(rollouts_path, workers: int, overrides, status):
 
 
 def print_reward_step(console, groups, rollouts, ordered, advantages, metrics, config) -> None:
-    from rich.table import Table
+    from speciarl_verl.demo.tables import AnswerRow, answer_table, metric_table
 
     kwargs = config.reward.reward_kwargs
     console.print(
@@ -107,34 +107,12 @@ def print_reward_step(console, groups, rollouts, ordered, advantages, metrics, c
     )
     position = 0
     for group in groups:
-        table = Table(title=f"{group.data_source} / {group.image_id}: ground truth [bold]{group.ground_truth}[/bold]")
-        for column, justify in (
-            ("#", "right"),
-            ("answer", "left"),
-            ("category", "left"),
-            ("verdict by", "left"),
-            ("reward", "right"),
-            ("GRPO adv.", "right"),
-        ):
-            table.add_column(column, justify=justify)
-        for session in range(len(group.responses)):
+        rows = []
+        for _ in group.responses:
             reward, info = ordered[position]
-            answer = info["answer"] if info["answer"] is not None else "[red](unparseable)[/red]"
-            table.add_row(
-                str(session),
-                answer,
-                info["category"] or "-",
-                info["verdict_source"] or "-",
-                f"{reward:+.2f}",
-                f"{advantages[position]:+.3f}",
-            )
+            advantage = advantages[position]
+            rows.append(AnswerRow(info["answer"], info["category"], info["verdict_source"], reward, advantage))
             position += 1
-        console.print(table)
-
-    metric_table = Table(title="step metrics (what verl logs for this batch)")
-    metric_table.add_column("metric")
-    metric_table.add_column("value", justify="right")
-    for name in sorted(metrics):
-        if name.startswith("speciarl/"):
-            metric_table.add_row(name, f"{metrics[name]:.3f}")
-    console.print(metric_table)
+        title = f"{group.data_source} / {group.image_id}: ground truth [bold]{group.ground_truth}[/bold]"
+        console.print(answer_table(title, rows))
+    console.print(metric_table("step metrics (what verl logs for this batch)", metrics))

@@ -137,22 +137,11 @@ def _quiet_library_noise() -> None:
 
 
 def _print_data_step(console, result) -> None:
-    from rich.table import Table
+    from speciarl_verl.demo.tables import data_table
 
-    table = Table(title=f"{result.parquet.name}: {len(result.rows)} rows (train split of the tiny CUB layout)")
-    for column in ("index", "data_source", "ground truth", "image file", "bytes kept"):
-        table.add_column(column)
-    for row in result.rows:
-        info = row["extra_info"]
-        kept = "original" if not info.get("reencoded") else f"re-encoded ({info['reencoded']})"
-        table.add_row(
-            str(info["index"]),
-            row["data_source"],
-            row["reward_model"]["ground_truth"],
-            info["source_file"].split("/")[-1],
-            kept,
-        )
-    console.print(table)
+    sources = ", ".join(dict.fromkeys(row["data_source"] for row in result.rows))
+    title = f"{result.parquet.name}: {len(result.rows)} {sources} rows (tiny CUB layout, train)"
+    console.print(data_table(title, result.rows))
     console.print("[bold]chat-templated prompt of row 0[/bold] (verl applies the template in its agent loop):")
     console.print(result.prompt_text, markup=False, highlight=False)
     width, height = result.image_size
@@ -169,7 +158,7 @@ def _print_recipe_dry_run(console) -> None:
     # this interpreter runs the recipe's preflight (the default `python3` may not have the package)
     command = ["bash", str(RECIPE), "--dry-run", "--python", sys.executable]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    console.print(f"$ {' '.join(command[1:])}", markup=False, highlight=False)
+    console.print(f"$ {' '.join(command[1:])}", markup=False, highlight=False, soft_wrap=True)
     # command lines are not wrapped: they stay whole to copy, whatever the terminal width
     console.print(result.stdout.rstrip(), markup=False, highlight=False, soft_wrap=True)
     if result.returncode != 0:
@@ -180,7 +169,8 @@ def _print_recipe_dry_run(console) -> None:
 def _print_report(console, report_md: Path, max_lines: int = 40) -> None:
     lines = report_md.read_text(encoding="utf-8").splitlines()
     console.print(f"[bold]{report_md}[/bold] (first {min(max_lines, len(lines))} of {len(lines)} lines):")
-    console.print("\n".join(lines[:max_lines]), markup=False, highlight=False)
+    # markdown as written: a table row cut at the console width would no longer be a row
+    console.print("\n".join(lines[:max_lines]), markup=False, highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -70,31 +70,11 @@ def run_train_step(work: Path, steps: int = 3, timeout_s: int = 900) -> TrainSte
 
 
 def print_train_step(console, result: TrainStep) -> None:
-    from rich.table import Table
+    """The per-step metrics verl logged: one row per metric, one column per step, a legend under it."""
+    from speciarl_verl.demo.tables import TRAIN_LEGEND, train_tables
 
-    table = Table(title=f"verl main_ppo on CPU: {len(result.steps)} steps in {result.seconds:.0f} s")
-    categories = sorted(
-        {key.removeprefix("speciarl/category/") for row in result.steps.values() for key in row}
-        - {key for row in result.steps.values() for key in row if not key.startswith("speciarl/category/")}
-    )
-    for column in ("step", "reward mean", *categories, "unparseable", "zero-var groups", "pg loss", "grad norm"):
-        table.add_column(column, justify="right")
-    for step, row in result.steps.items():
-        if "critic/score/mean" not in row:
-            continue
-        shares = [f"{row.get(f'speciarl/category/{name}', 0.0):.2f}" for name in categories]
-        table.add_row(
-            str(step),
-            f"{row['critic/score/mean']:+.3f}",
-            *shares,
-            f"{row.get('speciarl/parse_failure_rate', float('nan')):.2f}",
-            f"{row.get('speciarl/groups_zero_variance', float('nan')):.2f}",
-            f"{row.get('actor/pg_loss', float('nan')):+.4f}",
-            f"{row.get('actor/grad_norm', float('nan')):.4f}",
-        )
-    console.print(table)
-    console.print(
-        "[dim]reward mean = critic/score/mean (the group-stage rewards); category columns: share of rollouts "
-        "per verdict; zero-var groups: share of groups with no GRPO signal[/dim]"
-    )
+    title = f"verl main_ppo on CPU: {len(result.steps)} steps in {result.seconds:.0f} s"
+    for table in train_tables(result.steps, title, width=console.width):
+        console.print(table)
+    console.print(f"[dim]{TRAIN_LEGEND}[/dim]")
     console.print(f"[dim]run folder (metrics.jsonl, checkpoints/, train.log): {result.out}[/dim]")
