@@ -159,8 +159,32 @@ def suggested_overrides(train_rows: int) -> list[str]:
     return [f"data.train_batch_size={batch}", f"actor_rollout_ref.actor.ppo_mini_batch_size={min(128, batch)}"]
 
 
+def read_hierarchy(path: str) -> dict[str, list[str]]:
+    """The ``--hierarchy`` file: a JSON object, class name -> its coarser names, nearest first.
+    Anything else is a ``ValueError`` naming the option and the file."""
+    where = f"--hierarchy {path}"
+    try:
+        loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"{where}: cannot read it ({error.strerror or error})") from error
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{where}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+    except json.JSONDecodeError as error:
+        at = f"line {error.lineno} column {error.colno}"
+        raise ValueError(f"{where}: not valid JSON ({error.msg} at {at})") from error
+    fits = isinstance(loaded, dict) and all(
+        isinstance(names, list) and all(isinstance(name, str) for name in names) for names in loaded.values()
+    )
+    if not fits:
+        raise ValueError(
+            f'{where}: expected a JSON object of class name -> list of coarser names, e.g. {{"Black footed '
+            f'Albatross": ["albatross", "seabird"]}}'
+        )
+    return loaded
+
+
 def build(args: argparse.Namespace) -> tuple[BuildReport, BuildReport]:
-    hierarchy = json.loads(Path(args.hierarchy).read_text(encoding="utf-8")) if args.hierarchy else None
+    hierarchy = read_hierarchy(args.hierarchy) if args.hierarchy else None
     register_image_folder(args.name, args.val_fraction, args.seed, hierarchy)
     out_dir = Path(args.out_dir)
     options = BuildOptions(seed=args.seed, prompt=args.prompt, progress=not args.no_progress)
@@ -192,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         train, val = build(args)
-    except (DataSourceError, ValueError, OSError) as exc:
+    except (DataSourceError, ValueError, OSError) as exc:  # bad input: exit 2, as `speciarl` commands
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     for report in (train, val):
         summary = report.sources[0]
         print(f"{report.parquet}: {report.rows} images of {len(summary.classes)} classes")

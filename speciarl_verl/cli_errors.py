@@ -1,12 +1,16 @@
 """How ``speciarl`` commands report the failures a user can act on: one line and an exit code.
 
 * exit 2, bad input: :class:`UserInputError` (a malformed or missing file, a missing field,
-  an unknown dataset or prompt, a bad option value) and the data builder's
-  ``DataSourceError`` (a missing root, an unreadable image). 2 is also what argparse
+  an unknown dataset or prompt, a bad option value, an output path that is a folder where a
+  file is written or the other way round), the data builder's ``DataSourceError`` (a missing
+  root, an unreadable image) and ``speciarl eval predict`` asked for on a machine without
+  vLLM (the ``[gpu]`` extra: a command this install cannot run). 2 is also what argparse
   uses for a bad command line, so every "fix what you typed or gave me" case shares it.
 * exit 1, an expected runtime failure: the judge unreachable or failing after its
-  retries (``JudgeError`` and the transport errors it wraps), the ``[gpu]`` extra missing.
+  retries (``JudgeError`` and the transport errors it wraps).
 * anything else is a bug and keeps its traceback.
+
+:func:`output_file` and :func:`output_folder` check an output option before anything is written.
 
 Library code raises :class:`UserInputError` where it reads a file the user named (it is a
 ``ValueError``, so callers that catch ``ValueError`` keep working). An area's ``cli``
@@ -21,6 +25,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 __all__ = [
     "EXIT_RUNTIME_FAILURE",
@@ -29,6 +34,8 @@ __all__ = [
     "exit_code_for",
     "expected_errors",
     "one_line",
+    "output_file",
+    "output_folder",
     "user_input",
 ]
 
@@ -43,7 +50,7 @@ _DOMAIN_ERRORS: tuple[tuple[str, str, int], ...] = (
     ("speciarl_verl.judge.verifier", "JudgeError", EXIT_RUNTIME_FAILURE),
     ("speciarl_verl.judge.transport", "JudgeTransportError", EXIT_RUNTIME_FAILURE),
     ("speciarl_verl.judge.llm_judge", "InvalidVerdictError", EXIT_RUNTIME_FAILURE),
-    ("speciarl_verl.evaluation.vllm_predictor", "MissingGpuExtraError", EXIT_RUNTIME_FAILURE),
+    ("speciarl_verl.evaluation.vllm_predictor", "MissingGpuExtraError", EXIT_USER_INPUT),
 )
 
 
@@ -108,3 +115,55 @@ def one_line(error: BaseException) -> str:
     'first second'
     """
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def _file_above(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is a file (nothing can be created under it)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def output_file(text: str | Path, option: str, example: str = "out.jsonl") -> Path:
+    """The path of an output *file* given as ``option``; :class:`UserInputError` for a path that ends in
+    ``/`` or names an existing folder (refused, never written as a file beside or inside it), or that
+    lies under a file.
+
+    >>> output_file("verdicts.jsonl", "--out")
+    PosixPath('verdicts.jsonl')
+    >>> output_file("runs/", "--out", "preds.jsonl")
+    Traceback (most recent call last):
+    ...
+    speciarl_verl.cli_errors.UserInputError: --out runs/: ends in '/', a folder; ... e.g. runs/preds.jsonl
+    """
+    raw = str(text)
+    path = Path(raw)
+    if raw.endswith("/") or path.is_dir():
+        shown = raw if raw.endswith("/") else f"{raw}/"
+        what = "ends in '/', a folder" if raw.endswith("/") else "is a folder"
+        raise UserInputError(f"{option} {raw}: {what}; {option} names the file to write, e.g. {shown}{example}")
+    blocking = _file_above(path)
+    if blocking is not None:
+        raise UserInputError(f"{option} {raw}: {blocking} is a file, not a folder")
+    return path
+
+
+def output_folder(text: str | Path, option: str, holds: str) -> Path:
+    """The path of an output *folder* given as ``option`` (created when missing); :class:`UserInputError`
+    for an existing file there, or a path under a file. ``holds`` says what the folder receives.
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile(suffix=".jsonl") as taken:
+    ...     output_folder(taken.name, "--out", "report.md and report.json")
+    Traceback (most recent call last):
+    ...
+    speciarl_verl.cli_errors.UserInputError: --out ...: is a file; --out names a folder ... for report.md ...
+    """
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{option} {text}: is a file; {option} names a folder (created if missing) for {holds}")
+    blocking = _file_above(path)
+    if blocking is not None:
+        raise UserInputError(f"{option} {text}: {blocking} is a file, not a folder")
+    return path

@@ -34,13 +34,18 @@ __all__ = [
 ]
 
 
+#: The first bytes of every parquet file.
+_PARQUET_MAGIC = b"PAR1"
+
+
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, parsed)`` for every non-blank line of ``path`` (numbers start at 1).
 
     Raises :class:`UserInputError` naming the file, and the line where there is one:
     ``pairs.jsonl: cannot read it (No such file or directory)``,
     ``pairs.jsonl:4: not valid JSON (Expecting value at column 1)``,
-    ``pairs.jsonl:9: not UTF-8 text (byte 0xff at column 3)``.
+    ``pairs.jsonl:9: not UTF-8 text (byte 0xff at column 3); expected JSONL``,
+    ``data.parquet: a parquet file; expected JSONL (one JSON object per line)``.
     """
     path = Path(path)
     try:
@@ -48,12 +53,16 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     except OSError as error:
         raise UserInputError(f"{path}: cannot read it ({error.strerror or error})") from error
     with handle:
+        if handle.read(len(_PARQUET_MAGIC)) == _PARQUET_MAGIC:
+            raise UserInputError(f"{path}: a parquet file; expected JSONL (one JSON object per line)")
+        handle.seek(0)
         # Bytes, decoded line by line: a decode error then names its own line, not a read buffer's.
         for number, raw in enumerate(handle, start=1):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
-                message = f"{path}:{number}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1})"
+                byte = f"byte 0x{raw[error.start]:02x} at column {error.start + 1}"
+                message = f"{path}:{number}: not UTF-8 text ({byte}); expected JSONL (one JSON object per line)"
                 raise UserInputError(message) from error
             if not line.strip():
                 continue

@@ -29,7 +29,7 @@ def test_exit_codes_of_the_real_domain_errors():
     assert exit_code_for(DataSourceError("images.txt line 3: image file missing")) == 2
     assert exit_code_for(JudgeError("judge failed for 1 of 1 pair(s)", [None])) == 1
     assert exit_code_for(JudgeTransportError("refused", "http://127.0.0.1:1/v1")) == 1
-    assert exit_code_for(MissingGpuExtraError("vLLM is not installed")) == 1
+    assert exit_code_for(MissingGpuExtraError("vLLM is not installed")) == 2
     assert exit_code_for(ValueError("a bug, or input nobody checked")) is None
     assert exit_code_for(KeyError("prediction")) is None
     assert {UserInputError, DataSourceError, JudgeError, MissingGpuExtraError} <= set(expected_errors())

@@ -22,7 +22,10 @@ def test_lines_are_numbered_from_one_and_blank_lines_skipped(tmp_path):
             ":2: not valid JSON (Expecting property name enclosed in double quotes at column 2)",
         ),
         (b'{"a": 1}\n{"a": 2} x\n', ":2: not valid JSON (Extra data at column 10)"),
-        (b'{"a": 1}\n{"a": "caf\xe9"}\n', ":2: not UTF-8 text (byte 0xe9 at column 11)"),
+        (
+            b'{"a": 1}\n{"a": "caf\xe9"}\n',
+            ":2: not UTF-8 text (byte 0xe9 at column 11); expected JSONL (one JSON object per line)",
+        ),
     ],
 )
 def test_bad_lines_name_file_line_and_problem(tmp_path, content, message):
@@ -32,6 +35,17 @@ def test_bad_lines_name_file_line_and_problem(tmp_path, content, message):
         list(read_jsonl(path))
     assert str(excinfo.value) == f"{path}{message}"
     assert isinstance(excinfo.value, ValueError)  # callers that catch ValueError keep working
+
+
+def test_a_parquet_file_given_for_jsonl_is_named_as_such(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"a": [1, 2]}), path)
+    with pytest.raises(UserInputError) as excinfo:
+        list(read_jsonl(path))
+    assert str(excinfo.value) == f"{path}: a parquet file; expected JSONL (one JSON object per line)"
 
 
 def test_a_file_that_cannot_be_read_is_named(tmp_path):

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from speciarl_verl.data.adapters import get_adapter
+from speciarl_verl.data.adapters.registry import DATASET_ADAPTERS
 from speciarl_verl.data.coop_split import read_coop_split
 from speciarl_verl.data.hf_source import looks_like_hf_copy, read_hf_source
 from speciarl_verl.data.image_bytes import CheckedImage, check_image
@@ -106,6 +107,8 @@ class SourceSpec:
             return "coop"
         if self.source != "auto":
             return self.source
+        if self.dataset in DATASET_ADAPTERS and not DATASET_ADAPTERS[self.dataset].reads_root:
+            return "raw"  # the images are made, not read: nothing under root is a copy of them
         root = Path(self.root)
         if looks_like_hf_copy(root):
             return "hf"
@@ -197,7 +200,15 @@ def list_records(spec: SourceSpec, problems: ProblemLog, hf_cache_dir: str | Non
     adapter = get_adapter(spec.dataset)
     kind = spec.resolved_source()
     if kind == "hf":
-        return read_hf_source(adapter, spec.root, spec.split, problems, cache_dir=hf_cache_dir)
+        try:
+            return read_hf_source(adapter, spec.root, spec.split, problems, cache_dir=hf_cache_dir)
+        except DataSourceError as error:
+            if spec.source != "auto" or not Path(spec.root).exists():
+                raise
+            raise DataSourceError(
+                f"{error} (--source auto took {spec.root} for a Hugging Face copy from the parquet files there; "
+                "if it holds the dataset's own layout, pass --source raw)"
+            ) from error
     if kind == "coop":
         return read_coop_split(adapter, Path(spec.root), Path(spec.split_file), spec.split, problems)
     return adapter.read_raw(Path(spec.root), spec.split, problems)
@@ -322,6 +333,9 @@ def build_parquet(
     if not specs:
         raise ValueError("nothing to build: no source given")
     prompt = get_policy_prompt(options.prompt)
+    if str(out).endswith("/") or Path(out).is_dir():
+        example = Path(out) / "train.parquet"
+        raise ValueError(f"{out}: a folder; the output is the parquet file to write (e.g. {example})")
     out = Path(out)
 
     listed = []

@@ -14,13 +14,16 @@ names are not the dataset's or whose one split is not ``--split``) stops the bui
 line naming the file and line or row (or the names), and exit code 2; ``--skip-bad`` skips
 bad rows and counts them in the summary (the first few printed, all in the manifest). A
 one-split copy of the wrong split and a copy naming one class twice are refused even then.
+So are command-line mistakes, before anything is read: ``--out`` naming a folder (an existing
+one, or a path ending in ``/``: ``--out`` is the parquet file), a ``--split-file NAME=...`` of
+``build-mixed`` that no ``--spec`` uses, a subset size that is not a whole number.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from speciarl_verl.cli_errors import UserInputError, user_input
+from speciarl_verl.cli_errors import UserInputError, output_file, user_input
 
 __all__ = ["parse_mixed_spec", "register"]
 
@@ -51,6 +54,10 @@ def parse_mixed_spec(text: str, split_files: dict[str, str] | None = None):
     subset = None
     if len(parts) == 3 and parts[2].isdigit():
         root, split, subset = parts[0], parts[1], int(parts[2])
+    elif len(parts) == 3 and _is_split(name, parts[1]) and not _is_split(name, parts[2]):
+        raise argparse.ArgumentTypeError(
+            f"the size N of NAME=ROOT:SPLIT[:N] must be a positive whole number (images to draw), got {parts[2]!r}"
+        )
     elif len(parts) == 3:
         root, split = f"{parts[0]}:{parts[1]}", parts[2]
     else:
@@ -59,6 +66,17 @@ def parse_mixed_spec(text: str, split_files: dict[str, str] | None = None):
         raise argparse.ArgumentTypeError(f"expected NAME=ROOT:SPLIT[:N], got {text!r}")
     split_file = (split_files or {}).get(name)
     return SourceSpec(name, root, split, subset=subset, split_file=split_file)
+
+
+def _is_split(dataset: str, name: str) -> bool:
+    """Whether ``name`` is a split of ``dataset`` (its official layout's, or CoOp's where it has a split
+    file); ``False`` for an unknown dataset, which the build reports itself."""
+    from speciarl_verl.data.adapters import adapter_names, get_adapter
+
+    if dataset not in adapter_names():
+        return False
+    adapter = get_adapter(dataset)
+    return name in adapter.splits or (adapter.coop_split_file is not None and name in ("train", "val", "test"))
 
 
 def _add_build_options(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +100,9 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="threads reading and checking images (default 2)")
     parser.add_argument("--hf-cache-dir", help="cache folder for Hugging Face parquet copies and hub ids")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--out", required=True, help="output parquet (the manifest goes beside it)")
+    parser.add_argument(
+        "--out", required=True, help="output parquet file, e.g. data/train.parquet (the manifest goes beside it)"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -140,6 +160,7 @@ def _build(args: argparse.Namespace, specs) -> int:
     from speciarl_verl.data.builder import build_parquet
     from speciarl_verl.prompts import load_policy_prompts
 
+    output_file(args.out, "--out", "train.parquet")
     # The builder's contract: bad input is a ValueError (DataSourceError for the dataset's files).
     with user_input():
         if args.prompt_file:
@@ -181,6 +202,13 @@ def _run_mixed(args: argparse.Namespace) -> int:
             specs.append(parse_mixed_spec(text, split_files))
         except (argparse.ArgumentTypeError, ValueError) as error:
             raise UserInputError(f"--spec {text!r}: {error}") from error
+    unused = [name for name in split_files if name not in {spec.dataset for spec in specs}]
+    if unused:
+        used = ", ".join(dict.fromkeys(spec.dataset for spec in specs))
+        raise UserInputError(
+            f"--split-file {unused[0]}={split_files[unused[0]]}: no --spec is of dataset {unused[0]!r} "
+            f"(the specs are of {used}); a split file goes with the --spec of the same NAME"
+        )
     return _build(args, specs)
 
 

@@ -47,15 +47,25 @@ def looks_like_hf_copy(path: Path) -> bool:
     """True for a ``save_to_disk`` folder or a parquet copy, as opposed to an extracted archive.
 
     A parquet copy is a ``.parquet`` file, or a folder with hub-style shards
-    (``data/<split>-00000-of-00001.parquet``, ``<split>-*-of-*.parquet``); a stray parquet
-    file beside a raw layout does not count.
+    (``data/<split>-00000-of-00001.parquet``, ``<split>-*-of-*.parquet``, ``data/<split>.parquet``);
+    a stray parquet file beside a raw layout does not count, nor does a parquet this package
+    built (its ``.manifest.json`` beside it), such as ``data/shapes_train.parquet`` in a folder
+    that is also a ``--root``.
     """
     path = Path(path)
     if path.is_file():
         return path.suffix == ".parquet"
     if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
         return True
-    return path.is_dir() and (any(path.glob("*-of-*.parquet")) or any(path.glob("data/*.parquet")))
+    if not path.is_dir():
+        return False
+    shards = [*path.glob("*-of-*.parquet"), *path.glob("data/*.parquet")]
+    return any(_recorded_split(shard) is not None and not _our_build(shard) for shard in shards)
+
+
+def _our_build(parquet: Path) -> bool:
+    """A parquet written by this package's builder: its manifest lies beside it."""
+    return parquet.with_name(parquet.stem + ".manifest.json").exists()
 
 
 def _parquet_files(path: Path, split: str) -> list[str]:

@@ -1,9 +1,10 @@
 """``speciarl eval predict | judge | report | agree``.
 
 The evaluator reports bad input as ``ValueError`` naming ``file:line`` (or ``file:row N``
-for a dataset parquet); each step turns it into one line on stderr and exit code 2. A judge
-that fails after its retries, or vLLM missing for ``predict``, is exit code 1. ``predict``
-checks its files (datasets, adapter, prompt name) before it needs a GPU.
+for a dataset parquet); each step turns it into one line on stderr and exit code 2, as it does an
+output path of the wrong kind (``judge --out`` a folder, ``report``/``agree --out`` a file) and
+``predict`` on a machine without vLLM. A judge that fails after its retries is exit code 1.
+``predict`` checks its files (datasets, adapter, prompt name) before it needs a GPU.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from speciarl_verl.cli_errors import UserInputError, user_input
+from speciarl_verl.cli_errors import UserInputError, output_file, output_folder, user_input
 from speciarl_verl.core.answer_parsing import PARSE_MODES
 from speciarl_verl.judge.file_judging import settings_from_cli
 
@@ -156,7 +157,7 @@ def judge_mapping(kind: str | None, config_file: Path | None, overrides: Sequenc
 def _add_judge(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("judge", help="verdicts for a predictions JSONL (resumable)")
     p.add_argument("--predictions", required=True, type=Path, help="predictions JSONL")
-    p.add_argument("--out", required=True, type=Path, help="verdicts JSONL (resumed if it exists)")
+    p.add_argument("--out", required=True, help="verdicts JSONL file (resumed if it exists)")
     p.add_argument(
         "--judge",
         choices=("llm", "auto", "offline"),
@@ -181,6 +182,7 @@ def _judge(args: argparse.Namespace) -> int:
     from speciarl_verl.evaluation.judging import judge_predictions
     from speciarl_verl.judge.verifier import JudgeError
 
+    args.out = output_file(args.out, "--out", "verdicts.jsonl")
     try:
         summary = judge_predictions(
             args.predictions,
@@ -360,6 +362,7 @@ def _report(args: argparse.Namespace) -> int:
     from speciarl_verl.evaluation.report import ReportSettings, RunVerdicts, build_report
     from speciarl_verl.evaluation.report_files import write_report
 
+    output_folder(args.out, "--out", "report.md, report.json and the plots")
     names, context = _answer_metric_setup(args)
     # Not given: the default training domain, where the verdicts have it. Given: each must be a data
     # source of the verdicts (build_report refuses one that is not, naming the sources).
@@ -413,6 +416,7 @@ def _agree(args: argparse.Namespace) -> int:
 
     if len(args.verdicts) != 2:
         raise UserInputError(f"give exactly two --verdicts, got {len(args.verdicts)}")
+    output_folder(args.out, "--out", "agreement.md, agreement.json and the plot")
     name_a, name_b = run_names(args.verdicts, args.name)
     inputs = AgreementInputs.from_files(args.verdicts[0], args.verdicts[1], name_a, name_b)
     written = write_agreement(compare_verdicts(inputs, top=args.top), args.out, plot=not args.no_plots)

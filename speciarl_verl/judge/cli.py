@@ -1,11 +1,12 @@
 """``speciarl verify``: judge a JSONL file of (ground truth, prediction) pairs.
 
-Each input row is a JSON object with ``ground_truth`` and ``prediction`` (strings;
-optional: ``data_source`` a string; ``parents``, ``parent_levels``, ``domain_nouns`` and
-``synonyms`` lists of strings, as a built parquet row's ``extra_info`` holds them). The
-rule tier files a ``parents`` entry as *less specific* only where ``parent_levels`` calls
-it ``close`` (no ``parent_levels``: every parent is far and left to the LLM judge), and a
-``domain_nouns`` entry as *generic*. Each output row is the input row plus:
+Each input row is a JSON object (the schema ``speciarl verify --help`` prints, :data:`INPUT_SCHEMA`)
+with ``ground_truth`` and ``prediction`` (strings; optional: ``data_source`` a string; the class
+fields ``parents``, ``parent_levels``, ``domain_nouns`` and ``synonyms``, lists of strings, at the
+top level or inside an ``extra_info`` object as a built parquet row holds them; a field given in both
+places must hold the same value). The rule tier files a ``parents`` entry as *less specific* only
+where ``parent_levels`` calls it ``close`` (no ``parent_levels``: every parent is far and left to the
+LLM judge), and a ``domain_nouns`` entry as *generic*. Each output row is the input row plus:
 
 * ``category``: a wire label (``"less specific"``), or ``null`` where ``--judge offline``
   could not decide the pair; such a row also has ``"reason": "undecided"`` (the rule tier
@@ -28,6 +29,9 @@ version), is refused: one line naming ``OUT:line`` and the field, and exit code 
 and writes nothing of the chunk in flight; bad input (a line that is not JSON, a missing or
 mistyped field, an OUT of another input) is one line naming ``file:line`` and exit code 2.
 
+The judge kind is ``--judge``, else the ``kind`` of the ``--judge-config`` file, else ``auto``
+(the same order as ``speciarl eval judge``, whose default kind is ``llm``).
+
 Example::
 
     speciarl verify --judge offline --input pairs.jsonl --output verdicts.jsonl
@@ -41,7 +45,7 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
-from speciarl_verl.cli_errors import UserInputError
+from speciarl_verl.cli_errors import UserInputError, output_file
 from speciarl_verl.jsonl_io import check_field_type, json_type_name, read_jsonl_objects
 from speciarl_verl.judge.file_judging import (
     CHUNK,
@@ -56,7 +60,7 @@ from speciarl_verl.judge.file_judging import (
 )
 from speciarl_verl.judge.verifier import JudgeError, VerificationRequest
 
-__all__ = ["CHUNK", "UNDECIDED", "PairRows", "read_pairs", "register", "verify_file"]
+__all__ = ["CHUNK", "INPUT_SCHEMA", "UNDECIDED", "PairRows", "class_field", "read_pairs", "register", "verify_file"]
 
 _REQUIRED = {"ground_truth": str, "prediction": str}
 _NAME_LISTS = ("parents", "parent_levels", "domain_nouns", "synonyms")
@@ -65,38 +69,85 @@ _DECIDING = (*_REQUIRED, "data_source", *_NAME_LISTS)
 _OPTIONAL = {"data_source": (str, type(None)), **dict.fromkeys(_NAME_LISTS, (list, type(None)))}
 #: The counts ``speciarl verify`` always prints, in this order (other outcomes follow if any).
 _SUMMARY_KEYS = ("offline", UNDECIDED, "cache", "llm", "dedup")
+#: The judge kind when neither ``--judge`` nor the ``--judge-config`` file names one.
+DEFAULT_KIND = "auto"
+
+INPUT_SCHEMA = """\
+input (--input, JSONL): one JSON object per line
+  ground_truth    string, required: the class name the answer is compared with
+  prediction      string, required: the answer (already parsed, no <answer> tags)
+  data_source     string, optional: the dataset name (cub200, fgvc_aircraft, ...)
+  parents         list of strings, optional: coarser names of the class, nearest first
+  parent_levels   list of strings, optional: "close" or "far" for each parent; the rule
+                  tier files a close parent as less specific, a far one is left to the
+                  LLM (no parent_levels: every parent is far)
+  domain_nouns    list of strings, optional: words for the whole domain, filed generic
+  synonyms        list of strings, optional: other names of the class, filed specific
+The four lists go at the top level or inside an "extra_info" object, as a row of a built
+parquet holds them (a field in both places must have the same value).
+  {"ground_truth": "737-800", "prediction": "Boeing 737", "data_source": "fgvc_aircraft",
+   "extra_info": {"parents": ["Boeing 737", "Boeing"], "parent_levels": ["close", "far"]}}
+
+output (--output, JSONL): each input row plus category (a label, or null where --judge
+offline has no rule: then also "reason": "undecided"), source (offline, cache, llm,
+dedup) and judge_fingerprint. Rows already in --output are checked against the input
+and the judge and skipped (resume); a difference is refused naming OUT:line.
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("verify", help="judge JSONL pairs of ground truth and prediction")
-    parser.add_argument("--judge", choices=("offline", "llm", "auto"), default="auto")
-    parser.add_argument("--input", required=True, type=Path, help="JSONL with ground_truth and prediction")
-    parser.add_argument("--output", required=True, type=Path, help="JSONL written (appended when resuming)")
-    parser.add_argument("--endpoint", action="append", help="judge base URL ending in /v1 (repeat for several)")
-    parser.add_argument("--model", help="judge model name as served")
-    parser.add_argument("--judge-config", type=Path, help="YAML/JSON mapping of judge settings (see docs)")
+    parser = subparsers.add_parser(
+        "verify",
+        help="judge JSONL pairs of ground truth and prediction",
+        description="Judge a JSONL file of (ground truth, prediction) pairs into a JSONL file of verdicts.",
+        epilog=INPUT_SCHEMA,
+    )
     parser.add_argument(
-        "--judge-set", action="append", default=[], metavar="KEY=VALUE", help="one more judge setting (last wins)"
+        "--judge",
+        choices=("offline", "llm", "auto"),
+        help=f"offline: rule tier only; llm: every pair to the LLM judge; auto: rule tier, then the LLM "
+        f"(default: the kind of the --judge-config file, else {DEFAULT_KIND})",
+    )
+    parser.add_argument("--input", required=True, type=Path, help="JSONL of pairs (schema below)")
+    parser.add_argument("--output", required=True, help="JSONL file written (appended when resuming)")
+    parser.add_argument(
+        "--endpoint", action="append", help="judge base URL ending in /v1, repeat for several (default: none)"
+    )
+    parser.add_argument("--model", help="judge model name as served (default: llm.model of the settings)")
+    parser.add_argument(
+        "--judge-config",
+        type=Path,
+        help="YAML/JSON mapping of judge settings (docs/configuration.md), read first; the flags here and "
+        "--judge-set override it (default: none)",
+    )
+    parser.add_argument(
+        "--judge-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one more judge setting, e.g. llm.max_in_flight=8; repeatable, last wins (default: none)",
     )
     parser.add_argument(
         "--cache",
         help="SQLite file for verdicts (default: cache.path of the judge settings, else the node-local "
         "<system temp>/speciarl_verl-<uid>/verdicts.sqlite)",
     )
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
     parser.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
-    flags: dict[str, Any] = {"kind": args.judge}
+    output = output_file(args.output, "--output", "verdicts.jsonl")
+    flags: dict[str, Any] = {} if args.judge is None else {"kind": args.judge}
     if args.endpoint:
         flags.setdefault("llm", {})["endpoints"] = list(args.endpoint)
     if args.model:
         flags.setdefault("llm", {})["model"] = args.model
     if args.cache:
         flags["cache"] = {"backend": "sqlite", "path": args.cache}
-    settings = file_judge_settings(settings_from_cli(args.judge_config, args.judge_set, flags=flags))
-    summary = asyncio.run(verify_file(settings, args.input, args.output, progress=not args.no_progress))
+    mapping = settings_from_cli(args.judge_config, args.judge_set, base={"kind": DEFAULT_KIND}, flags=flags)
+    settings = file_judge_settings(mapping)
+    summary = asyncio.run(verify_file(settings, args.input, output, progress=not args.no_progress))
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
     return 0
 
@@ -106,21 +157,47 @@ def read_pairs(path: Path) -> list[tuple[int, dict[str, Any]]]:
     and the field on a line that is not JSON, not an object, or lacks or mistypes a field."""
     rows = []
     for number, row in read_jsonl_objects(path, _REQUIRED):
+        where = f"{path}:{number}"
         for key, expected in _OPTIONAL.items():
-            check_field_type(row.get(key), expected, f"{path}:{number}: field {key!r}")
+            check_field_type(row.get(key), expected, f"{where}: field {key!r}")
+        nested = row.get("extra_info")
+        check_field_type(nested, (dict, type(None)), f"{where}: field 'extra_info'")
         for key in _NAME_LISTS:
-            for item in row.get(key) or ():
-                check_field_type(item, str, f"{path}:{number}: each item of {key!r}")
+            if nested is not None:
+                check_field_type(nested.get(key), (list, type(None)), f"{where}: field 'extra_info.{key}'")
+            for item in class_field(row, key) or ():
+                check_field_type(item, str, f"{where}: each item of {key!r}")
+            top, inner = row.get(key), (nested or {}).get(key)
+            if top is not None and inner is not None and top != inner:
+                raise UserInputError(
+                    f"{where}: {key!r} is given at the top level ({top}) and in extra_info ({inner}) with "
+                    "different values; keep one"
+                )
         try:
             _request(row)
         except ValueError as bad:  # parent_levels that do not fit the parents
-            raise UserInputError(f"{path}:{number}: {bad}") from None
+            raise UserInputError(f"{where}: {bad}") from None
         rows.append((number, row))
     return rows
 
 
+def class_field(row: Any, name: str) -> Any:
+    """A class field of a pair: the top-level value, else the one in the row's ``extra_info`` object.
+
+    >>> row = {"parents": None, "extra_info": {"parents": ["Boeing 737", "Boeing"]}}
+    >>> class_field(row, "parents"), class_field(row, "synonyms")
+    (['Boeing 737', 'Boeing'], None)
+    """
+    value = row.get(name)
+    nested = row.get("extra_info")
+    if value is None and isinstance(nested, dict):
+        return nested.get(name)
+    return value
+
+
 def _request(row: dict[str, Any]) -> VerificationRequest:
-    return VerificationRequest.for_row(row["ground_truth"], row["prediction"], row.get("data_source") or "", row)
+    fields = {name: class_field(row, name) for name in _NAME_LISTS}
+    return VerificationRequest.for_row(row["ground_truth"], row["prediction"], row.get("data_source") or "", fields)
 
 
 #: One pair of the input: its position, its line number and its row.
@@ -172,9 +249,9 @@ class PairRows(RowFormat[_Pair]):
 
 def _deciding_value(row: dict[str, Any], name: str) -> Any:
     """A field of a pair as the judge reads it: an absent or null list is empty, an absent data source is ``""``."""
-    value = row.get(name)
     if name in _NAME_LISTS:
-        return value or []
+        return class_field(row, name) or []
+    value = row.get(name)
     if name == "data_source":
         return value or ""
     return value

@@ -118,7 +118,7 @@ def test_image_folder_with_its_own_split_and_bad_inputs(tmp_path):
 
     (tmp_path / "cars" / "train" / "Audi_A4" / "photo_9.jpg").write_bytes(b"truncated")
     broken = run_example("--root", str(tmp_path / "cars"), "--name", "my_cars", "--out-dir", str(tmp_path / "b"))
-    assert broken.returncode == 1 and "photo_9.jpg" in broken.stderr
+    assert broken.returncode == 2 and "photo_9.jpg" in broken.stderr
     assert not (tmp_path / "b" / "my_cars_train.parquet").exists()
 
 
@@ -126,4 +126,23 @@ def test_image_folder_with_its_own_split_and_bad_inputs(tmp_path):
 def test_image_folder_refuses_a_bad_dataset_name(tmp_path, name, message):
     make_image_tree(tmp_path / "x", {"a": 2})
     result = run_example("--root", str(tmp_path / "x"), "--name", name, "--out-dir", str(tmp_path / "out"))
-    assert result.returncode == 1 and message in result.stderr
+    assert result.returncode == 2 and message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"Blue Jay": ["jay",]}', "not valid JSON (Expecting value at line 1 column 21)"),
+        ('{"Blue Jay": "jay"}', "expected a JSON object of class name -> list of coarser names"),
+        ('["jay"]', "expected a JSON object of class name -> list of coarser names"),
+    ],
+)
+def test_image_folder_names_a_bad_hierarchy_file(tmp_path, content, problem):
+    make_image_tree(tmp_path / "x", {"Blue_Jay": 2})
+    hierarchy = tmp_path / "hierarchy.json"
+    hierarchy.write_text(content)
+    args = ("--root", str(tmp_path / "x"), "--name", "my_jays", "--out-dir", str(tmp_path / "out"))
+    result = run_example(*args, "--hierarchy", str(hierarchy))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: --hierarchy {hierarchy}: {problem}"), result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "out").exists()

@@ -45,6 +45,9 @@ class DatasetAdapter(ABC):
     #: (Flowers-102, whose official files name no class): a Hugging Face copy whose class
     #: names are all such numbers is then read by number, see :mod:`speciarl_verl.data.hf_source`.
     numbered_class_names: ClassVar[bool] = False
+    #: False for a dataset whose images are made, not read (``--root`` is ignored): ``--source auto``
+    #: then never takes the root for a Hugging Face copy, whatever parquet files lie there.
+    reads_root: ClassVar[bool] = True
 
     @abstractmethod
     def read_raw(self, root: Path, split: str, problems: ProblemLog) -> list[SourceRecord]:

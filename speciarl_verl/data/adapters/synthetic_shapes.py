@@ -174,6 +174,7 @@ class SyntheticShapesAdapter(DatasetAdapter):
     splits = tuple(SPLIT_SIZES)
     class_list = ""  # the classes are defined in code (SPECIES), not in a shipped list
     domain_nouns = (DOMAIN_NOUN, "shapes", "geometric shape", "figure")
+    reads_root = False
 
     def parents(self, class_name: str) -> tuple[str, ...]:
         """``(family, "shape")``: the shape is the word after the colour.
