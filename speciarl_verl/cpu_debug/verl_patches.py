@@ -9,14 +9,19 @@ verl upgrade cannot silently turn a patch into a no-op or a wrong fix.
 
 Applied only by :func:`apply_cpu_patches`, which only ``activate`` calls, which only a CPU
 run imports (``VERL_USE_EXTERNAL_MODULES``). The package's ``verl.plugins`` entry point never
-applies them.
+applies them. Patches of modules too heavy to import at ``import verl`` (verl's FSDP engine,
+vLLM) are applied by :func:`after_import` when a process first imports them. vLLM's one patch
+lives in :mod:`speciarl_verl.cpu_debug.vllm_patches`, called from here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib.abc
 import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 #: verl function (module, qualified name) -> source lines the patch relies on, verbatim.
@@ -54,9 +59,63 @@ PATCHED_SOURCES: dict[tuple[str, str], tuple[str, ...]] = {
         'if "position_ids" in data.keys() and data["position_ids"].dim() == 3 and data["position_ids"].is_nested:',
         'data["position_ids"]._ragged_idx = 2',
     ),
+    # verl/workers/engine/fsdp/transformer_impl.py:460-463 gives a forward-only FSDP2 module (the reference
+    # model of a full-weight run) CPUOffloadPolicy(pin_memory=True); torch pins the sharded parameters
+    # (torch/distributed/fsdp/_fully_shard/_fsdp_param.py:398), and pin_memory() raises "Found no NVIDIA
+    # driver" without one. The patch gives that module a CPUOffloadPolicy that never pins (pinning only speeds
+    # host-to-GPU copies; on the CPU platform there are none). Looked up by the module-level name (line 43).
+    ("verl.workers.engine.fsdp.transformer_impl", "FSDPEngine._build_fsdp_module"): (
+        "if self.engine_config.offload_policy or self.engine_config.forward_only:",
+        "offload_policy = CPUOffloadPolicy(pin_memory=True)",
+    ),
 }
 
 _MARK = "__speciarl_cpu_patch__"
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs hooks on a module right after its first import, in this process and in its forks."""
+
+    def __init__(self) -> None:
+        self.hooks: dict[str, list[Callable[[ModuleType], None]]] = {}
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname not in self.hooks:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader, hooks = spec.loader, self.hooks
+        if loader is None or not hasattr(loader, "exec_module"):
+            return None
+        original = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            original(module)
+            for hook in hooks.pop(fullname, []):
+                hook(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+_AFTER_IMPORT = _AfterImport()
+
+
+def after_import(module_name: str, hook: Callable[[ModuleType], None]) -> None:
+    """Call ``hook(module)`` now if ``module_name`` is imported, else right after it is (patches of heavy modules)."""
+    module = sys.modules.get(module_name)
+    if module is not None:
+        hook(module)
+        return
+    _AFTER_IMPORT.hooks.setdefault(module_name, []).append(hook)
+    if _AFTER_IMPORT not in sys.meta_path:
+        sys.meta_path.insert(0, _AFTER_IMPORT)
 
 
 def _gloo_process_group(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -105,6 +164,21 @@ def _fixed_position_ids_first(original: Callable[..., Any]) -> Callable[..., Any
     return make_iterator
 
 
+def _unpinned_offload_policy(transformer_impl: ModuleType) -> None:
+    """verl's FSDP engine module gets a ``CPUOffloadPolicy`` whose ``pin_memory`` is always False."""
+    policy = transformer_impl.CPUOffloadPolicy
+    if policy is None or getattr(policy, _MARK, False):
+        return
+
+    @dataclasses.dataclass
+    class CPUOffloadPolicy(policy):  # a subclass: torch's isinstance checks still hold
+        def __post_init__(self) -> None:
+            self.pin_memory = False
+
+    setattr(CPUOffloadPolicy, _MARK, True)
+    transformer_impl.CPUOffloadPolicy = CPUOffloadPolicy
+
+
 def apply_cpu_patches() -> list[str]:
     """Apply every patch (idempotent); returns ``module.name`` of each function patched by this call."""
     import verl.utils.distributed as distributed
@@ -141,4 +215,9 @@ def apply_cpu_patches() -> list[str]:
         if module is not None and getattr(module, "initialize_global_process_group_ray", patched) is not patched:
             module.initialize_global_process_group_ray = patched
             done.append(f"{module_name}.initialize_global_process_group_ray")
+    # heavy modules (torch's FSDP, vLLM): patched when a process imports them, not at ``import verl``
+    after_import("verl.workers.engine.fsdp.transformer_impl", _unpinned_offload_policy)
+    from speciarl_verl.cpu_debug.vllm_patches import apply_vllm_patches
+
+    done.extend(apply_vllm_patches())
     return done

@@ -20,13 +20,13 @@ from omegaconf import OmegaConf
 from speciarl_verl.config.compose import compose_config
 from speciarl_verl.cpu_debug import vllm_venv
 
-VLLM = "cpu_debug=tiny_cpu_vllm"
+VLLM = "tiny_cpu_vllm"
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-def _compose(*overrides: str):
-    # the recipe script always passes +cpu_debug=tiny_cpu; a later cpu_debug=... switches the group's option
-    return compose_config("speciarl_grpo", ["+cpu_debug=tiny_cpu", *overrides])
+def _compose(option: str = "tiny_cpu", *overrides: str):
+    # the recipe script passes one +cpu_debug=<option>: tiny_cpu (--rollout hf_cpu) or tiny_cpu_vllm (--rollout vllm)
+    return compose_config("speciarl_grpo", [f"+cpu_debug={option}", *overrides])
 
 
 def test_vllm_option_switches_the_rollout_and_keeps_tiny_cpu_for_the_rest():
@@ -34,9 +34,10 @@ def test_vllm_option_switches_the_rollout_and_keeps_tiny_cpu_for_the_rest():
     config = _compose(VLLM)
     rollout = config.actor_rollout_ref.rollout
     assert rollout.name == "vllm" and hf.actor_rollout_ref.rollout.name == "hf_cpu"
-    # what vLLM's CPU backend needs: no sleep mode, no CUDA graphs, nothing to free, real weights at start
+    # what vLLM's CPU backend needs: no sleep mode, no CUDA graphs, nothing to free
     assert (rollout.enable_sleep_mode, rollout.enforce_eager, rollout.free_cache_engine) == (False, True, False)
-    assert "dummy" not in rollout.load_format  # verl then never sends the base weights (engine_workers.py:673)
+    # verl's default, the GPU node's: random weights at start, base weights by the first sync (engine_workers.py:673)
+    assert rollout.load_format == "dummy" == hf.actor_rollout_ref.rollout.load_format
     assert rollout.dtype == "float32" and config.actor_rollout_ref.actor.fsdp_config.model_dtype == "fp32"
     assert rollout.max_model_len == config.data.max_prompt_length + config.data.max_response_length
     assert rollout.max_num_batched_tokens >= rollout.max_model_len  # chunked prefill is off in the recipe

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import os
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from speciarl_verl.cpu_debug.verl_patches import PATCHED_SOURCES
+from speciarl_verl.cpu_debug.vllm_patches import PATCHED_SOURCES as VLLM_PATCHED_SOURCES
 
 
 def _verl_source(module_name: str, qualname: str) -> str:
@@ -137,3 +139,91 @@ def test_mini_batches_of_a_pickled_vlm_batch_need_the_position_ids_patches(mode,
         assert f"SHAPES {[(4, n) for n in first]}" in result.stdout, result.stdout
     elif layout == "equal":  # verl as shipped: the batch cannot be split into mini-batches
         assert result.returncode != 0 and "SHAPES" not in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# vLLM's CPU linear layers keep their weight (speciarl_verl/cpu_debug/vllm_patches.py); only where vLLM is installed
+
+needs_vllm = pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None, reason="vLLM is not installed here (it is in .venv-vllm-rollout)"
+)
+
+
+@needs_vllm
+@pytest.mark.parametrize(("module_name", "qualname"), sorted(VLLM_PATCHED_SOURCES))
+def test_patched_vllm_code_still_holds_the_lines_the_patch_relies_on(module_name, qualname):
+    source = _verl_source(module_name, qualname)
+    for line in VLLM_PATCHED_SOURCES[(module_name, qualname)]:
+        assert line in source, (
+            f"{module_name}.{qualname} changed: the line {line!r} is gone; "
+            "re-read it and update speciarl_verl/cpu_debug/vllm_patches.py"
+        )
+
+
+_RELOAD_A_CPU_LINEAR = textwrap.dedent("""
+    import sys, torch
+    if sys.argv[1] == "patched":  # as a CPU run: activated at `import verl`, before vLLM's layers are imported
+        import verl
+    from vllm.model_executor.layers.linear import UnquantizedLinearMethod
+    layer = torch.nn.Module()
+    layer.weight = torch.nn.Parameter(torch.randn(16, 32), requires_grad=False)
+    method = UnquantizedLinearMethod()
+    method.process_weights_after_loading(layer)  # vLLM's prepack after loading
+    print("KEPT", tuple(layer.weight.shape))
+    if layer.weight.numel():
+        synced = torch.randn(16, 32)
+        layer.weight.data.copy_(synced)  # what load_weights does with verl's synced tensor
+        method.process_weights_after_loading(layer)  # verl's re-run after a full sync
+        x = torch.randn(3, 32)
+        print("REPACKED", torch.allclose(method.apply(layer, x), x @ synced.T, atol=1e-5))
+""")
+
+
+@needs_vllm
+@pytest.mark.parametrize("mode", ["plain", "patched"])
+def test_cpu_linear_layers_keep_their_weight_and_repack_synced_weights_only_when_patched(mode):
+    env = {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    if mode == "patched":
+        env.update(VERL_PLATFORM="cpu", VERL_USE_EXTERNAL_MODULES="speciarl_verl.cpu_debug.activate")
+    result = subprocess.run(
+        [sys.executable, "-c", _RELOAD_A_CPU_LINEAR, mode],
+        env={**{k: v for k, v in os.environ.items() if k != "VERL_USE_EXTERNAL_MODULES"}, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    if mode == "plain":  # vLLM as shipped: nothing left for verl's load_weights to fill
+        assert "KEPT (0,)" in result.stdout
+    else:
+        assert "KEPT (16, 32)" in result.stdout and "REPACKED True" in result.stdout, result.stdout
+
+
+_SHARD_FORWARD_ONLY = textwrap.dedent("""
+    import socket, os, sys, torch
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    import torch.distributed as dist
+    dist.init_process_group("gloo")
+    from verl.workers.engine.fsdp import transformer_impl
+    policy = transformer_impl.CPUOffloadPolicy(pin_memory=True)  # verl's call, transformer_impl.py:462
+    print("PIN", policy.pin_memory, isinstance(policy, torch.distributed.fsdp.CPUOffloadPolicy))
+    model = torch.nn.Linear(8, 4)
+    torch.distributed.fsdp.fully_shard(model, offload_policy=policy)
+    print("FORWARD", tuple(model(torch.randn(2, 8)).shape))
+""")
+
+
+def test_forward_only_fsdp2_modules_are_not_pinned_on_the_cpu_platform():
+    # the reference model of a full-weight run; torch's pin_memory() needs an NVIDIA driver
+    patched = _run(
+        _SHARD_FORWARD_ONLY, VERL_PLATFORM="cpu", VERL_USE_EXTERNAL_MODULES="speciarl_verl.cpu_debug.activate"
+    )
+    assert patched.returncode == 0, patched.stderr[-3000:]
+    assert "PIN False True" in patched.stdout and "FORWARD (2, 4)" in patched.stdout
+    plain = _run("import speciarl_verl.cpu_debug.platform\n" + _SHARD_FORWARD_ONLY, VERL_PLATFORM="cpu")
+    assert "PIN True True" in plain.stdout, plain.stderr[-3000:]
+    import torch
+
+    if not torch.cuda.is_available():  # the failure the patch avoids, on a machine without a GPU
+        assert plain.returncode != 0 and "FORWARD" not in plain.stdout
