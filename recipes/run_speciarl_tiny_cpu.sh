@@ -14,6 +14,9 @@
 #   4. runs `python -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn <--config>
 #      +cpu_debug=tiny_cpu` for --steps steps with one validation pass and a checkpoint at the
 #      last step: the hf_cpu rollout (transformers generate), one FSDP2 LoRA worker on gloo.
+#      `--rollout vllm` composes +cpu_debug=tiny_cpu_vllm instead: verl's own vLLM rollout and weight
+#      sync on vLLM's CPU backend, in .venv-vllm-rollout (`python -m speciarl_verl.cpu_debug.vllm_venv`
+#      builds it; it is the default --python then).
 #      Metrics go to OUT/metrics.jsonl (verl's file logger), checkpoints to OUT/checkpoints.
 #      Running again with the same OUT and a larger --steps resumes from the last checkpoint
 #      (step N+1), and the new steps' metrics are added to OUT/metrics.jsonl.
@@ -31,10 +34,13 @@ usage: bash recipes/${SCRIPT_NAME} [options] [--] [hydra overrides...]
   --steps N            training steps, validation and checkpoint at the last one (default 3)
   --config NAME        shipped recipe to shrink (default speciarl_grpo; e.g. speciarl_drgrpo, speciarl_dapo_ds)
   --judge KIND         offline (rule tier, default) or llm (starts the fake judge server)
+  --rollout KIND       hf_cpu (transformers generate, default) or vllm (verl's vLLM rollout on vLLM's CPU
+                       backend, +cpu_debug=tiny_cpu_vllm; needs .venv-vllm-rollout)
   --train-rows N       synthetic training images (default 16)
   --val-rows N         synthetic validation images (default 8)
   --policy DIR         use this tiny policy instead of the shipped one
-  --python BIN         Python of the environment with speciarl-verl[train] (default python3)
+  --python BIN         Python of the environment with speciarl-verl[train] (default python3;
+                       with --rollout vllm, the repository's .venv-vllm-rollout/bin/python)
   --timeout SECONDS    stop the training after this long (default 1800; 0 = no limit)
   --dry-run            print the resolved commands and exit 0
   -h, --help           this text
@@ -55,10 +61,11 @@ out=tiny_cpu_run
 steps=3
 config=speciarl_grpo
 judge=offline
+rollout=hf_cpu
 train_rows=16
 val_rows=8
 policy=""
-python_bin=python3
+python_bin=""
 train_timeout=1800
 dry_run=0
 overrides=()
@@ -92,6 +99,7 @@ while (($#)); do
                 --steps) steps=$value ;;
                 --config) config=$value ;;
                 --judge) judge=$value ;;
+                --rollout) rollout=$value ;;
                 --train-rows) train_rows=$value ;;
                 --val-rows) val_rows=$value ;;
                 --policy) policy=$value ;;
@@ -115,6 +123,19 @@ is_count "$val_rows" || die 2 "--val-rows must be a positive number, got '$val_r
 [[ $train_timeout =~ ^[0-9]+$ ]] || die 2 "--timeout must be a number of seconds, got '$train_timeout'"
 [[ $config =~ ^[A-Za-z0-9][A-Za-z0-9_]*$ ]] || die 2 "--config must be a config name such as speciarl_grpo, got '$config'"
 [[ $judge == offline || $judge == llm ]] || die 2 "--judge must be offline or llm, got '$judge'"
+[[ $rollout == hf_cpu || $rollout == vllm ]] || die 2 "--rollout must be hf_cpu or vllm, got '$rollout'"
+
+repository=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [[ $rollout == vllm ]]; then
+    cpu_debug=tiny_cpu_vllm
+    if [[ -z $python_bin ]]; then
+        python_bin=$repository/.venv-vllm-rollout/bin/python
+        [[ -x $python_bin ]] || die 2 "--rollout vllm needs $repository/.venv-vllm-rollout; build it with: python -m speciarl_verl.cpu_debug.vllm_venv (or pass --python)"
+    fi
+else
+    cpu_debug=tiny_cpu
+    python_bin=${python_bin:-python3}
+fi
 
 absolute() {
     if [[ $1 == /* ]]; then printf '%s\n' "$1"; else printf '%s\n' "$PWD/${1#./}"; fi
@@ -127,7 +148,7 @@ val_file=$data_dir/synthetic_shapes_val_${val_rows}.parquet
 if [[ -n $policy ]]; then
     policy=$(absolute "$policy")
 else
-    policy=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/speciarl_verl/cpu_debug/shipped_policy
+    policy=$repository/speciarl_verl/cpu_debug/shipped_policy
 fi
 judge_log=$out/fake_judge.log
 train_log=$out/train.log
@@ -157,7 +178,7 @@ make_build_command() {
 train_command=(env "VERL_FILE_LOGGER_PATH=$out/metrics.jsonl"
     "RAY_raylet_start_wait_time_s=${RAY_raylet_start_wait_time_s:-180}"
     VERL_PLATFORM=cpu VERL_ENGINE_DEVICE=cuda VERL_USE_EXTERNAL_MODULES=speciarl_verl.cpu_debug.activate
-    "$python_bin" -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn "$config" +cpu_debug=tiny_cpu
+    "$python_bin" -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn "$config" "+cpu_debug=$cpu_debug"
     "data.train_files=$train_file"
     "data.val_files=$val_file"
     "actor_rollout_ref.model.path=$policy"
@@ -179,7 +200,7 @@ if ((train_timeout > 0)); then
 fi
 
 print_plan() {
-    echo "# SpeciaRL tiny CPU run: config $config, $steps steps, judge $judge, out $out"
+    echo "# SpeciaRL tiny CPU run: config $config, $steps steps, judge $judge, rollout $rollout, out $out"
     local split rows file
     for split in train val; do
         if [[ $split == train ]]; then rows=$train_rows file=$train_file; else rows=$val_rows file=$val_file; fi

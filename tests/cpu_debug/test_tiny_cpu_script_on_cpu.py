@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,8 @@ from speciarl_verl.config.compose import compose_config
 SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "run_speciarl_tiny_cpu.sh"
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
+def run_script(*args: str, script: Path = SCRIPT) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=60)
 
 
 def train_words(plan: str) -> list[str]:
@@ -55,6 +57,7 @@ def test_llm_judge_plan_starts_the_fake_server_and_points_the_reward_at_it(tmp_p
     [
         (("--steps", "0"), "--steps must be a positive number"),
         (("--judge", "gpt"), "--judge must be offline or llm"),
+        (("--rollout", "sglang"), "--rollout must be hf_cpu or vllm"),
         (("--config", "../x"), "--config must be a config name"),
         (("--steps", "2", "--steps", "3"), "--steps given twice"),
         (("--bogus", "1"), "unknown option --bogus"),
@@ -64,3 +67,37 @@ def test_bad_options_exit_2_naming_the_option(args, message):
     result = run_script(*args, "--dry-run")
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_vllm_rollout_plan_composes_tiny_cpu_vllm_once(tmp_path):
+    result = run_script("--dry-run", "--out", str(tmp_path / "out"), "--rollout", "vllm", "--python", sys.executable)
+    assert result.returncode == 0, result.stderr
+    assert "rollout vllm" in result.stdout.splitlines()[0]
+    words = train_words(result.stdout)
+    assert words[words.index("-m") - 1] == sys.executable  # --python wins over the venv default
+    assert [w for w in words if "cpu_debug=" in w] == ["+cpu_debug=tiny_cpu_vllm"]
+    composed = compose_config("speciarl_grpo", [w for w in words[words.index("+cpu_debug=tiny_cpu_vllm") :]])
+    rollout = composed.actor_rollout_ref.rollout
+    assert (rollout.name, rollout.load_format) == ("vllm", "dummy")  # verl's own rollout, the GPU node's first sync
+    assert composed.trainer.default_local_dir == str(tmp_path / "out" / "checkpoints")
+
+
+def test_vllm_rollout_defaults_to_the_repositorys_venv_or_names_its_installer(tmp_path):
+    # a copy of the script in a checkout of its own: the default python is <checkout>/.venv-vllm-rollout/bin/python
+    script = tmp_path / "checkout" / "recipes" / SCRIPT.name
+    script.parent.mkdir(parents=True)
+    shutil.copy(SCRIPT, script)
+    missing = run_script("--dry-run", "--out", str(tmp_path / "out"), "--rollout", "vllm", script=script)
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert len(missing.stderr.splitlines()) == 1
+    assert "python -m speciarl_verl.cpu_debug.vllm_venv" in missing.stderr
+    venv_python = tmp_path / "checkout" / ".venv-vllm-rollout" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.write_text("#!/bin/sh\n")
+    venv_python.chmod(0o755)
+    plan = run_script("--dry-run", "--out", str(tmp_path / "out"), "--rollout", "vllm", script=script)
+    assert plan.returncode == 0, plan.stderr
+    assert train_words(plan.stdout)[train_words(plan.stdout).index("-m") - 1] == str(venv_python)
+    hf = run_script("--dry-run", "--out", str(tmp_path / "out"), script=script)  # hf_cpu keeps python3
+    assert train_words(hf.stdout)[train_words(hf.stdout).index("-m") - 1] == "python3"
+    assert "+cpu_debug=tiny_cpu" in train_words(hf.stdout)
