@@ -39,8 +39,9 @@ usage: bash recipes/${SCRIPT_NAME} [options] [--] [hydra overrides...]
   --train-rows N       synthetic training images (default 16)
   --val-rows N         synthetic validation images (default 8)
   --policy DIR         use this tiny policy instead of the shipped one
-  --python BIN         Python of the environment with speciarl-verl[train] (default python3;
-                       with --rollout vllm, the repository's .venv-vllm-rollout/bin/python)
+  --python BIN         Python of the environment with speciarl-verl[train] (default: the repository's
+                       .venv/bin/python if it exists, else python3; with --rollout vllm, its
+                       .venv-vllm-rollout/bin/python)
   --timeout SECONDS    stop the training after this long (default 1800; 0 = no limit)
   --dry-run            print the resolved commands and exit 0
   -h, --help           this text
@@ -134,7 +135,11 @@ if [[ $rollout == vllm ]]; then
     fi
 else
     cpu_debug=tiny_cpu
-    python_bin=${python_bin:-python3}
+    if [[ -z $python_bin ]]; then
+        # the environment `make demo` / `make install` builds, when there is one: a fresh shell need not activate it
+        python_bin=python3
+        [[ ! -x $repository/.venv/bin/python ]] || python_bin=$repository/.venv/bin/python
+    fi
 fi
 
 absolute() {
@@ -248,6 +253,10 @@ run_step() {
     show "$@"
     "$@" || die 1 "step failed: $1 ... (exit $?)"
 }
+
+# one line instead of a traceback when the interpreter lacks the package or verl (a fresh shell's python3)
+"$python_bin" -c 'import speciarl_verl, verl, PIL' 2>/dev/null ||
+    die 2 "$python_bin cannot import speciarl_verl, verl and PIL: run \`make install\` (it builds $repository/.venv, used by default) or pass --python the interpreter of an environment with speciarl-verl[train]"
 
 mkdir -p "$data_dir"
 for split in train val; do

@@ -98,6 +98,24 @@ def test_vllm_rollout_defaults_to_the_repositorys_venv_or_names_its_installer(tm
     plan = run_script("--dry-run", "--out", str(tmp_path / "out"), "--rollout", "vllm", script=script)
     assert plan.returncode == 0, plan.stderr
     assert train_words(plan.stdout)[train_words(plan.stdout).index("-m") - 1] == str(venv_python)
-    hf = run_script("--dry-run", "--out", str(tmp_path / "out"), script=script)  # hf_cpu keeps python3
+    hf = run_script("--dry-run", "--out", str(tmp_path / "out"), script=script)  # no .venv: python3
     assert train_words(hf.stdout)[train_words(hf.stdout).index("-m") - 1] == "python3"
     assert "+cpu_debug=tiny_cpu" in train_words(hf.stdout)
+
+
+def test_hf_cpu_uses_the_repositorys_venv_and_refuses_a_python_without_the_package_in_one_line(tmp_path):
+    # a fresh shell after `make demo`: nothing activated, the checkout's .venv is there
+    script = tmp_path / "checkout" / "recipes" / SCRIPT.name
+    script.parent.mkdir(parents=True)
+    shutil.copy(SCRIPT, script)
+    venv_python = tmp_path / "checkout" / ".venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.write_text("#!/bin/sh\nexit 1\n")  # an interpreter that cannot import the package
+    venv_python.chmod(0o755)
+    plan = run_script("--dry-run", "--out", str(tmp_path / "out"), script=script)
+    assert plan.returncode == 0, plan.stderr
+    assert train_words(plan.stdout)[train_words(plan.stdout).index("-m") - 1] == str(venv_python)
+    run = run_script("--steps", "1", "--out", str(tmp_path / "out"), script=script)
+    assert run.returncode == 2 and len(run.stderr.splitlines()) == 1, run.stderr
+    assert f"{venv_python} cannot import speciarl_verl" in run.stderr and "make install" in run.stderr
+    assert not (tmp_path / "out" / "data").exists()  # refused before anything was built
