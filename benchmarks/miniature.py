@@ -50,6 +50,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from speciarl_verl.cpu_debug.tiny_policy import shipped_policy_dir
+from speciarl_verl.evaluation.curves import RunCurve, plot_runs
+from speciarl_verl.evaluation.curves import step_curves as read_step_curves
 from speciarl_verl.jsonl_io import read_jsonl, write_atomically
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +64,6 @@ REWARDS: dict[str, str] = {
     "greedy": "speciarl_grpo_scala3",
 }
 SPLITS = ("test", "test_ood")
-CATEGORY_KEYS = ("specific", "less_specific", "generic", "abstain", "wrong")
 _OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -236,21 +237,9 @@ def result_line(metrics: Mapping[str, Mapping[str, Sequence[float]]], seeds: int
 
 
 def step_curves(metrics_file: Path) -> dict[int, dict[str, float]]:
-    """Training steps of verl's file-logger output: reward mean and verdict shares per step."""
-    steps: dict[int, dict[str, float]] = defaultdict(dict)
-    for _, record in read_jsonl(metrics_file):
-        steps[int(record["step"])].update(record["data"])
-    curves = {}
-    for step, data in sorted(steps.items()):
-        if "critic/score/mean" not in data:
-            continue  # the step-0 validation line
-        row = {"reward": float(data["critic/score/mean"])}
-        for key in CATEGORY_KEYS:
-            row[key] = float(data.get(f"speciarl/category/{key}", 0.0))
-        row["unparseable"] = float(data.get("speciarl/parse_failure_rate", 0.0))
-        row["step_s"] = float(data.get("timing_s/step", float("nan")))
-        curves[step] = row
-    return curves
+    """Training steps of verl's file-logger output (:func:`speciarl_verl.evaluation.curves.step_curves`,
+    what ``speciarl eval curves`` reads), with the reward mean also under ``reward``."""
+    return {step: {**row, "reward": row["reward_mean"]} for step, row in read_step_curves(metrics_file).items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,35 +494,12 @@ def plot_points(metrics: Mapping, path: Path, settings: Settings) -> None:
 
 
 def plot_curves(curves: Mapping[str, Mapping[int, Mapping[str, float]]], runs: Sequence[Run], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = (
-        ("reward", "reward mean (own scale)"),
-        ("specific", "share specific"),
-        ("coarse", "share less specific + generic + abstain"),
-        ("wrong", "share wrong"),
-    )
-    figure, axes = plt.subplots(1, len(panels), figsize=(16, 4))
-    for run in runs:
-        steps = sorted(curves[run.name])
-        rows = [curves[run.name][s] for s in steps]
-        for ax, (key, title) in zip(axes, panels, strict=True):
-            if key == "coarse":
-                values = [r["less_specific"] + r["generic"] + r["abstain"] for r in rows]
-            else:
-                values = [r[key] for r in rows]
-            ax.plot(steps, values, color=_ARM_COLOURS[run.reward], alpha=0.7,
-                    label=run.reward if run.seed == runs[0].seed else None)  # fmt: skip
-            ax.set_title(title, fontsize=10)
-            ax.set_xlabel("step")
-    axes[0].legend()
-    figure.suptitle("training rollouts per step (verl metrics.jsonl), one line per run")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    """The figure of ``speciarl eval curves`` with one line per run, coloured by reward."""
+    lines = [
+        RunCurve(curves[run.name], _ARM_COLOURS[run.reward], run.reward if run.seed == runs[0].seed else None)
+        for run in runs
+    ]
+    plot_runs(lines, path, "training rollouts per step (verl metrics.jsonl), one line per run")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""``speciarl eval predict | judge | report | agree``.
+"""``speciarl eval predict | judge | report | agree | curves``.
 
 The evaluator reports bad input as ``ValueError`` naming ``file:line`` (or ``file:row N``
 for a dataset parquet); each step turns it into one line on stderr and exit code 2, as it does an
 output path of the wrong kind (``judge --out`` a folder, ``report``/``agree --out`` a file) and
-``predict`` on a machine without vLLM. A judge that fails after its retries is exit code 1.
+``predict --backend vllm`` on a machine without vLLM
+(``--backend auto``, the default, takes transformers there and says so), or a ``--checkpoint`` that is no
+verl checkpoint. A judge that fails after its retries is exit code 1.
 ``predict`` checks its files (datasets, adapter, prompt name) before it needs a GPU.
 """
 
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from speciarl_verl.cli_errors import UserInputError, output_file, output_folder, user_input
 from speciarl_verl.core.answer_parsing import PARSE_MODES
+from speciarl_verl.evaluation.curves_cli import add_curves_parser
 from speciarl_verl.judge.file_judging import settings_from_cli
 
 if TYPE_CHECKING:
@@ -44,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_judge(commands)
     _add_report(commands)
     _add_agree(commands)
+    add_curves_parser(commands, _guarded)
 
 
 def _guarded(body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -62,28 +66,48 @@ def _guarded(body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
 
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("predict", help="answers from a model with vLLM offline (needs the [gpu] extra)")
+    p = commands.add_parser(
+        "predict",
+        help="answers from a model or a verl checkpoint, with vLLM (the [gpu] extra) or transformers generate",
+    )
     p.add_argument("--data", action="append", required=True, type=Path, help="dataset parquet (repeatable)")
-    p.add_argument("--model", required=True, help="base model path or name")
-    p.add_argument("--adapter", type=Path, help="LoRA adapter folder (PEFT format)")
-    p.add_argument("--out", required=True, type=Path, help="predictions JSONL (resumed if it exists)")
+    p.add_argument("--model", help="base model path or name (or give --checkpoint)")
+    p.add_argument("--adapter", type=Path, help="LoRA adapter folder (PEFT format), with --model")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="a verl checkpoint instead of --model/--adapter: OUT/checkpoints/global_step_N (or its actor/); its "
+        "FSDP shards and LoRA adapter become a Hugging Face folder with verl's model merger, kept in "
+        "actor/huggingface_merged and reused while newer than the shards",
+    )
+    p.add_argument("--out", required=True, help="predictions JSONL (resumed if it exists)")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "vllm", "hf"),
+        default="auto",
+        help="vllm: vLLM offline (a GPU); hf: transformers generate on the CPU or a GPU; auto (default): vllm when "
+        "it is installed, else hf (said in the output)",
+    )
+    p.add_argument("--device", help="hf backend: torch device (default cuda when available, else cpu)")
     p.add_argument("--mode", choices=("greedy", "best-of-n"), default="greedy")
     p.add_argument("--n", type=int, default=64, help="answers per image in best-of-n mode (default 64)")
     p.add_argument("--temperature", type=float, default=0.6, help="best-of-n sampling temperature (default 0.6)")
     p.add_argument("--top-p", type=float, default=0.95, help="best-of-n nucleus size (default 0.95)")
     p.add_argument("--max-new-tokens", type=int, default=2048)
     p.add_argument("--prompt", dest="prompt_name", help="use this registered policy prompt instead of the dataset's")
-    p.add_argument("--batch-size", type=int, default=256, help="images per generate call")
+    p.add_argument("--batch-size", type=int, help="images per generate call (default 256 with vllm, 8 with hf)")
     p.add_argument("--limit", type=int, help="only the first N dataset rows")
     p.add_argument("--max-answer-words", type=int, help="answers longer than this many words count as unparseable")
     _add_parse_mode(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE", help="extra vllm.LLM argument")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_guarded(_predict))
 
 
 def predict_config(args: argparse.Namespace) -> PredictConfig:
-    """The prediction run that the parsed ``speciarl eval predict`` arguments ask for."""
+    """The prediction run that the parsed ``speciarl eval predict`` arguments ask for (``args.model`` and
+    ``args.adapter`` set: a checkpoint is resolved before, ``args.backend`` is ``vllm`` or ``hf``)."""
     from speciarl_verl.evaluation.prediction_requests import DecodingSettings
     from speciarl_verl.evaluation.vllm_predictor import PredictConfig
 
@@ -91,29 +115,67 @@ def predict_config(args: argparse.Namespace) -> PredictConfig:
         decoding = DecodingSettings.greedy(args.max_new_tokens)
     else:
         decoding = DecodingSettings.best_of_n(args.n, args.temperature, args.top_p, args.max_new_tokens)
+    backend = getattr(args, "backend", "vllm")
+    batch_size = args.batch_size if args.batch_size is not None else (8 if backend == "hf" else 256)
     return PredictConfig(
         data=tuple(args.data),
         model=args.model,
-        out=args.out,
+        out=Path(args.out),
         adapter=args.adapter,
         decoding=decoding,
         prompt_name=args.prompt_name,
-        batch_size=args.batch_size,
+        batch_size=batch_size,
         limit=args.limit,
         max_answer_words=args.max_answer_words,
         parse_mode=args.parse_mode,
         seed=args.seed,
         engine_args=settings_from_cli(None, args.engine_arg, option="--engine-arg"),
+        backend=backend,
     )
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from speciarl_verl.evaluation.vllm_predictor import run_predictions
+    from speciarl_verl.evaluation import vllm_predictor
 
+    args.out = output_file(args.out, "--out", "preds.jsonl")
+    if args.checkpoint is not None and (args.model is not None or args.adapter is not None):
+        raise UserInputError("--checkpoint DIR replaces --model and --adapter: give one or the other")
+    if args.checkpoint is None and args.model is None:
+        raise UserInputError(
+            "give --model MODEL (with --adapter DIR for a LoRA) or --checkpoint DIR (a verl checkpoint)"
+        )
+    if args.backend == "auto":
+        args.backend = "vllm" if vllm_predictor.vllm_installed() else "hf"
+        if args.backend == "hf":
+            print("vLLM is not installed: predicting with transformers generate (--backend hf)", flush=True)
+    if args.backend == "vllm":
+        vllm_predictor._require_vllm()
+    elif args.engine_arg:
+        raise UserInputError("--engine-arg sets vllm.LLM arguments; the transformers backend (--backend hf) has none")
+    if args.checkpoint is not None:
+        from speciarl_verl.evaluation.checkpoint_merge import actor_folder
+
+        actor_folder(args.checkpoint)  # a wrong folder is refused before the datasets are read
+        args.model = "(checkpoint)"
     config = predict_config(args)
     _check_predict_inputs(config)
-    answered = run_predictions(config)
-    print(f"answered {answered} image(s) in this run -> {args.out}")
+    if args.checkpoint is not None:
+        from dataclasses import replace
+
+        from speciarl_verl.evaluation.checkpoint_merge import merge_checkpoint
+
+        checkpoint = merge_checkpoint(args.checkpoint)
+        how = "reused" if checkpoint.reused else "written by verl's model merger"
+        adapter = f", LoRA adapter {checkpoint.adapter}" if checkpoint.adapter else ""
+        print(f"checkpoint {args.checkpoint}: Hugging Face folder {checkpoint.model} ({how}){adapter}", flush=True)
+        config = replace(config, model=str(checkpoint.model), adapter=checkpoint.adapter)
+    if config.backend == "hf":
+        from speciarl_verl.evaluation.hf_predictor import run_hf_predictions
+
+        answered = run_hf_predictions(config, progress=not args.no_progress, device=args.device)
+    else:
+        answered = vllm_predictor.run_predictions(config, progress=not args.no_progress)
+    print(f"answered {answered} image(s) in this run ({config.backend} backend) -> {args.out}")
     return 0
 
 

@@ -43,10 +43,14 @@ __all__ = [
     "pending_requests",
     "read_requests",
     "run_predictions",
+    "vllm_installed",
 ]
 
 #: How images are prepared (part of a run's identity: outputs of another preparation are not resumed).
 IMAGE_PREPARATION = "qwen_vl_utils.fetch_image, per-image min_pixels/max_pixels"
+
+#: Generation engines: vLLM offline, or transformers ``generate`` (:mod:`.hf_predictor`).
+BACKENDS = ("vllm", "hf")
 
 #: LoRA ranks vLLM accepts for ``max_lora_rank``.
 _VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -60,11 +64,12 @@ class MissingGpuExtraError(RuntimeError):
 class PredictConfig:
     """One prediction run.
 
-    ``batch_size`` is the number of images per ``LLM.chat`` call (each yields
+    ``batch_size`` is the number of images per ``LLM.chat`` (or ``generate``) call (each yields
     ``decoding.n`` answers). ``prompt_name`` swaps the dataset's instruction for
     a registered policy prompt. ``engine_args`` go to ``vllm.LLM`` as given.
     ``parse_mode`` fills each row's ``answer``; it is not part of :meth:`identity`
     (each row records its own mode, and the judge parses again in the mode it is asked for).
+    ``backend`` is part of it: the rows of two engines are never mixed in one file.
     """
 
     data: tuple[Path, ...]
@@ -79,6 +84,7 @@ class PredictConfig:
     parse_mode: ParseMode = "first"
     seed: int = 0
     engine_args: Mapping[str, Any] = field(default_factory=dict)
+    backend: str = "vllm"
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -87,6 +93,8 @@ class PredictConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.parse_mode not in PARSE_MODES:
             raise ValueError(f"parse_mode must be one of {', '.join(PARSE_MODES)}, got {self.parse_mode!r}")
 
@@ -100,6 +108,7 @@ class PredictConfig:
             "max_answer_words": self.max_answer_words,
             "seed": self.seed,
             "images": IMAGE_PREPARATION,
+            "backend": self.backend,
         }
 
 
@@ -195,13 +204,17 @@ def image_patch_size(model: str) -> int:
     return DEFAULT_IMAGE_PATCH_SIZE if size is None else int(size)
 
 
+def vllm_installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
 def _require_vllm() -> None:
-    if importlib.util.find_spec("vllm") is None:
+    if not vllm_installed():
         raise MissingGpuExtraError(
-            "speciarl eval predict needs the [gpu] extra: vLLM is not installed "
-            "(pip install 'speciarl-verl[gpu]' on a machine with a GPU). Predictions made any other way "
-            "can be written as JSONL (keys: sample_id, data_source, ground_truth, prediction_index, response) "
-            "and scored with `speciarl eval judge`."
+            "--backend vllm needs the [gpu] extra: vLLM is not installed (pip install 'speciarl-verl[gpu]' on a "
+            "machine with a GPU); --backend hf predicts with transformers generate instead. Predictions made any "
+            "other way can be written as JSONL (keys: sample_id, data_source, ground_truth, prediction_index, "
+            "response) and scored with `speciarl eval judge`."
         )
 
 

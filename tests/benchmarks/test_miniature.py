@@ -126,3 +126,17 @@ def test_step_curves_skip_the_validation_only_step_and_read_category_shares(mini
     assert sorted(curves) == [1, 2]
     assert curves[1]["specific"] == 0.5 and curves[1]["wrong"] == 0.25 and curves[1]["generic"] == 0.0
     assert curves[2]["reward"] == 0.5 and curves[2]["step_s"] == 2.0
+
+
+def test_curves_are_drawn_by_the_users_curves_code(miniature, tmp_path):
+    """The benchmark's curve figure is ``speciarl eval curves``' code, one line per run (recorded CPU run)."""
+    recorded = Path(__file__).parents[1] / "evaluation" / "data" / "tiny_cpu_run_metrics.jsonl"
+    curves = miniature.step_curves(recorded)
+    assert curves[2]["reward"] == curves[2]["reward_mean"] == 0.5
+    runs = [
+        miniature.Run(reward, seed, tmp_path / f"{reward}{seed}")
+        for seed in (0, 1)
+        for reward in ("speciarl", "binary")
+    ]
+    miniature.plot_curves({run.name: curves for run in runs}, runs, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"

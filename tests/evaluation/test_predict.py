@@ -275,9 +275,12 @@ def test_lora_rank_is_rounded_up_to_a_rank_vllm_supports(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_predict_without_vllm_fails_with_a_clear_message(parquet, tmp_path, capsys):
     out = tmp_path / "p.jsonl"
-    code = speciarl(["eval", "predict", "--data", str(parquet), "--model", "some/model", "--out", str(out)])
+    command = ["eval", "predict", "--data", str(parquet), "--model", "some/model", "--out", str(out)]
+    code = speciarl([*command, "--backend", "vllm"])
     assert code == 2  # a command this install cannot run: bad input, as README promises
-    assert "needs the [gpu] extra: vLLM" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "needs the [gpu] extra: vLLM" in err and "--backend hf" in err
+    assert err.count("speciarl eval predict") == 1, err  # the command's name once, as the line's prefix
     assert not out.exists()
 
 
