@@ -21,7 +21,7 @@ from speciarl_verl.core.group_outcome import GroupOutcome
 from speciarl_verl.core.group_reward import group_rewards
 from speciarl_verl.core.step_metrics import step_metrics
 from speciarl_verl.demo.tables import AnswerRow, answer_table, data_table, metric_table, train_tables
-from speciarl_verl.demo.train_step import TrainStep, print_train_step
+from speciarl_verl.demo.train_step import TrainStep, print_evaluation_commands, print_train_step
 from speciarl_verl.judge.settings import JudgeSettings
 from speciarl_verl.judge.verifier import VerificationRequest
 from speciarl_verl.offline_fixtures.recorded_rollouts import load_recorded_groups
@@ -161,3 +161,20 @@ def test_the_training_table_has_one_row_per_metric_and_every_value_whole(scored_
     headers = [cell.strip() for line in lines if line.startswith("┃ step") for cell in line.split("┃")[2:-1]]
     assert headers == [str(step) for step in logged]  # every step once, in order
     assert "reward mean: critic/score/mean" in " ".join(lines)  # the legend under the table
+
+
+def test_the_train_step_prints_the_commands_that_evaluate_its_checkpoint(scored_groups, tmp_path):
+    from speciarl_verl.cli import build_parser
+
+    sink = io.StringIO()
+    console = Console(file=sink, width=80, force_terminal=False, color_system=None)
+    print_evaluation_commands(console, TrainStep(tmp_path, 1.0, train_metrics(scored_groups, 3)))
+    commands = [line for line in sink.getvalue().splitlines() if line.startswith("speciarl ")]
+    predict = f"speciarl eval predict --checkpoint {tmp_path}/checkpoints/global_step_3 "
+    assert [c.split(" --")[0] for c in commands] == [
+        "speciarl data build", "speciarl eval predict", "speciarl eval judge", "speciarl eval report",
+        "speciarl eval curves",
+    ]  # fmt: skip
+    assert commands[1].startswith(predict) and "--backend hf" in commands[1]  # whole, never wrapped at 80
+    for command in commands:  # each parses as the CLI's own command line
+        build_parser().parse_args(command.split()[1:])

@@ -111,11 +111,12 @@ def run(args: argparse.Namespace, steps: Sequence[str]) -> int:
 
     if "train" in steps:
         console.print(Rule("5. train: verl main_ppo on the CPU (tiny policy, hf_cpu rollout, LoRA actor)"))
-        from speciarl_verl.demo.train_step import print_train_step, run_train_step
+        from speciarl_verl.demo.train_step import print_evaluation_commands, print_train_step, run_train_step
 
         with console.status("3 GRPO steps from the shipped tiny policy through verl's trainer (a few minutes)..."):
             trained = run_train_step(work, steps=3)
         print_train_step(console, trained)
+        print_evaluation_commands(console, trained)
 
     console.print(f"[dim]files in {work}; done in {time.perf_counter() - started:.1f} s[/dim]")
     return 0

@@ -14,7 +14,15 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TrainStep", "print_train_step", "read_step_metrics", "recipe_script", "run_train_step"]
+__all__ = [
+    "TrainStep",
+    "evaluation_commands",
+    "print_evaluation_commands",
+    "print_train_step",
+    "read_step_metrics",
+    "recipe_script",
+    "run_train_step",
+]
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,27 @@ def run_train_step(work: Path, steps: int = 3, timeout_s: int = 900) -> TrainSte
     return TrainStep(out, time.perf_counter() - started, read_step_metrics(out / "metrics.jsonl"))
 
 
+def evaluation_commands(out: Path, step: int) -> list[str]:
+    """The commands that evaluate the checkpoint of ``step`` in run folder ``out`` on the in-domain test
+    split, from the parquet to ``report.md`` and the training curves (README, "After training").
+
+    >>> evaluation_commands(Path("/w/train"), 3)[1].split(" --")[:2]
+    ['speciarl eval predict', 'checkpoint /w/train/checkpoints/global_step_3']
+    """
+    test, evaluation = out / "data" / "shapes_test.parquet", out / "eval"
+    return [
+        f"speciarl data build --dataset synthetic_shapes --root . --source raw --split test --subset 48 --seed 0 "
+        f"--out {test}",
+        f"speciarl eval predict --checkpoint {out / 'checkpoints' / f'global_step_{step}'} --data {test} "
+        f"--out {evaluation / 'preds.jsonl'} --backend hf",
+        f"speciarl eval judge --judge offline --predictions {evaluation / 'preds.jsonl'} "
+        f"--out {evaluation / 'verdicts.jsonl'}",
+        f"speciarl eval report --verdicts {evaluation / 'verdicts.jsonl'} --out {evaluation / 'report'} "
+        "--train-domain synthetic_shapes",
+        f"speciarl eval curves --metrics {out / 'metrics.jsonl'} --out {evaluation / 'curves'}",
+    ]
+
+
 def print_train_step(console, result: TrainStep) -> None:
     """The per-step metrics verl logged: one row per metric, one column per step, a legend under it."""
     from speciarl_verl.demo.tables import TRAIN_LEGEND, train_tables
@@ -78,3 +107,14 @@ def print_train_step(console, result: TrainStep) -> None:
         console.print(table)
     console.print(f"[dim]{TRAIN_LEGEND}[/dim]")
     console.print(f"[dim]run folder (metrics.jsonl, checkpoints/, train.log): {result.out}[/dim]")
+
+
+def print_evaluation_commands(console, result: TrainStep) -> None:
+    """The commands that evaluate the checkpoint the run just made, one whole line each (to copy)."""
+    if result.steps:
+        console.print(
+            "[bold]evaluate the checkpoint it just made[/bold] (in the activated .venv; README, After training):"
+        )
+        # whole lines, never wrapped: they are copied as they are
+        commands = evaluation_commands(result.out, max(result.steps))
+        console.print("\n".join(commands), markup=False, highlight=False, soft_wrap=True)

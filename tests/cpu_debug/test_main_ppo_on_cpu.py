@@ -14,9 +14,13 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 import pytest
+
+if TYPE_CHECKING:
+    import torch
 
 pytestmark = pytest.mark.ray
 
@@ -131,6 +135,108 @@ def test_rollout_samples_with_the_weights_the_actor_just_synced(grpo_run):
     for step in (1, 2):
         assert steps[step]["training/rollout_probs_diff_max"] < SYNCED_PROB_GAP, steps[step]
     assert steps[1]["actor/grad_norm"] > 0  # step 1 did change the weights step 2 sampled with
+
+
+def last_token_logits(model: Path, adapter: Path | None, parquet: Path) -> torch.Tensor:
+    """Next-token logits after each prompt of ``parquet``, from the model as ``--backend hf`` loads it
+    (the LoRA adapter merged in float32) and the prompts as it builds them."""
+    import torch
+
+    from speciarl_verl.evaluation.hf_predictor import hf_inputs, load_model
+    from speciarl_verl.evaluation.vllm_predictor import read_requests
+
+    network, processor = load_model(str(model), adapter, "cpu")
+    texts, images = [], []
+    for request in read_requests([parquet]):
+        messages, request_images = hf_inputs(request, 14)
+        texts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+        images += request_images
+    inputs = processor(text=texts, images=images, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        return network(**inputs).logits[:, -1].float()
+
+
+def test_trained_checkpoint_is_predicted_judged_and_reported_and_differs_from_the_start(
+    grpo_run, tiny_policy_dir, tmp_path
+):
+    """The user's path after training: ``eval predict --checkpoint`` (verl's model merger, transformers
+    backend) -> ``eval judge --judge offline`` -> ``eval report`` on the in-domain test split; then the
+    update is shown to be in what we evaluate.
+
+    Margins, the same on every CPU (AVX2 or AVX-512 kernels move float32 results by ~1e-5 here):
+    * the merged base weights equal the shipped policy's exactly once both are in bfloat16 (verl's merger
+      writes bfloat16; LoRA never touches the base; rounding to bfloat16 is exact arithmetic);
+    * the LoRA update alpha/r * B @ A exceeds 1e-3 somewhere: Adam moves every B entry with a gradient by
+      ~lr per step whatever the gradient's size, so 2 steps at lr 5e-3 from B = 0 give ~1e-2 (measured
+      1.3e-2);
+    * the next-token logits after the 8 test prompts, the evaluated model (base + adapter) against the same
+      base without the adapter, differ by more than 1e-2 somewhere: the recipe's default lr of 1e-4 already
+      gave 0.058 (bfloat16 rounding of the base alone: 0.019, which is why the comparison keeps the base
+      fixed); this run's lr of 5e-3 gave 0.08 and 0.19 in two runs, a model left at the start exactly 0.
+    Sampled answer texts are not compared: the tiny policy is so sure of its tokens that this update
+    changed 1 of 64 answers sampled at temperature 1 with the same seed, too few to call on another CPU.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from speciarl_verl.cli import main as speciarl
+    from speciarl_verl.data.builder import BuildOptions, SourceSpec, build_parquet
+    from speciarl_verl.evaluation.checkpoint_merge import merge_checkpoint
+
+    test = build_parquet(
+        SourceSpec("synthetic_shapes", ".", "test", subset=8), tmp_path / "test.parquet", BuildOptions(progress=False)
+    ).parquet
+    checkpoint = grpo_run / "checkpoints" / "global_step_2"
+    preds, verdicts, report = tmp_path / "p.jsonl", tmp_path / "v.jsonl", tmp_path / "report"
+    common = ["--data", str(test), "--backend", "hf", "--no-progress", "--max-new-tokens", "48"]
+    assert speciarl(["eval", "predict", "--checkpoint", str(checkpoint), "--out", str(preds), *common]) == 0
+    assert speciarl(["eval", "judge", "--judge", "offline", "--predictions", str(preds), "--out", str(verdicts),
+                     "--no-progress"]) == 0  # fmt: skip
+    assert speciarl(["eval", "report", "--verdicts", str(verdicts), "--out", str(report), "--no-plots"]) == 0
+    source = json.loads((report / "report.json").read_text())["runs"]["v"]["per_source"]["synthetic_shapes"]
+    assert source["n"] == 8 and source["scored"]["answers"] >= 1  # the rule tier leaves wrong answers undecided
+    assert all(0 <= source[key] <= 1 for key in ("correctness", "specificity", "hm"))
+
+    merged = merge_checkpoint(checkpoint)
+    assert merged.reused and merged.model == checkpoint.resolve() / "actor" / "huggingface_merged"
+    base, start = load_file(merged.model / "model.safetensors"), load_file(tiny_policy_dir / "model.safetensors")
+    assert base.keys() == start.keys()
+    assert all(torch.equal(base[k], start[k].bfloat16()) for k in start), "merged base weights are not the start's"
+    adapter = load_file(merged.adapter / "adapter_model.safetensors")
+    lora = json.loads((merged.adapter / "adapter_config.json").read_text())
+    scale = lora["lora_alpha"] / lora["r"]
+    update = max(
+        float((adapter[k.replace("lora_A", "lora_B")].float() @ a.float()).abs().max()) * scale
+        for k, a in adapter.items()
+        if "lora_A" in k
+    )
+    assert update > 1e-3, f"the LoRA update is {update:.2e} at most"
+    trained = last_token_logits(merged.model, merged.adapter, test)
+    untrained = last_token_logits(merged.model, None, test)
+    shift = float((trained - untrained).abs().max())
+    print(f"LoRA update max {update:.2e}; next-token logits moved by {shift:.3f} at most")
+    assert shift > 1e-2
+
+    # a shard newer than the merge makes it stale: merged again, not reused
+    shard = merged.actor / "model_world_size_1_rank_0.pt"
+    later = (merged.model / "speciarl_merge.json").stat().st_mtime + 10
+    os.utime(shard, (later, later))
+    assert not merge_checkpoint(checkpoint).reused
+
+
+def test_curves_of_the_run(grpo_run, tmp_path):
+    from speciarl_verl.cli import main as speciarl
+
+    out = tmp_path / "curves"
+    assert speciarl(["eval", "curves", "--metrics", str(grpo_run / "metrics.jsonl"), "--out", str(out)]) == 0
+    table = (out / "curves.csv").read_text().splitlines()
+    assert table[0].startswith("step,") and [row.split(",")[0] for row in table[1:]] == ["1", "2"]
+    steps = training_steps(grpo_run)
+    header = table[0].split(",")
+    reward = float(table[2].split(",")[header.index("reward_mean")])
+    assert reward == pytest.approx(steps[2]["critic/score/mean"])
+    assert (out / "curves.png").stat().st_size > 10_000
+    assert "| step |" in (out / "curves.md").read_text()
 
 
 def test_checkpoint_holds_changed_lora_weights_and_resumes_at_the_next_step(grpo_run, tiny_policy_dir):
