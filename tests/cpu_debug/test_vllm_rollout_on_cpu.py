@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.vllm]
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "recipes" / "run_speciarl_tiny_cpu.sh"
+SHIPPED_POLICY = REPO / "speciarl_verl" / "cpu_debug" / "shipped_policy"
 #: Hard limit of the run (idle 2-core machine: ~3.5 min, most of it vLLM's start-up).
 RUN_TIMEOUT_S = 1200
 #: Largest rollout-vs-actor log-prob gap of a synced step (synced ~1e-7, one update stale 3.7e-5).
@@ -94,3 +96,39 @@ def test_vllm_patch_still_fits_the_installed_vllm(rollout_venv):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     summary = result.stdout.strip().splitlines()[-1]
     assert summary.startswith("3 passed") and "skipped" not in summary, result.stdout[-2000:]
+
+
+def test_eval_predict_with_the_vllm_backend_then_judge_and_report(tmp_path, rollout_venv):
+    # `speciarl eval predict` needs vLLM: in the rollout venv it runs its vLLM backend (vLLM's offline LLM on
+    # the CPU build, fp32, eager) on the shipped policy; judging and the report run in this environment
+    cli = [sys.executable, "-m", "speciarl_verl.cli"]
+    data = tmp_path / "shapes_test.parquet"
+    subprocess.run(
+        [*cli, "data", "build", "--dataset", "synthetic_shapes", "--root", str(tmp_path / "raw"), "--split", "test",
+         "--subset", "8", "--seed", "0", "--no-progress", "--out", str(data)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    predictions, verdicts, report = tmp_path / "p.jsonl", tmp_path / "v.jsonl", tmp_path / "report"
+    env = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "VERL_USE_EXTERNAL_MODULES")}
+    env["VLLM_CPU_KVCACHE_SPACE"] = "1"  # GiB; vLLM's CPU backend ignores gpu_memory_utilization
+    result = subprocess.run(
+        [str(rollout_venv), "-m", "speciarl_verl.cli", "eval", "predict", "--data", str(data),
+         "--model", str(SHIPPED_POLICY), "--backend", "vllm", "--out", str(predictions), "--no-progress",
+         "--engine-arg", "enforce_eager=true", "--engine-arg", "dtype=float32", "--engine-arg", "max_model_len=1024"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert len(rows) == 8 and all(row["data_source"] == "synthetic_shapes" for row in rows)
+    # the shipped policy answers in the format on every image (its check: parse rate 1.000 over 192 images)
+    assert all(row["answer"] for row in rows), [row["response"] for row in rows]
+    for step in (
+        ["eval", "judge", "--predictions", str(predictions), "--out", str(verdicts), "--judge", "offline"],
+        ["eval", "report", "--verdicts", str(verdicts), "--out", str(report)],
+    ):
+        subprocess.run([*cli, *step], check=True, capture_output=True, text=True, timeout=300)
+    (run,) = json.loads((report / "report.json").read_text())["runs"].values()
+    shapes = run["per_source"]["synthetic_shapes"]
+    assert shapes["scored"]["answers"] == 8
+    for metric in ("correctness", "specificity", "hm"):
+        assert 0.0 <= shapes[metric] <= 1.0, (metric, shapes[metric])
