@@ -107,7 +107,8 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 
 def predict_config(args: argparse.Namespace) -> PredictConfig:
     """The prediction run that the parsed ``speciarl eval predict`` arguments ask for (``args.model`` and
-    ``args.adapter`` set: a checkpoint is resolved before, ``args.backend`` is ``vllm`` or ``hf``)."""
+    ``args.adapter`` set: a checkpoint is resolved before; ``args.backend`` ``auto`` means vLLM where it is
+    installed, else ``hf``)."""
     from speciarl_verl.evaluation.prediction_requests import DecodingSettings
     from speciarl_verl.evaluation.vllm_predictor import PredictConfig
 
@@ -115,7 +116,11 @@ def predict_config(args: argparse.Namespace) -> PredictConfig:
         decoding = DecodingSettings.greedy(args.max_new_tokens)
     else:
         decoding = DecodingSettings.best_of_n(args.n, args.temperature, args.top_p, args.max_new_tokens)
+    from speciarl_verl.evaluation.vllm_predictor import vllm_installed
+
     backend = getattr(args, "backend", "vllm")
+    if backend == "auto":  # as _predict decides it: vLLM where it is installed
+        backend = "vllm" if vllm_installed() else "hf"
     batch_size = args.batch_size if args.batch_size is not None else (8 if backend == "hf" else 256)
     return PredictConfig(
         data=tuple(args.data),
