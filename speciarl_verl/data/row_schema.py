@@ -15,7 +15,8 @@ column             content
                    ``prompt_version``, ``image_format``, ``width``, ``height``,
                    ``reencoded`` (empty unless the bytes were converted, e.g. ``"TIFF -> PNG"``),
                    ``parent_levels`` (``"close"``/``"far"`` per parent, same order),
-                   ``domain_nouns`` (words for the class's whole domain)
+                   ``domain_nouns`` (words for the class's whole domain), ``visibility``
+                   (how much of the species cue a drawn image shows; empty for photographs)
 =================  ==========================================================================
 
 The judge reads ``parents``, ``parent_levels``, ``domain_nouns`` and ``synonyms``
@@ -73,6 +74,7 @@ def row_schema(with_pixel_limits: bool = False) -> pa.Schema:
                         pa.field("reencoded", pa.string()),
                         pa.field("parent_levels", pa.list_(pa.string())),
                         pa.field("domain_nouns", pa.list_(pa.string())),
+                        pa.field("visibility", pa.string()),
                     ]
                 ),
             ),
@@ -114,5 +116,6 @@ def make_row(
             "reencoded": image.reencoded,
             "parent_levels": list(record.cls.parent_levels),
             "domain_nouns": list(record.cls.domain_nouns),
+            "visibility": record.visibility,
         },
     }

@@ -62,6 +62,8 @@ class SourceRecord:
     the reader reports with the same numbering, see :meth:`ProblemLog.report`); the subset
     draw runs over these places, so dropping a bad row changes no other row's place. A
     reader that leaves it ``None`` numbers its records by their order in the list it returns.
+    ``visibility`` says how much of the fine-grained cue a drawn image shows (``clear``, ``faint``,
+    ``hidden``; :mod:`~speciarl_verl.data.adapters.synthetic_hidden`); empty for photographs.
     """
 
     data_source: str
@@ -73,6 +75,7 @@ class SourceRecord:
     image_path: Path | None = None
     image_loader: Callable[[], bytes] | None = field(default=None, repr=False, compare=False)
     slot: int | None = None
+    visibility: str = ""
 
     def __post_init__(self) -> None:
         if (self.image_path is None) == (self.image_loader is None):

@@ -22,7 +22,7 @@ def by_id(records):
 
 def test_registry_lists_the_six_benchmarks_and_refuses_a_second_class_under_a_name():
     benchmarks = ["cub200", "fgvc_aircraft", "flowers102", "food101", "oxford_pets", "stanford_cars"]
-    assert adapter_names() == [*benchmarks, "synthetic_shapes"]
+    assert adapter_names() == [*benchmarks, "synthetic_shapes", "synthetic_shapes_hidden"]
     with pytest.raises(ValueError, match="already been registered"):
         register_adapter("cub200")(type("Other", (Cub200Adapter,), {}))
     with pytest.raises(ValueError, match="Unknown dataset: birds"):

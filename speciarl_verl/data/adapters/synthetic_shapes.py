@@ -57,6 +57,7 @@ __all__ = [
     "SyntheticShapesAdapter",
     "render_png",
     "render_shape",
+    "shape_outline",
     "species_in_split",
 ]
 
@@ -119,7 +120,7 @@ def species_in_split(split: str) -> tuple[ShapeSpecies, ...]:
     return tuple(s for s in SPECIES if ((s.colour, s.family) in HELD_OUT) == ood)
 
 
-def _outline(family: str, cx: float, cy: float, r: float) -> list[tuple[float, float]] | None:
+def shape_outline(family: str, cx: float, cy: float, r: float) -> list[tuple[float, float]] | None:
     """Polygon points of ``family`` centred at (cx, cy) with half-size ``r``; None for the circle."""
     if family == "circle":
         return None
@@ -153,7 +154,7 @@ def render_shape(species: ShapeSpecies, split: str, index: int, size: int = IMAG
     cx, cy = (size / 2 + rng.uniform(-_POSITION_JITTER, _POSITION_JITTER) * size for _ in range(2))
     image = Image.new("RGB", (size, size), background)
     draw = ImageDraw.Draw(image)
-    points = _outline(species.family, cx, cy, r)
+    points = shape_outline(species.family, cx, cy, r)
     if points is None:
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
     else:
