@@ -4,6 +4,7 @@
 # and two for maintainers:
 #   make lock   re-resolve requirements/*.lock and gpu-constraints.txt (after a dependency change)
 #   make policy rebuild the shipped tiny policy (speciarl_verl/cpu_debug/shipped_policy) with the builder's defaults
+#   make policy-hidden  the graded-visibility task's policy (shipped_policy_hidden), going on from shipped_policy
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -19,8 +20,9 @@ OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_M
 	TOKENIZERS_PARALLELISM=false RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
 
 SHIPPED_POLICY := speciarl_verl/cpu_debug/shipped_policy
+SHIPPED_HIDDEN_POLICY := speciarl_verl/cpu_debug/shipped_policy_hidden
 
-.PHONY: demo test install lock lint clean policy
+.PHONY: demo test install lock lint clean policy policy-hidden
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +48,11 @@ policy: install
 	rm -rf $(SHIPPED_POLICY)
 	$(OFFLINE) $(PY) -m speciarl_verl.cpu_debug.tiny_policy build --out $(SHIPPED_POLICY)
 	$(OFFLINE) $(PY) -m speciarl_verl.cpu_debug.tiny_policy check --policy $(SHIPPED_POLICY)
+
+policy-hidden: install
+	rm -rf $(SHIPPED_HIDDEN_POLICY)
+	$(OFFLINE) $(PY) -m speciarl_verl.cpu_debug.tiny_policy build --task hidden --out $(SHIPPED_HIDDEN_POLICY)
+	$(OFFLINE) $(PY) -m speciarl_verl.cpu_debug.tiny_policy check --task hidden --policy $(SHIPPED_HIDDEN_POLICY)
 
 lint: install
 	$(PY) -m ruff check speciarl_verl tests examples benchmarks

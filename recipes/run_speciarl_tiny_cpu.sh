@@ -6,9 +6,11 @@
 #
 # The sibling of run_speciarl_qwen25vl.sh for a machine without a GPU. Steps:
 #   1. builds the synthetic_shapes training and validation parquets (`speciarl data build`) under
-#      OUT/data if they are missing;
-#   2. the policy: the tiny supervised Qwen2.5-VL this repository ships
-#      (speciarl_verl/cpu_debug/shipped_policy, the same bits on every machine), or --policy DIR;
+#      OUT/data if they are missing (`--task hidden`: synthetic_shapes_hidden, whose images show the
+#      species clearly, faintly or not at all);
+#   2. the policy: the tiny supervised Qwen2.5-VL this repository ships for the task
+#      (speciarl_verl/cpu_debug/shipped_policy or shipped_policy_hidden, the same bits on every
+#      machine), or --policy DIR;
 #   3. judge: the offline rule tier by default; `--judge llm` starts the fake OpenAI-compatible
 #      judge server (speciarl_verl.offline_fixtures.fake_judge_server) so the LLM path and its verdict cache run;
 #   4. runs `python -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn <--config>
@@ -38,6 +40,8 @@ usage: bash recipes/${SCRIPT_NAME} [options] [--] [hydra overrides...]
                        backend, +cpu_debug=tiny_cpu_vllm; needs .venv-vllm-rollout)
   --train-rows N       synthetic training images (default 16)
   --val-rows N         synthetic validation images (default 8)
+  --task NAME          shapes (synthetic_shapes, default) or hidden (synthetic_shapes_hidden: graded species
+                       visibility); picks the dataset and the shipped policy
   --policy DIR         use this tiny policy instead of the shipped one
   --python BIN         Python of the environment with speciarl-verl[train] (default: the repository's
                        .venv/bin/python if it exists, else python3; with --rollout vllm, its
@@ -65,6 +69,7 @@ judge=offline
 rollout=hf_cpu
 train_rows=16
 val_rows=8
+task=shapes
 policy=""
 python_bin=""
 train_timeout=1800
@@ -103,6 +108,7 @@ while (($#)); do
                 --rollout) rollout=$value ;;
                 --train-rows) train_rows=$value ;;
                 --val-rows) val_rows=$value ;;
+                --task) task=$value ;;
                 --policy) policy=$value ;;
                 --python) python_bin=$value ;;
                 --timeout) train_timeout=$value ;;
@@ -125,6 +131,11 @@ is_count "$val_rows" || die 2 "--val-rows must be a positive number, got '$val_r
 [[ $config =~ ^[A-Za-z0-9][A-Za-z0-9_]*$ ]] || die 2 "--config must be a config name such as speciarl_grpo, got '$config'"
 [[ $judge == offline || $judge == llm ]] || die 2 "--judge must be offline or llm, got '$judge'"
 [[ $rollout == hf_cpu || $rollout == vllm ]] || die 2 "--rollout must be hf_cpu or vllm, got '$rollout'"
+case $task in
+    shapes) dataset=synthetic_shapes shipped_policy=shipped_policy ;;
+    hidden) dataset=synthetic_shapes_hidden shipped_policy=shipped_policy_hidden ;;
+    *) die 2 "--task must be shapes or hidden, got '$task'" ;;
+esac
 
 repository=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [[ $rollout == vllm ]]; then
@@ -148,12 +159,12 @@ absolute() {
 
 out=$(absolute "$out")
 data_dir=$out/data
-train_file=$data_dir/synthetic_shapes_train_${train_rows}.parquet
-val_file=$data_dir/synthetic_shapes_val_${val_rows}.parquet
+train_file=$data_dir/${dataset}_train_${train_rows}.parquet
+val_file=$data_dir/${dataset}_val_${val_rows}.parquet
 if [[ -n $policy ]]; then
     policy=$(absolute "$policy")
 else
-    policy=$repository/speciarl_verl/cpu_debug/shipped_policy
+    policy=$repository/speciarl_verl/cpu_debug/$shipped_policy
 fi
 judge_log=$out/fake_judge.log
 train_log=$out/train.log
@@ -174,7 +185,7 @@ show() {
 
 make_build_command() {
     # make_build_command SPLIT ROWS OUT: sets build_command (the synthetic set needs no source: --root is a dummy)
-    build_command=("$python_bin" -m speciarl_verl.cli data build --dataset synthetic_shapes --root "$data_dir"
+    build_command=("$python_bin" -m speciarl_verl.cli data build --dataset "$dataset" --root "$data_dir"
         --split "$1" --subset "$2" --seed 0 --no-progress --out "$3")
 }
 
@@ -205,7 +216,7 @@ if ((train_timeout > 0)); then
 fi
 
 print_plan() {
-    echo "# SpeciaRL tiny CPU run: config $config, $steps steps, judge $judge, rollout $rollout, out $out"
+    echo "# SpeciaRL tiny CPU run: config $config, task $task, $steps steps, judge $judge, rollout $rollout, out $out"
     local split rows file
     for split in train val; do
         if [[ $split == train ]]; then rows=$train_rows file=$train_file; else rows=$val_rows file=$val_file; fi

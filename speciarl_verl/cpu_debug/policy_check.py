@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["CHECK_ANSWERS", "CHECK_TEMPERATURE", "PolicyCheck", "check_policy", "check_rows", "sample_responses"]
@@ -100,6 +100,9 @@ class PolicyCheck:
     species_correct: float
     family_named: int = 0
     family_correct: float = 0.0
+    #: For rows that record a visibility (the ``hidden`` task): per visibility, the verdict shares and
+    #: ``species_right`` / ``correct`` (share of answers in a correct category).
+    by_visibility: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def specific_share(self) -> float:
@@ -118,35 +121,44 @@ def check_policy(rows: Sequence[dict], groups: Sequence[Sequence[str]]) -> Polic
 
     A parsed answer that names a species (``<colour> <family>``) counts in ``species_named`` and in
     ``family_named`` (its family is the word after the colour); one that names a family alone in
-    ``family_named`` only.
+    ``family_named`` only. Rows of either drawn task (``synthetic_shapes``, ``synthetic_shapes_hidden``).
     """
     from speciarl_verl.core.answer_parsing import parse_answer
-    from speciarl_verl.core.categories import Category
+    from speciarl_verl.core.categories import CORRECT_CATEGORIES, Category
     from speciarl_verl.core.label_normalization import normalize_label
-    from speciarl_verl.data.adapters.synthetic_shapes import FAMILIES, SPECIES
+    from speciarl_verl.data.adapters import synthetic_hidden, synthetic_shapes
     from speciarl_verl.judge.offline import decide_offline
     from speciarl_verl.judge.verifier import VerificationRequest
 
-    family_of = {normalize_label(s.name): s.family for s in SPECIES} | {family: family for family in FAMILIES}
+    family_of = {family: family for family in synthetic_shapes.FAMILIES}
+    family_of |= {normalize_label(s.name): s.family for s in (*synthetic_shapes.SPECIES, *synthetic_hidden.SPECIES)}
+    correct_names = {c.value for c in CORRECT_CATEGORIES}
     categories: Counter[str] = Counter()
     parsed = varied = total = 0
     named: Counter[str] = Counter()
     right: Counter[str] = Counter()
+    visible: dict[str, Counter[str]] = {}
     for row, responses in zip(rows, groups, strict=True):
         truth = row["reward_model"]["ground_truth"]
+        visibility = (row.get("extra_info") or {}).get("visibility") or ""
         seen = set()
         for response in responses:
             total += 1
             label = parse_answer(response)
+            tally = visible.setdefault(visibility, Counter()) if visibility else Counter()
+            tally["answers"] += 1
             if label is None:
                 seen.add("unparseable")
                 categories["unparseable"] += 1
+                tally["unparseable"] += 1
                 continue
             parsed += 1
             request = VerificationRequest.for_row(truth, label, row["data_source"], row["extra_info"])
             category = decide_offline(request) or Category.WRONG
             seen.add(category.value)
             categories[category.value] += 1
+            tally[category.value] += 1
+            tally["correct"] += category.value in correct_names
             key = normalize_label(label)
             if key in family_of:
                 named["family"] += 1
@@ -154,7 +166,17 @@ def check_policy(rows: Sequence[dict], groups: Sequence[Sequence[str]]) -> Polic
                 if key != family_of[key]:  # a species, not a family alone
                     named["species"] += 1
                     right["species"] += key == normalize_label(truth)
+                    tally["species_named"] += 1
+                    tally["species_right"] += key == normalize_label(truth)
         varied += len(seen) > 1
+    by_visibility = {}
+    for name, tally in sorted(visible.items()):
+        answers = tally.pop("answers")
+        species_named, species_right = tally.pop("species_named", 0), tally.pop("species_right", 0)
+        shares = {key: count / answers for key, count in sorted(tally.items())}
+        shares.setdefault("correct", 0.0)
+        shares["species_right"] = species_right / max(1, species_named)
+        by_visibility[name] = {"answers": answers, **shares}
     return PolicyCheck(
         groups=len(groups),
         responses=total,
@@ -165,11 +187,14 @@ def check_policy(rows: Sequence[dict], groups: Sequence[Sequence[str]]) -> Polic
         species_correct=right["species"] / max(1, named["species"]),
         family_named=named["family"],
         family_correct=right["family"] / max(1, named["family"]),
+        by_visibility=by_visibility,
     )
 
 
-def check_rows(split: str = "test", count: int | None = None, seed: int = 0) -> list[dict]:
-    """The rows of ``split`` of synthetic shapes (all of them, or ``count`` drawn with ``seed``), built by our data
+def check_rows(
+    split: str = "test", count: int | None = None, seed: int = 0, dataset: str = "synthetic_shapes"
+) -> list[dict]:
+    """The rows of ``split`` of a drawn task (all of them, or ``count`` drawn with ``seed``), built by our data
     builder as training reads them."""
     import tempfile
 
@@ -179,7 +204,7 @@ def check_rows(split: str = "test", count: int | None = None, seed: int = 0) -> 
 
     with tempfile.TemporaryDirectory() as tmp:
         out = build_parquet(
-            SourceSpec("synthetic_shapes", ".", split, subset=count), Path(tmp) / f"{split}.parquet",
+            SourceSpec(dataset, ".", split, subset=count), Path(tmp) / f"{split}.parquet",
             BuildOptions(seed=seed, progress=False),
         )  # fmt: skip
         return pq.read_table(out.parquet).to_pylist()

@@ -43,6 +43,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from speciarl_verl.cpu_debug.policy_tasks import HIDDEN_TARGET_FORMAT, LEVELS, POLICY_TASKS, PolicyTask, get_policy_task
+
 if TYPE_CHECKING:
     from speciarl_verl.data.adapters.synthetic_shapes import ShapeSpecies
 
@@ -85,7 +87,7 @@ DEFAULT_VISION_DEPTH = 2
 
 #: The response the policy is taught; ``{label}`` is the species, family, domain noun or ``None``.
 TARGET_FORMAT = "<think>{colour} {family}</think><answer>{label}</answer>"
-_LEVELS = ("species", "family", "domain", "none")
+_LEVELS = LEVELS
 
 
 @dataclass(frozen=True)
@@ -156,12 +158,8 @@ def chat_messages(user_content: str, image) -> list[dict]:
     ]
 
 
-def _tokenizer_corpus(prompt_text: str) -> list[str]:
-    from speciarl_verl.data.adapters.synthetic_shapes import SPECIES
-
-    lines = [prompt_text, "You are a helpful assistant."]
-    lines += [target_response(species, level) for species in SPECIES for level in _LEVELS]
-    return lines
+def _tokenizer_corpus(prompt_text: str, task: PolicyTask) -> list[str]:
+    return [prompt_text, "You are a helpful assistant.", *task.tokenizer_corpus()]
 
 
 def encode_prompt(processor, user_content: str, image):
@@ -180,11 +178,12 @@ def encode_prompt(processor, user_content: str, image):
     return inputs["input_ids"][0], inputs["pixel_values"], inputs["image_grid_thw"]
 
 
-def shipped_policy_dir() -> Path:
-    """The shipped policy's folder (``config.json``, weights, processor, ``tiny_policy.json``) inside the package."""
+def shipped_policy_dir(task: str = "shapes") -> Path:
+    """The shipped policy's folder (``config.json``, weights, processor, ``tiny_policy.json``) inside the package,
+    for the ``shapes`` task or the graded-visibility ``hidden`` one."""
     from importlib import resources
 
-    return Path(str(resources.files("speciarl_verl.cpu_debug").joinpath(SHIPPED_POLICY)))
+    return Path(str(resources.files("speciarl_verl.cpu_debug").joinpath(get_policy_task(task).shipped_folder)))
 
 
 @contextmanager
@@ -223,6 +222,8 @@ def build_tiny_policy(
     images_per_class: int | None = None,
     vision_depth: int = DEFAULT_VISION_DEPTH,
     progress: bool = True,
+    task: str = "shapes",
+    start_from: str | Path | None = None,
 ) -> Path:
     """Build the tiny Qwen2.5-VL in ``out_dir``, supervise it on synthetic shapes, save it there; return the path.
 
@@ -235,7 +236,10 @@ def build_tiny_policy(
     vision transformer blocks. The folder loads with
     ``transformers.AutoProcessor`` / ``AutoModelForImageTextToText`` and verl's
     ``hf_tokenizer`` / ``hf_processor``; it also holds ``tiny_policy.json`` (the arguments and
-    the final loss).
+    the final loss). ``task`` is the drawn task (:mod:`~speciarl_verl.cpu_debug.policy_tasks`):
+    ``shapes`` or the graded-visibility ``hidden``. ``start_from``: a policy folder to go on
+    supervising (its tokenizer, processor and weights; ``vision_depth`` is then its own) instead of
+    a freshly initialised model; the record names it and the digest of its weights.
     """
     import torch
     import transformers
@@ -256,19 +260,31 @@ def build_tiny_policy(
             f"got {steps}, {batch_size}, {learning_rate}, {vision_depth}, {images_per_class}"
         )
     mix = mix or LabelMix()
+    policy_task = get_policy_task(task)
     policy_prompt = get_policy_prompt(prompt)
     vision = {**POLICY_VISION_HIDDEN, "depth": vision_depth, "fullatt_block_indexes": list(range(vision_depth))}
-    corpus = _tokenizer_corpus(policy_prompt.text)
-    path = build_tiny_qwen25_vl(out_dir, corpus=corpus, text_sizes=POLICY_TEXT_SIZES, vision_sizes=vision)
+    if start_from is None:
+        corpus = _tokenizer_corpus(policy_prompt.text, policy_task)
+        path = build_tiny_qwen25_vl(out_dir, corpus=corpus, text_sizes=POLICY_TEXT_SIZES, vision_sizes=vision)
+        started = None
+    else:
+        path, started = _copy_policy(Path(start_from), Path(out_dir))
+        vision = json.loads((path / "config.json").read_text())["vision_config"]
+        vision = {key: vision[key] for key in ("hidden_size", "intermediate_size", "num_heads", "depth")}
+        vision_depth = vision["depth"]
     processor = AutoProcessor.from_pretrained(str(path))
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch.float32)
     with one_torch_thread():
-        examples = _TrainingImages.encode(processor, policy_prompt.user_content, images_per_class)
-        first_loss, loss = _supervise(model, processor, examples, mix, seed, steps, batch_size, learning_rate, progress)
+        examples = _TrainingImages.encode(processor, policy_prompt.user_content, policy_task, images_per_class)
+        first_loss, loss = _supervise(
+            model, processor, examples, policy_task, mix, seed, steps, batch_size, learning_rate, progress
+        )
     model.eval()
     model.save_pretrained(str(path))
     record = {
+        "task": policy_task.name,
+        "start_from": started,
         "seed": seed,
         "steps": steps,
         "batch_size": batch_size,
@@ -279,13 +295,31 @@ def build_tiny_policy(
         "vision_depth": vision_depth,
         "text_sizes": POLICY_TEXT_SIZES,
         "vision_sizes": vision,
-        "target_format": TARGET_FORMAT,
+        "target_format": TARGET_FORMAT if policy_task.name == "shapes" else HIDDEN_TARGET_FORMAT,
         "first_loss": first_loss,
         "final_loss": loss,
         "built_with": {"torch": torch.__version__, "transformers": transformers.__version__, "cpu": _cpu_name()},
     }
     (path / "tiny_policy.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def _copy_policy(source: Path, out_dir: Path) -> tuple[Path, dict]:
+    """Copy a policy folder (not its build record) to ``out_dir``; returns the path and what it started from."""
+    import hashlib
+    import shutil
+
+    if not (source / "config.json").is_file():
+        raise ValueError(f"start_from {source} holds no model (no config.json)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    for item in sorted(source.iterdir()):
+        if item.is_file() and item.name != "tiny_policy.json":
+            shutil.copy(item, out_dir / item.name)
+        if item.suffix == ".safetensors":
+            digest.update(item.read_bytes())
+    name = source.name if source.resolve().parent == shipped_policy_dir().resolve().parent else str(source)
+    return out_dir, {"policy": name, "weights_sha256": digest.hexdigest()}
 
 
 def _cpu_name() -> str:
@@ -307,31 +341,32 @@ class _TrainingImages:
 
     prompt_ids: object  # torch.Tensor
     species: tuple
+    visibilities: tuple
     pixels: tuple
     grids: tuple
 
     @classmethod
-    def encode(cls, processor, user_content: str, images_per_class: int | None = None) -> _TrainingImages:
+    def encode(
+        cls, processor, user_content: str, task: PolicyTask, images_per_class: int | None = None
+    ) -> _TrainingImages:
         import torch
 
-        from speciarl_verl.data.adapters.synthetic_shapes import SPLIT_SIZES, render_shape, species_in_split
-
-        prompt_ids, species, pixels, grids = None, [], [], []
-        for kind in species_in_split("train"):
-            for index in range(min(SPLIT_SIZES["train"], images_per_class or SPLIT_SIZES["train"])):
-                ids, pixel_values, grid = encode_prompt(processor, user_content, render_shape(kind, "train", index))
-                if prompt_ids is None:
-                    prompt_ids = ids
-                elif not torch.equal(ids, prompt_ids):
-                    raise RuntimeError("two synthetic images gave different prompts; the renderer must use one size")
-                species.append(kind)
-                pixels.append(pixel_values)
-                grids.append(grid)
-        return cls(prompt_ids, tuple(species), tuple(pixels), tuple(grids))
+        prompt_ids, species, visibilities, pixels, grids = None, [], [], [], []
+        for example in task.training_images(images_per_class):
+            ids, pixel_values, grid = encode_prompt(processor, user_content, example.image)
+            if prompt_ids is None:
+                prompt_ids = ids
+            elif not torch.equal(ids, prompt_ids):
+                raise RuntimeError("two synthetic images gave different prompts; the renderer must use one size")
+            species.append(example.species)
+            visibilities.append(example.visibility)
+            pixels.append(pixel_values)
+            grids.append(grid)
+        return cls(prompt_ids, tuple(species), tuple(visibilities), tuple(pixels), tuple(grids))
 
 
 def _supervise(
-    model, processor, data: _TrainingImages, mix: LabelMix, seed, steps, batch_size, lr, progress
+    model, processor, data: _TrainingImages, task: PolicyTask, mix: LabelMix, seed, steps, batch_size, lr, progress
 ) -> tuple[float, float]:
     """AdamW on the response tokens only (the prompt is masked); returns the first and the last step's loss.
 
@@ -341,16 +376,15 @@ def _supervise(
     import torch
 
     from speciarl_verl.cpu_debug.vision_tokens import mm_token_type_ids
-    from speciarl_verl.data.adapters.synthetic_shapes import SPECIES
 
     tokenizer = processor.tokenizer
+    tokens: dict[str, list[int]] = {}
 
-    responses = {
-        (species.class_id, level): tokenizer(target_response(species, level), add_special_tokens=False)["input_ids"]
-        + [tokenizer.eos_token_id]
-        for species in SPECIES
-        for level in _LEVELS
-    }
+    def response_ids(text: str) -> list[int]:
+        if text not in tokens:
+            tokens[text] = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        return tokens[text]
+
     rng = random.Random(f"tiny-policy/{seed}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     # Short warm-up, then the full rate for most of the run: the model only starts reading the image after some
@@ -368,13 +402,15 @@ def _supervise(
     loss = first = float("nan")
     model.train()
     with progress_bar(progress) as bar:
-        task = bar.add_task("supervising the tiny policy", total=steps, loss=loss)
+        bar_task = bar.add_task("supervising the tiny policy", total=steps, loss=loss)
         for _ in range(steps):
             batch = []
             while len(batch) < batch_size:
                 order = order or rng.sample(range(len(data.species)), len(data.species))
                 batch.append(order.pop())
-            targets = [responses[(data.species[i].class_id, mix.draw(rng))] for i in batch]
+            targets = [
+                response_ids(task.target(data.species[i], data.visibilities[i], mix.draw(rng), rng)) for i in batch
+            ]
             input_ids = torch.full((batch_size, prompt_len + max(map(len, targets))), tokenizer.pad_token_id)
             labels = torch.full_like(input_ids, -100)
             attention = torch.zeros_like(input_ids)
@@ -398,20 +434,26 @@ def _supervise(
             schedule.step()
             loss = float(out.loss.detach())
             first = loss if first != first else first  # (NaN until the first step)
-            bar.update(task, advance=1, loss=loss)
+            bar.update(bar_task, advance=1, loss=loss)
     return first, loss
 
 
 def _build(args: argparse.Namespace) -> int:
+    task = get_policy_task(args.task)
+    start_from = args.start_from
+    if start_from is None and task.start_from is not None:
+        start_from = shipped_policy_dir(task.start_from)
     path = build_tiny_policy(
         args.out,
         seed=args.seed,
-        steps=args.steps,
+        steps=task.steps if args.steps is None else args.steps,
         batch_size=args.batch_size,
-        learning_rate=args.lr,
+        learning_rate=task.learning_rate if args.lr is None else args.lr,
         mix=args.mix,
         vision_depth=args.vision_depth,
         progress=not args.no_progress,
+        task=args.task,
+        start_from=None if start_from == "none" else start_from,
     )
     print(f"wrote {path}")
     return 0
@@ -420,12 +462,15 @@ def _build(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from speciarl_verl.cpu_debug.policy_check import check_policy, check_rows, sample_responses
 
-    policy = Path(args.policy) if args.policy else shipped_policy_dir()
-    rows = check_rows(args.split, args.images, seed=args.seed)
+    policy = Path(args.policy) if args.policy else shipped_policy_dir(args.task)
+    rows = check_rows(args.split, args.images, seed=args.seed, dataset=get_policy_task(args.task).data_source)
     groups = sample_responses(policy, rows, n=args.n, seed=args.seed, progress=not args.no_progress)
     check = check_policy(rows, groups)
     print(f"policy {policy}: {check.responses} answers to {check.groups} {args.split} images")
-    print(json.dumps({"categories": check.categories, "varied_groups": check.varied_groups}, indent=2))
+    summary = {"categories": check.categories, "varied_groups": check.varied_groups}
+    if check.by_visibility:
+        summary["by_visibility"] = check.by_visibility
+    print(json.dumps(summary, indent=2))
     print(check.result_line())
     return 0
 
@@ -440,15 +485,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     build = commands.add_parser("build", help="supervise a new policy (the defaults build the shipped one)")
     build.add_argument("--out", required=True, help="folder to write the model to (created)")
     build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"AdamW steps (default {DEFAULT_STEPS})")
+    build.add_argument("--steps", type=int, help=f"AdamW steps (default: the task's, {DEFAULT_STEPS} for shapes)")
     build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    build.add_argument("--lr", type=float, default=DEFAULT_LEARNING_RATE)
+    build.add_argument("--lr", type=float, help="learning rate (default: the task's)")
     build.add_argument("--vision-depth", type=int, default=DEFAULT_VISION_DEPTH, help="vision transformer blocks")
     build.add_argument(
         "--mix",
         type=LabelMix.parse,
         default=LabelMix(),
         help="species,family,domain,none shares of the targets (default 0.15,0.45,0.3,0.1)",
+    )
+    build.add_argument("--task", choices=sorted(POLICY_TASKS), default="shapes", help="drawn task (default shapes)")
+    build.add_argument(
+        "--start-from",
+        help="go on supervising this policy folder (default: the task's: none for shapes, which starts from a fresh "
+        "model; the shipped shapes policy for hidden); 'none' for a fresh model",
     )
     build.add_argument("--no-progress", action="store_true")
     check = commands.add_parser("check", help="sample a policy on synthetic shapes and print what it gets right")
@@ -457,6 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--images", type=int, help="draw this many images of the split (default: all)")
     check.add_argument("--n", type=int, default=8, help="answers per image (default 8)")
     check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--task", choices=sorted(POLICY_TASKS), default="shapes", help="drawn task (default shapes)")
     check.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     return _build(args) if args.command == "build" else _check(args)

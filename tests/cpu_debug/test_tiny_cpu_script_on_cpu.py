@@ -119,3 +119,34 @@ def test_hf_cpu_uses_the_repositorys_venv_and_refuses_a_python_without_the_packa
     assert run.returncode == 2 and len(run.stderr.splitlines()) == 1, run.stderr
     assert f"{venv_python} cannot import speciarl_verl" in run.stderr and "make install" in run.stderr
     assert not (tmp_path / "out" / "data").exists()  # refused before anything was built
+
+
+def test_hidden_task_plans_its_dataset_and_its_own_shipped_policy(tmp_path):
+    out = tmp_path / "out"
+    result = run_script("--dry-run", "--task", "hidden", "--out", str(out), "--train-rows", "12", "--val-rows", "5")
+    assert result.returncode == 0, result.stderr
+    plan = result.stdout
+    assert "task hidden" in plan.splitlines()[0]
+    builds = [shlex.split(line) for line in plan.splitlines() if "speciarl_verl.cli data build" in line]
+    assert [words[words.index("--dataset") + 1] for words in builds] == ["synthetic_shapes_hidden"] * 2
+    train_file = out / "data" / "synthetic_shapes_hidden_train_12.parquet"
+    val_file = out / "data" / "synthetic_shapes_hidden_val_5.parquet"
+    assert [words[words.index("--out") + 1] for words in builds] == [str(train_file), str(val_file)]
+    shipped = SCRIPT.parents[1] / "speciarl_verl" / "cpu_debug" / "shipped_policy_hidden"
+    assert f"# tiny policy: {shipped}" in plan
+    words = train_words(plan)
+    assert f"data.train_files={train_file}" in words and f"data.val_files={val_file}" in words
+    assert f"actor_rollout_ref.model.path={shipped}" in words
+    assert not out.exists()
+    # the default task is still shapes; --policy still wins over the task's shipped one
+    shapes = train_words(run_script("--dry-run", "--out", str(out)).stdout)
+    assert f"actor_rollout_ref.model.path={shipped.with_name('shipped_policy')}" in shapes
+    mine = run_script("--dry-run", "--task", "hidden", "--out", str(out), "--policy", str(tmp_path / "mine")).stdout
+    assert f"actor_rollout_ref.model.path={tmp_path / 'mine'}" in train_words(mine)
+
+
+def test_an_unknown_task_exits_2_in_one_line_naming_the_option():
+    result = run_script("--task", "nope", "--dry-run")
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1
+    assert "--task must be shapes or hidden, got 'nope'" in result.stderr
