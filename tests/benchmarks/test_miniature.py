@@ -1,7 +1,8 @@
-"""Pure helpers of benchmarks/miniature.py: verl's validation dump -> predictions, undecided check, table maths.
+"""Pure helpers of benchmarks/miniature.py and miniature_eval.py: verl's validation dump -> predictions by split
+and visibility, undecided check, table maths, the pre-registered hypotheses.
 
 No training here: the rows are what verl's ``_write_generations`` writes (``input``, ``output``, ``gts``,
-``score``, ``step``), the class fields come from a real synthetic shapes parquet row.
+``score``, ``step``), the evaluation rows come from a real synthetic_shapes_hidden parquet.
 """
 
 from __future__ import annotations
@@ -32,63 +33,92 @@ def miniature():
 
 
 @pytest.fixture(scope="module")
-def classes():
-    from speciarl_verl.data.adapters.synthetic_shapes import SPECIES, SyntheticShapesAdapter
+def mini_eval(miniature):
+    return sys.modules["miniature_eval"]  # the sibling module miniature.py imports
 
-    adapter = SyntheticShapesAdapter()
-    return {
-        s.name: {
-            "parents": list(adapter.parents(s.class_name)),
-            "parent_levels": ["close", "far"],
-            "domain_nouns": list(adapter.domain_nouns),
-            "synonyms": [],
-        }
-        for s in SPECIES
-    }
+
+@pytest.fixture(scope="module")
+def eval_rows():
+    """Rows of a real evaluation parquet: two in-domain and one held-out image of the hidden task, built here."""
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    from speciarl_verl.data.builder import BuildOptions, SourceSpec, build_parquet
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for split, picks in (("test", (2, 3)), ("test_ood", (0,))):
+            out = build_parquet(
+                SourceSpec("synthetic_shapes_hidden", ".", split), Path(tmp) / f"{split}.parquet",
+                BuildOptions(seed=0, progress=False),
+            )  # fmt: skip
+            table = pq.read_table(out.parquet, columns=["data_source", "reward_model", "extra_info"]).to_pylist()
+            by_image = sorted(table, key=lambda row: (row["extra_info"]["class_id"], row["extra_info"]["source_file"]))
+            rows += [by_image[i] for i in picks]
+    return rows
 
 
 def dump_row(truth: str, answer: str) -> dict:
     return {"input": "user ...", "output": f"<think>x</think><answer>{answer}</answer>", "gts": truth, "score": 0.0}
 
 
-def test_dump_rows_become_judgeable_predictions_split_by_domain(miniature, classes):
-    # two prompts (in-domain red circle, held-out yellow circle), two answers each, interleaved as verl repeats them
+def test_dump_rows_become_judgeable_predictions_by_split_and_visibility(mini_eval, eval_rows):
+    # three prompts (two in-domain images, one held-out), two answers each, interleaved as verl repeats them
+    truths = [row["reward_model"]["ground_truth"] for row in eval_rows]
+    family = eval_rows[0]["extra_info"]["parents"][0]
     rows = [
-        dump_row("red circle", "red circle"),
-        dump_row("red circle", "circle"),
-        dump_row("yellow circle", "shape"),
-        dump_row("yellow circle", "blue circle"),
+        dump_row(truths[0], truths[0]),
+        dump_row(truths[0], family),
+        dump_row(truths[1], "shape"),
+        dump_row(truths[1], "None"),
+        dump_row(truths[2], "pink circle"),
+        dump_row(truths[2], "pink circle"),
     ]
-    out = miniature.predictions_from_dump(rows, classes, val_n=2, prefix="speciarl_s0/step8")
+    out = mini_eval.predictions_from_dump(rows, eval_rows, val_n=2, prefix="speciarl_s0/step8")
+    visibilities = [row["extra_info"]["visibility"] for row in eval_rows]
+    assert visibilities[:2] == ["faint", "hidden"]  # image numbers 2 and 3 of a class
     assert [(r["sample_id"], r["prediction_index"]) for r in out["test"]] == [
         ("speciarl_s0/step8/0", 0),
         ("speciarl_s0/step8/0", 1),
+        ("speciarl_s0/step8/1", 0),
+        ("speciarl_s0/step8/1", 1),
     ]
-    assert [(r["sample_id"], r["ground_truth"]) for r in out["test_ood"]] == [
-        ("speciarl_s0/step8/1", "yellow circle"),
-        ("speciarl_s0/step8/1", "yellow circle"),
-    ]
+    assert [r["sample_id"] for r in out["test/faint"]] == ["speciarl_s0/step8/0"] * 2
+    assert [r["sample_id"] for r in out["test/hidden"]] == ["speciarl_s0/step8/1"] * 2
+    ood_part = f"test_ood/{visibilities[2]}"
+    assert sorted(out) == sorted({"test", "test_ood", "test/faint", "test/hidden", ood_part})
+    assert [r["ground_truth"] for r in out["test_ood"]] == [truths[2]] * 2
     # the rows load as the evaluator's predictions and the offline rule tier files them by the known hierarchy
     verdicts = []
-    for split in ("test", "test_ood"):
-        for i, row in enumerate(out[split]):
-            record = PredictionRecord.from_json(json.loads(json.dumps(row)), f"{split}:{i}")
+    for part in ("test", "test_ood"):
+        for i, row in enumerate(out[part]):
+            record = PredictionRecord.from_json(json.loads(json.dumps(row)), f"{part}:{i}")
             verdicts.append(decide_offline(verification_request(record)))
-    assert verdicts == [Category.SPECIFIC, Category.LESS_SPECIFIC, Category.GENERIC, None]
+    expected_ood = Category.SPECIFIC if truths[2] == "pink circle" else None
+    assert verdicts == [
+        Category.SPECIFIC,
+        Category.LESS_SPECIFIC,
+        Category.GENERIC,
+        Category.ABSTAIN,
+        expected_ood,
+        expected_ood,
+    ]
 
 
-def test_dump_that_does_not_split_into_groups_is_refused(miniature, classes):
-    rows = [dump_row("red circle", "circle")] * 3
+def test_a_dump_out_of_the_parquets_order_or_size_is_refused(mini_eval, eval_rows):
+    truths = [row["reward_model"]["ground_truth"] for row in eval_rows]
+    rows = [dump_row(truths[0], "circle")] * 3
     with pytest.raises(ValueError, match=r"val_kwargs\.n"):
-        miniature.predictions_from_dump(rows, classes, val_n=2, prefix="r")
-    mixed = [dump_row("red circle", "circle"), dump_row("blue square", "square")]
-    with pytest.raises(ValueError, match="blue square"):
-        miniature.predictions_from_dump(mixed, classes, val_n=2, prefix="r")
-    with pytest.raises(ValueError, match="no evaluation parquet"):
-        miniature.predictions_from_dump([dump_row("purple star", "star")], classes, val_n=1, prefix="r")
+        mini_eval.predictions_from_dump(rows, eval_rows, val_n=2, prefix="r")
+    with pytest.raises(ValueError, match="rebuild the --work data"):
+        mini_eval.predictions_from_dump(rows[:2], eval_rows, val_n=2, prefix="r")
+    swapped = [dump_row(truths[2], "circle"), dump_row(truths[0], "circle"), dump_row(truths[1], "circle")]
+    with pytest.raises(ValueError, match="validation_shuffle"):
+        mini_eval.predictions_from_dump(swapped, eval_rows, val_n=1, prefix="r")
 
 
-def test_undecided_answers_are_split_into_task_labels_and_other_text(miniature):
+def test_undecided_answers_are_split_into_task_labels_and_other_text(mini_eval):
     verdicts = [
         {"category": None, "reason": "undecided", "answer": "Blue Circle"},
         {"category": None, "reason": "undecided", "answer": "square"},
@@ -96,21 +126,90 @@ def test_undecided_answers_are_split_into_task_labels_and_other_text(miniature):
         {"category": None, "reason": "unparseable", "answer": None},
         {"category": "generic", "answer": "shape"},
     ]
-    assert miniature.undecided_breakdown(verdicts) == {"undecided": 3, "known": 2, "other": 1}
+    labels = mini_eval.hierarchy_labels("synthetic_shapes")
+    assert mini_eval.undecided_breakdown(verdicts, labels) == {"undecided": 3, "known": 2, "other": 1}
+    hidden = mini_eval.hierarchy_labels("synthetic_shapes_hidden")
+    assert hidden["pink triangle"] == "species" and "pink triangle" not in labels
 
 
-def test_result_line_averages_seeds_and_reports_the_correctness_drop(miniature):
+def test_result_lines_average_seeds(mini_eval):
+    def arm(hm, corr, hidden_corr, ood_hm):
+        return {
+            "test": {"hm": hm, "correctness": corr},
+            "test/hidden": {"correctness": hidden_corr},
+            "test_ood": {"hm": ood_hm},
+        }
+
     metrics = {
-        "start": {"hm": [0.2, 0.4], "correctness": [0.9, 0.7]},
-        "speciarl": {"hm": [0.5, 0.7], "correctness": [0.7, 0.7]},
-        "binary": {"hm": [0.3, 0.3], "correctness": [0.8, 0.8]},
-        "greedy": {"hm": [0.1, 0.2], "correctness": [0.4, 0.6]},
+        "start": arm([0.2, 0.4], [0.9, 0.7], [0.8, 0.8], [0.1, 0.1]),
+        "speciarl": arm([0.5, 0.7], [0.7, 0.7], [0.8, 0.7], [0.3, 0.2]),
+        "binary": arm([0.3, 0.3], [0.8, 0.8], [0.4, 0.2], [0.1, 0.0]),
+        "greedy": arm([0.1, 0.2], [0.4, 0.6], [0.7, 0.7], [0.2, 0.2]),
     }
-    assert miniature.result_line(metrics, 2) == (
+    assert mini_eval.result_line_shapes(metrics, 2) == (
         "RESULT hm_start=0.300 hm_speciarl=0.600 hm_binary=0.300 hm_greedy=0.150 corr_drop_speciarl=0.100 seeds=2"
     )
-    assert miniature.format_cell([0.2, 0.4]) == "0.300 ± 0.141"
-    assert miniature.hm(0.0, 0.0) == 0.0
+    assert mini_eval.result_line_hidden(metrics, 2) == (
+        "RESULT hm_start=0.300 hm_speciarl=0.600 hm_binary=0.300 hm_greedy=0.150 corr_hidden_start=0.800 "
+        "corr_hidden_speciarl=0.750 corr_hidden_binary=0.300 ood_hm_speciarl=0.250 ood_hm_binary=0.050 seeds=2"
+    )
+    assert mini_eval.format_cell([0.2, 0.4]) == "0.300 ± 0.141"
+    assert mini_eval.hm(0.0, 0.0) == 0.0
+
+
+def hypothesis_metrics(changes=None):
+    """Two seeds where every pre-registered hypothesis holds on the means; ``changes`` overrides one figure."""
+    base = {
+        ("start", "test/hidden", "correctness"): [0.80, 0.80],
+        ("speciarl", "test/hidden", "correctness"): [0.78, 0.80],
+        ("binary", "test/hidden", "correctness"): [0.50, 0.60],
+        ("speciarl", "test", "hm"): [0.60, 0.62],
+        ("binary", "test", "hm"): [0.50, 0.55],
+        ("speciarl", "test_ood", "hm"): [0.30, 0.30],
+        ("binary", "test_ood", "hm"): [0.10, 0.10],
+        ("greedy", "test_ood", "hm"): [0.20, 0.20],
+        ("start", "test/clear", "specificity"): [0.20, 0.20],
+        ("speciarl", "test/clear", "specificity"): [0.78, 0.80],
+        ("binary", "test/clear", "specificity"): [0.80, 0.80],
+    }
+    base.update(changes or {})
+    metrics: dict = {arm: {} for arm in ("start", "speciarl", "binary", "greedy")}
+    for part in ("test", "test/hidden", "test/clear", "test_ood"):
+        for arm in metrics:
+            metrics[arm][part] = {name: [0.5, 0.5] for name in ("correctness", "specificity", "hm")}
+    for (arm, part, name), values in base.items():
+        metrics[arm][part][name] = values
+    return metrics
+
+
+def test_the_pre_registered_hypotheses_are_judged_on_the_means_with_their_tolerance(mini_eval):
+    def verdicts(metrics):
+        return {name: (held, seeds) for name, held, seeds, _ in mini_eval.hypotheses(metrics)}
+
+    assert verdicts(hypothesis_metrics()) == {"H1": (True, 2), "H2": (True, 2), "H3": (True, 2), "H4": (True, 2)}
+    # H1 fails when SpeciaRL loses more than the tolerance on hidden images, or when binary does not lose it
+    key = ("speciarl", "test/hidden", "correctness")
+    assert verdicts(hypothesis_metrics({key: [0.70, 0.74]}))["H1"] == (False, 0)
+    assert verdicts(hypothesis_metrics({("binary", "test/hidden", "correctness"): [0.78, 0.74]}))["H1"] == (False, 1)
+    # H3 needs SpeciaRL above both baselines out of domain
+    assert verdicts(hypothesis_metrics({("greedy", "test_ood", "hm"): [0.35, 0.25]}))["H3"] == (False, 1)
+    # H4: a rise 0.04 below binary's still holds, 0.1 below does not
+    assert verdicts(hypothesis_metrics({("speciarl", "test/clear", "specificity"): [0.76, 0.76]}))["H4"][0]
+    assert not verdicts(hypothesis_metrics({("speciarl", "test/clear", "specificity"): [0.70, 0.70]}))["H4"][0]
+    # H2 is strict
+    assert verdicts(hypothesis_metrics({("speciarl", "test", "hm"): [0.50, 0.55]}))["H2"] == (False, 0)
+
+
+def test_tables_and_plot_cover_every_part(mini_eval, tmp_path):
+    parts = ("test", "test/hidden", "test_ood")
+    metrics = {
+        arm: {part: {key: [0.4, 0.6] for key in ("correctness", "specificity", "hm", "unparseable")} for part in parts}
+        for arm in ("start", "speciarl", "binary", "greedy")
+    }
+    table = mini_eval.table_markdown(metrics, parts, 2)
+    assert "in-domain test, hidden species, 2 seed(s)" in table and table.count("| speciarl | 0.500 ± 0.141") == 3
+    mini_eval.plot_points(metrics, parts, tmp_path / "points.png", "title")
+    assert (tmp_path / "points.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_step_curves_skip_the_validation_only_step_and_read_category_shares(miniature, tmp_path):
