@@ -110,7 +110,7 @@ def score_group(
     )
     best = best_category(verdicts, "evaluation")
     rewritten = [
-        record_info(*row[:7], reward, row[8], row[9], best, n, masked)
+        record_info(*row[:7], reward, row[8], row[9], best, n, masked, row[13])
         for row, reward in zip(rows, rewards, strict=True)
     ]
     return ScoredGroup(outcome, scores, rewritten)

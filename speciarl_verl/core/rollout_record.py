@@ -64,6 +64,9 @@ def _template(status: RolloutStatus, verdict: Category | None) -> dict[str, Any]
         "group_best": None,
         "group_size": None,
         "masked": None,
+        # the parquet row's extra_info.image_id: a dumped answer (verl's validation_data_dir /
+        # rollout_data_dir) names the image it answers, whatever order verl wrote the dump in
+        "image_id": None,
     }
 
 
@@ -103,6 +106,7 @@ def record_info(
     group_best: Category | None = None,
     group_size: int | None = None,
     masked: bool = False,
+    image_id: str | None = None,
 ) -> dict[str, Any]:
     """``RolloutRecord(...).to_extra_info()`` without building the record (the reward's hot path).
 
@@ -130,6 +134,7 @@ def record_info(
     info["group_best"] = _LABEL[group_best]
     info["group_size"] = group_size
     info["masked"] = 1.0 if masked else 0.0
+    info["image_id"] = image_id
     return info
 
 
@@ -173,6 +178,7 @@ class RolloutRecord:
     group_best: Category | None = None
     group_size: int | None = None
     masked: bool = False
+    image_id: str | None = None
 
     def __post_init__(self) -> None:
         _check_status(self.status, self.verdict)
@@ -193,6 +199,7 @@ class RolloutRecord:
             self.group_best,
             self.group_size,
             self.masked,
+            self.image_id,
         )
 
     @classmethod
@@ -216,6 +223,7 @@ RecordFields = tuple[
     Category | None,
     int | None,
     bool,
+    str | None,
 ]
 
 
@@ -272,4 +280,5 @@ def read_record_fields(info: Mapping[str, Any], where: str = "") -> RecordFields
         None if group_best is None else _category(group_best),
         info.get("group_size"),
         bool(info.get("masked") or False),
+        info.get("image_id"),
     )

@@ -195,5 +195,8 @@ class SpeciaRewardManager(RewardManagerBase):
 
         provisional = 0.0 if status == "judge_error" else self._provisional[category]
         penalty = 0.0 if self._penalty is None else self._penalty(valid_length)
-        info = record_info(status, answer, verdict, source, category, noised, penalty, provisional, latency, error)
+        info = record_info(
+            status, answer, verdict, source, category, noised, penalty, provisional, latency, error,
+            image_id=extra_info.get("image_id"),
+        )  # fmt: skip
         return {"reward_score": provisional + penalty, "reward_extra_info": info}

@@ -38,11 +38,15 @@ def possible_records():
                 group_best=C.SPECIFIC if grouped else None,
                 group_size=10 if grouped else None,
                 masked=grouped and status == "judge_error",
+                image_id="Laridae_0042" if grouped else None,
             )
 
 
 def test_a_judged_record_renders_every_key_in_order():
-    info = record_info("judged", "gull", C.GENERIC, "cache", C.LESS_SPECIFIC, True, -0.5, 1, 0.2, None, C.SPECIFIC, 8)
+    info = record_info(
+        "judged", "gull", C.GENERIC, "cache", C.LESS_SPECIFIC, True, -0.5, 1, 0.2, None, C.SPECIFIC, 8,
+        image_id="Laridae_0042",
+    )  # fmt: skip
     assert list(info) == list(RECORD_KEYS)
     assert info == {
         "acc": 1.0,
@@ -63,6 +67,7 @@ def test_a_judged_record_renders_every_key_in_order():
         "group_best": "specific",
         "group_size": 8,
         "masked": 0.0,
+        "image_id": "Laridae_0042",
     }
     assert type(info["acc"]) is float
 

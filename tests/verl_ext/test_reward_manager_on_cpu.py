@@ -105,6 +105,18 @@ def test_every_rollout_carries_the_same_keys(make_manager, tokenizer):
     assert len(keys) == 1
 
 
+def test_every_record_names_the_image_it_answers_and_the_group_stage_keeps_it(make_manager, tokenizer):
+    from speciarl_verl.core import score_group
+
+    manager = make_manager()
+    row = {**ROW, "extra_info": {**ROW["extra_info"], "image_id": "Boeing_737-800_0042"}}
+    infos = [score(manager, tokenizer, t, row=row)["reward_extra_info"] for t in ("<answer>A320</answer>", "nothing")]
+    assert [info["image_id"] for info in infos] == ["Boeing_737-800_0042"] * 2  # judged and unparseable alike
+    rewritten = score_group(infos, manager.settings, validation=False, uid="u1").records
+    assert [info["image_id"] for info in rewritten] == ["Boeing_737-800_0042"] * 2
+    assert score(manager, tokenizer, "<answer>A320</answer>")["reward_extra_info"]["image_id"] is None  # none given
+
+
 def test_word_cap_from_config(make_manager, tokenizer):
     manager = make_manager("reward.reward_kwargs.max_answer_words=3")
     assert score(manager, tokenizer, "<answer>Boeing 737</answer>")["reward_score"] == 1.0
