@@ -256,7 +256,6 @@ def train_run(run: Run, policy: Path, train: Path, evaluation: Path, settings: S
         "actor_rollout_ref.rollout.val_kwargs.do_sample=true",
         f"actor_rollout_ref.rollout.val_kwargs.temperature={settings.val_temperature}",
         f"actor_rollout_ref.rollout.val_kwargs.n={settings.val_n}",
-        "data.validation_shuffle=false",  # the evaluation maps answers to parquet rows by position
     ]  # fmt: skip
     started = time.perf_counter()
     with (run.out / "miniature_run.log").open("w") as log:

@@ -1,10 +1,10 @@
 """Scoring of ``benchmarks/miniature.py``: verl's validation dumps -> judged predictions -> report -> table, plot.
 
-The dumps hold verl's validation answers in the evaluation parquet's row order (``data.validation_shuffle``
-is false), each prompt repeated ``val_kwargs.n`` times, interleaved. Each answer becomes a predictions row
-carrying its image's split (``test`` or ``test_ood``) and, for the graded-visibility task, its visibility;
-``speciarl eval judge --judge offline`` judges them and one ``speciarl eval report`` scores every *part*:
-``test`` and ``test_ood`` and, where images record a visibility, ``test/clear``, ``test/hidden`` and so on.
+The dumps hold verl's validation answers, ``val_kwargs.n`` per image, each naming its image
+(``image_id`` in SpeciaRL's reward record). Each answer becomes a predictions row carrying its image's
+split (``test`` or ``test_ood``) and, for the graded-visibility task, its visibility; ``speciarl eval
+judge --judge offline`` judges them and one ``speciarl eval report`` scores every *part*: ``test`` and
+``test_ood`` and, where images record a visibility, ``test/clear``, ``test/hidden`` and so on.
 """
 
 from __future__ import annotations
@@ -44,52 +44,63 @@ def hierarchy_labels(data_source: str) -> dict[str, str]:
 def predictions_from_dump(
     dump_rows: Sequence[Mapping], eval_rows: Sequence[Mapping], val_n: int, prefix: str
 ) -> dict[str, list[dict]]:
-    """verl's validation dump (``input``, ``output``, ``gts`` ...) -> predictions rows, by part.
+    """verl's validation dump (``output``, ``gts`` and the reward record's ``image_id``) -> predictions rows, by part.
 
-    Row ``i`` of the dump is answer ``i % val_n`` of prompt ``i // val_n``, and prompt ``p`` is row ``p``
-    of the evaluation parquet (``eval_rows``: its ``reward_model`` and ``extra_info``); every answer's
-    ground truth must be its row's. Parts: the row's split, and ``<split>/<visibility>`` where the row
-    records one.
+    Each dumped answer names its image (``image_id``, from the row's ``extra_info``), whatever order verl
+    wrote the dump in; every evaluation row (``eval_rows``: ``data_source``, ``reward_model``, ``extra_info``)
+    must have exactly ``val_n`` answers, each with that row's ground truth. Parts: the row's split, and
+    ``<split>/<visibility>`` where the row records one. Rows come out in the evaluation file's order.
 
-    >>> info = {"split": "test", "visibility": "hidden", "parents": ["circle", "shape"],
-    ...         "parent_levels": ["close", "far"]}
+    >>> info = {"split": "test", "visibility": "hidden", "image_id": "red_circle_hidden_0003",
+    ...         "parents": ["circle", "shape"], "parent_levels": ["close", "far"]}
     >>> rows = [{"data_source": "synthetic_shapes_hidden", "reward_model": {"ground_truth": "red circle"},
     ...          "extra_info": info}]
-    >>> out = predictions_from_dump([{"gts": "red circle", "output": "<answer>circle</answer>"}] * 2, rows, 2, "run")
+    >>> dump = [{"gts": "red circle", "output": "<answer>circle</answer>", "image_id": "red_circle_hidden_0003"}] * 2
+    >>> out = predictions_from_dump(dump, rows, 2, "run")
     >>> sorted(out), [(r["sample_id"], r["prediction_index"]) for r in out["test/hidden"]]
-    (['test', 'test/hidden'], [('run/0', 0), ('run/0', 1)])
+    (['test', 'test/hidden'], [('run/red_circle_hidden_0003', 0), ('run/red_circle_hidden_0003', 1)])
     """
-    if val_n < 1 or len(dump_rows) % val_n:
-        raise ValueError(f"{len(dump_rows)} dumped answers do not split into prompts of {val_n} (val_kwargs.n)")
-    if len(dump_rows) != len(eval_rows) * val_n:
-        raise ValueError(
-            f"{len(dump_rows)} dumped answers for {len(eval_rows)} evaluation rows x {val_n}: rebuild the --work data"
-        )
-    out: dict[str, list[dict]] = defaultdict(list)
+    if val_n < 1:
+        raise ValueError(f"val_kwargs.n must be at least 1, got {val_n}")
+    position = {row["extra_info"]["image_id"]: i for i, row in enumerate(eval_rows)}
+    if len(position) != len(eval_rows):
+        raise ValueError("image ids repeat in the evaluation parquet: rebuild the --work data")
+    answers: dict[int, list[Mapping]] = defaultdict(list)
     for i, answer in enumerate(dump_rows):
-        prompt = i // val_n
-        row = eval_rows[prompt]
-        truth, info = row["reward_model"]["ground_truth"], row["extra_info"]
+        image = answer.get("image_id")
+        if image is None:
+            raise ValueError(f"dumped answer {i} names no image (no image_id in the reward record): a dump of an "
+                             "older speciarl-verl; run again")  # fmt: skip
+        if image not in position:
+            raise ValueError(f"dumped answer {i} answers image {image!r}, which is in no evaluation row")
+        truth = eval_rows[position[image]]["reward_model"]["ground_truth"]
         if answer["gts"] != truth:
-            raise ValueError(
-                f"answer {i} has ground truth {answer['gts']!r} but evaluation row {prompt} is {truth!r}: the dump "
-                "is not in the parquet's order (data.validation_shuffle must stay false)"
-            )
-        prediction = {
-            "sample_id": f"{prefix}/{prompt}",
-            "data_source": row["data_source"],
-            "ground_truth": truth,
-            "prediction_index": i % val_n,
-            "response": answer["output"],
-            "parents": list(info.get("parents") or []),
-            "parent_levels": list(info.get("parent_levels") or []),
-            "domain_nouns": list(info.get("domain_nouns") or []),
-            "synonyms": list(info.get("synonyms") or []),
-        }
-        split = info.get("split") or "test"
-        out[split].append(prediction)
-        if info.get("visibility"):
-            out[f"{split}/{info['visibility']}"].append(prediction)
+            raise ValueError(f"dumped answer {i} for image {image!r} has ground truth {answer['gts']!r}, not {truth!r}")
+        answers[position[image]].append(answer)
+    wrong = {eval_rows[p]["extra_info"]["image_id"]: len(answers.get(p, [])) for p in range(len(eval_rows))}
+    wrong = {image: count for image, count in wrong.items() if count != val_n}
+    if wrong:
+        shown = ", ".join(f"{image}: {count}" for image, count in list(wrong.items())[:5])
+        raise ValueError(f"{len(wrong)} evaluation images lack {val_n} answers (val_kwargs.n) in the dump ({shown})")
+    out: dict[str, list[dict]] = defaultdict(list)
+    for p, row in enumerate(eval_rows):
+        info = row["extra_info"]
+        for index, answer in enumerate(answers[p]):
+            prediction = {
+                "sample_id": f"{prefix}/{info['image_id']}",
+                "data_source": row["data_source"],
+                "ground_truth": row["reward_model"]["ground_truth"],
+                "prediction_index": index,
+                "response": answer["output"],
+                "parents": list(info.get("parents") or []),
+                "parent_levels": list(info.get("parent_levels") or []),
+                "domain_nouns": list(info.get("domain_nouns") or []),
+                "synonyms": list(info.get("synonyms") or []),
+            }
+            split = info.get("split") or "test"
+            out[split].append(prediction)
+            if info.get("visibility"):
+                out[f"{split}/{info['visibility']}"].append(prediction)
     return dict(out)
 
 

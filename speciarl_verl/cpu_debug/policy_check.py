@@ -100,8 +100,9 @@ class PolicyCheck:
     species_correct: float
     family_named: int = 0
     family_correct: float = 0.0
-    #: For rows that record a visibility (the ``hidden`` task): per visibility, the verdict shares and
-    #: ``species_right`` / ``correct`` (share of answers in a correct category).
+    #: For rows that record a visibility (the ``hidden`` task): per visibility, the counts ``answers`` and
+    #: ``species_answers``, the verdict shares, ``correct`` (share of answers in a correct category) and
+    #: ``species_right`` (share of the species answers naming the image's species).
     by_visibility: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -176,7 +177,7 @@ def check_policy(rows: Sequence[dict], groups: Sequence[Sequence[str]]) -> Polic
         shares = {key: count / answers for key, count in sorted(tally.items())}
         shares.setdefault("correct", 0.0)
         shares["species_right"] = species_right / max(1, species_named)
-        by_visibility[name] = {"answers": answers, **shares}
+        by_visibility[name] = {"answers": answers, "species_answers": species_named, **shares}
     return PolicyCheck(
         groups=len(groups),
         responses=total,

@@ -59,33 +59,47 @@ def eval_rows():
     return rows
 
 
-def dump_row(truth: str, answer: str) -> dict:
-    return {"input": "user ...", "output": f"<think>x</think><answer>{answer}</answer>", "gts": truth, "score": 0.0}
+def dump_row(row: dict, answer: str) -> dict:
+    """One answer as verl dumps it: its record names the image (``image_id``)."""
+    return {
+        "input": "user ...",
+        "output": f"<think>x</think><answer>{answer}</answer>",
+        "gts": row["reward_model"]["ground_truth"],
+        "score": 0.0,
+        "image_id": row["extra_info"]["image_id"],
+    }
 
 
-def test_dump_rows_become_judgeable_predictions_by_split_and_visibility(mini_eval, eval_rows):
-    # three prompts (two in-domain images, one held-out), two answers each, interleaved as verl repeats them
+def test_dumped_answers_become_judgeable_predictions_by_split_and_visibility_in_any_order(mini_eval, eval_rows):
+    # three images (two in-domain, one held-out), two answers each, in an order of verl's choosing
     truths = [row["reward_model"]["ground_truth"] for row in eval_rows]
     family = eval_rows[0]["extra_info"]["parents"][0]
     rows = [
-        dump_row(truths[0], truths[0]),
-        dump_row(truths[0], family),
-        dump_row(truths[1], "shape"),
-        dump_row(truths[1], "None"),
-        dump_row(truths[2], "pink circle"),
-        dump_row(truths[2], "pink circle"),
+        dump_row(eval_rows[2], "pink circle"),
+        dump_row(eval_rows[0], truths[0]),
+        dump_row(eval_rows[1], "shape"),
+        dump_row(eval_rows[0], family),
+        dump_row(eval_rows[2], "pink circle"),
+        dump_row(eval_rows[1], "None"),
     ]
     out = mini_eval.predictions_from_dump(rows, eval_rows, val_n=2, prefix="speciarl_s0/step8")
     visibilities = [row["extra_info"]["visibility"] for row in eval_rows]
+    images = [row["extra_info"]["image_id"] for row in eval_rows]
     assert visibilities[:2] == ["faint", "hidden"]  # image numbers 2 and 3 of a class
     assert [(r["sample_id"], r["prediction_index"]) for r in out["test"]] == [
-        ("speciarl_s0/step8/0", 0),
-        ("speciarl_s0/step8/0", 1),
-        ("speciarl_s0/step8/1", 0),
-        ("speciarl_s0/step8/1", 1),
+        (f"speciarl_s0/step8/{images[0]}", 0),
+        (f"speciarl_s0/step8/{images[0]}", 1),
+        (f"speciarl_s0/step8/{images[1]}", 0),
+        (f"speciarl_s0/step8/{images[1]}", 1),
     ]
-    assert [r["sample_id"] for r in out["test/faint"]] == ["speciarl_s0/step8/0"] * 2
-    assert [r["sample_id"] for r in out["test/hidden"]] == ["speciarl_s0/step8/1"] * 2
+    assert [r["response"] for r in out["test"]] == [
+        rows[1]["output"],
+        rows[3]["output"],
+        rows[2]["output"],
+        rows[5]["output"],
+    ]
+    assert [r["sample_id"] for r in out["test/faint"]] == [f"speciarl_s0/step8/{images[0]}"] * 2
+    assert [r["sample_id"] for r in out["test/hidden"]] == [f"speciarl_s0/step8/{images[1]}"] * 2
     ood_part = f"test_ood/{visibilities[2]}"
     assert sorted(out) == sorted({"test", "test_ood", "test/faint", "test/hidden", ood_part})
     assert [r["ground_truth"] for r in out["test_ood"]] == [truths[2]] * 2
@@ -106,16 +120,19 @@ def test_dump_rows_become_judgeable_predictions_by_split_and_visibility(mini_eva
     ]
 
 
-def test_a_dump_out_of_the_parquets_order_or_size_is_refused(mini_eval, eval_rows):
-    truths = [row["reward_model"]["ground_truth"] for row in eval_rows]
-    rows = [dump_row(truths[0], "circle")] * 3
-    with pytest.raises(ValueError, match=r"val_kwargs\.n"):
-        mini_eval.predictions_from_dump(rows, eval_rows, val_n=2, prefix="r")
-    with pytest.raises(ValueError, match="rebuild the --work data"):
-        mini_eval.predictions_from_dump(rows[:2], eval_rows, val_n=2, prefix="r")
-    swapped = [dump_row(truths[2], "circle"), dump_row(truths[0], "circle"), dump_row(truths[1], "circle")]
-    with pytest.raises(ValueError, match="validation_shuffle"):
-        mini_eval.predictions_from_dump(swapped, eval_rows, val_n=1, prefix="r")
+def test_a_dump_that_does_not_answer_every_image_val_n_times_is_refused(mini_eval, eval_rows):
+    complete = [dump_row(row, "circle") for row in eval_rows for _ in range(2)]
+    with pytest.raises(ValueError, match=r"1 evaluation images lack 2 answers"):
+        mini_eval.predictions_from_dump(complete[:-1], eval_rows, val_n=2, prefix="r")
+    stranger = {**complete[0], "image_id": "purple_star_0001"}
+    with pytest.raises(ValueError, match=r"purple_star_0001.*in no evaluation row"):
+        mini_eval.predictions_from_dump([stranger, *complete], eval_rows, val_n=2, prefix="r")
+    unnamed = {key: value for key, value in complete[0].items() if key != "image_id"}
+    with pytest.raises(ValueError, match="names no image"):
+        mini_eval.predictions_from_dump([unnamed, *complete[1:]], eval_rows, val_n=2, prefix="r")
+    other_truth = {**complete[0], "gts": "blue cross"}
+    with pytest.raises(ValueError, match="'blue cross'"):
+        mini_eval.predictions_from_dump([other_truth, *complete[1:]], eval_rows, val_n=2, prefix="r")
 
 
 def test_undecided_answers_are_split_into_task_labels_and_other_text(mini_eval):

@@ -122,6 +122,7 @@ def test_check_policy_splits_verdicts_and_species_right_by_visibility(hidden_row
     assert check.by_visibility == {
         "clear": {
             "answers": 4,
+            "species_answers": 2,
             "correct": pytest.approx(3 / 4),
             "generic": quarter,
             "less specific": quarter,
@@ -131,6 +132,7 @@ def test_check_policy_splits_verdicts_and_species_right_by_visibility(hidden_row
         },
         "hidden": {
             "answers": 7,
+            "species_answers": 3,
             "abstain": seventh,
             "correct": pytest.approx(3 / 7),
             "less specific": pytest.approx(2 / 7),
