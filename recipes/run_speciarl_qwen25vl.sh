@@ -59,7 +59,10 @@ judge
   --judge-port PORT        port of the judge server (default 8001)
   --judge-max-model-len N  context length of the judge server (default 4096)
   --judge-gpu-memory F     GPU memory share of the judge server (default 0.9)
-  --judge-arg ARG          one more argument for the judge's vLLM server (repeatable)
+  --judge-max-num-seqs N   sequences the judge server batches at once (vllm --max-num-seqs) and requests each
+                           reward worker keeps in flight (judge.llm.max_in_flight); default 256, vLLM's own.
+                           With --judge-endpoint: the reward's side only
+  --judge-arg ARG          one more argument for the judge's vLLM server (repeatable; not --max-num-seqs)
   --judge-wait SECONDS     how long to wait for the judge to answer (default 1800)
   --judge-api-key-env NAME environment variable holding the judge's API key (vllm serve --api-key): the
                            reward sends it, on every node. With --judge-endpoint: none unless given. A judge
@@ -102,6 +105,7 @@ judge_gpus=4,5
 judge_port=8001
 judge_max_model_len=4096
 judge_gpu_memory=0.9
+judge_max_num_seqs=256
 judge_args=()
 judge_wait=1800
 judge_key_env=""
@@ -168,6 +172,7 @@ while (($#)); do
                 --judge-port) judge_port=$value ;;
                 --judge-max-model-len) judge_max_model_len=$value ;;
                 --judge-gpu-memory) judge_gpu_memory=$value ;;
+                --judge-max-num-seqs) judge_max_num_seqs=$value ;;
                 --judge-arg) judge_args+=("$value") ;;
                 --judge-wait) judge_wait=$value ;;
                 --judge-api-key-env) judge_key_env=$value ;;
@@ -196,6 +201,12 @@ is_gpu_list "$train_gpus" || die 2 "--train-gpus must be a comma list such as 0,
 is_gpu_list "$judge_gpus" || die 2 "--judge-gpus must be a comma list such as 4,5, got '$judge_gpus'"
 is_count "$judge_port" || die 2 "--judge-port must be a port number, got '$judge_port'"
 is_count "$judge_wait" || die 2 "--judge-wait must be a number of seconds, got '$judge_wait'"
+is_count "$judge_max_num_seqs" || die 2 "--judge-max-num-seqs must be a positive number, got '$judge_max_num_seqs'"
+# one setting drives the server's batch and the reward's requests in flight: a second one could disagree
+for arg in ${judge_args[@]+"${judge_args[@]}"}; do
+    [[ ! $arg =~ ^--max[-_]num[-_]seqs(=|$) ]] ||
+        die 2 "--judge-arg $arg: give --judge-max-num-seqs N instead (it sets the judge server's --max-num-seqs and the reward's judge.llm.max_in_flight together)"
+done
 if [[ -n $judge_endpoint && ! $judge_endpoint =~ ^https?://[^/]+(/.*)?/v1/?$ ]]; then
     die 2 "--judge-endpoint must be an OpenAI-compatible base URL ending in /v1, got '$judge_endpoint'"
 fi
@@ -333,6 +344,8 @@ else
     checkpoint_dir=${checkpoint_dir%/}/${run_name//[^A-Za-z0-9._-]/_}
 fi
 resume_mode=$(user_override trainer.resume_mode) || resume_mode=""
+# the reward's requests in flight follow --judge-max-num-seqs unless an override after -- says otherwise (it wins)
+user_in_flight=$(user_override reward.reward_kwargs.judge.llm.max_in_flight) || user_in_flight=""
 resume_path=$(user_override trainer.resume_from_path) || resume_path=""
 
 # what a real run refuses before starting anything (a dry run prints them)
@@ -373,7 +386,7 @@ make_build_command() {
 judge_command=(env "CUDA_VISIBLE_DEVICES=${judge_devices:-}" "$python_bin" -m vllm.entrypoints.openai.api_server
     --model "$judge_model" --served-model-name "$judge_model" --host 127.0.0.1 --port "$judge_port"
     --tensor-parallel-size "${judge_tp:-1}" --gpu-memory-utilization "$judge_gpu_memory"
-    --max-model-len "$judge_max_model_len" ${judge_args[@]+"${judge_args[@]}"})
+    --max-model-len "$judge_max_model_len" --max-num-seqs "$judge_max_num_seqs" ${judge_args[@]+"${judge_args[@]}"})
 
 # the overrides verl gets, exactly: the preflight checks these
 train_overrides=(
@@ -382,6 +395,7 @@ train_overrides=(
     "trainer.n_gpus_per_node=$n_train_gpus"
     "reward.reward_kwargs.judge.llm.endpoints=[$judge_endpoint]"
     "reward.reward_kwargs.judge.llm.model=$judge_model"
+    "reward.reward_kwargs.judge.llm.max_in_flight=$judge_max_num_seqs"
 )
 [[ -z $judge_key_env ]] || train_overrides+=("reward.reward_kwargs.judge.llm.api_key_env=$judge_key_env")
 [[ $checkpoint_source == override ]] || train_overrides+=("trainer.default_local_dir=$checkpoint_dir")
@@ -529,10 +543,19 @@ print_plan() {
     if ((start_judge)); then
         echo "# 3. judge server on GPUs $judge_devices (log $judge_log, pidfile $judge_pidfile), then wait for ${judge_endpoint%/v1}/health"
         echo "#    its API key: VLLM_API_KEY in its environment, from \$$judge_key_env (generated if unset)"
+        echo "#    it batches up to $judge_max_num_seqs sequences (--max-num-seqs) and each reward worker keeps up to $judge_max_num_seqs requests in flight (--judge-max-num-seqs)"
         show "${judge_command[@]}"
     else
         echo "# 3. judge: the running server $judge_endpoint (wait for $judge_endpoint/models)"
         [[ -z $judge_key_env ]] || echo "#    with the API key in \$$judge_key_env"
+        echo "#    each reward worker keeps up to $judge_max_num_seqs requests in flight (--judge-max-num-seqs; vLLM batches up to its --max-num-seqs, 256 by default)"
+    fi
+    if [[ -n $user_in_flight ]]; then
+        if ((start_judge)); then
+            echo "#    your override reward.reward_kwargs.judge.llm.max_in_flight=$user_in_flight wins for the reward's requests in flight; the judge server still gets --max-num-seqs $judge_max_num_seqs"
+        else
+            echo "#    your override reward.reward_kwargs.judge.llm.max_in_flight=$user_in_flight wins over --judge-max-num-seqs $judge_max_num_seqs"
+        fi
     fi
     if ((ray_cluster)); then
         echo "# 4. training on the Ray cluster's GPUs, $gpus_per_node per node (output also to $train_log)"

@@ -383,6 +383,53 @@ def test_checkpoint_options_and_overrides(harness):
 
 
 # ---------------------------------------------------------------------------------------------
+# the judge's batch and the reward's requests in flight: one setting
+
+
+def in_flight_and_batch(output: str) -> tuple[list[str], list[str]]:
+    """(the training's max_in_flight overrides, the judge server's --max-num-seqs values) of a plan."""
+    words = training_words(output)
+    in_flight = [w.split("=", 1)[1] for w in words if w.startswith("reward.reward_kwargs.judge.llm.max_in_flight=")]
+    servers = [c for c in plan_commands(output) if "vllm.entrypoints.openai.api_server" in c]
+    batch = [c[i + 1] for c in servers for i, w in enumerate(c) if w == "--max-num-seqs"]
+    return in_flight, batch
+
+
+def test_one_option_sets_the_judges_batch_and_the_rewards_requests_in_flight(harness):
+    result = harness.run(*harness.args("--dry-run"))
+    assert result.returncode == 0, result.stderr
+    assert in_flight_and_batch(result.stdout) == (["256"], ["256"])  # vLLM's default max_num_seqs
+
+    result = harness.run(*harness.args("--dry-run", "--judge-max-num-seqs", "96"))
+    assert result.returncode == 0, result.stderr
+    assert in_flight_and_batch(result.stdout) == (["96"], ["96"])
+    assert "batches up to 96 sequences (--max-num-seqs) and each reward worker keeps up to 96" in result.stdout
+
+    # no server started: the reward's side still follows the option
+    running = ("--judge-endpoint", "http://judge-node:9000/v1", "--judge-max-num-seqs", "96")
+    result = harness.run(*harness.args("--dry-run", *running))
+    assert result.returncode == 0, result.stderr
+    assert in_flight_and_batch(result.stdout) == (["96"], [])
+    assert "each reward worker keeps up to 96 requests in flight (--judge-max-num-seqs" in result.stdout
+
+    # an override after -- comes last and wins, and the plan says so
+    override = "reward.reward_kwargs.judge.llm.max_in_flight=32"
+    result = harness.run(*harness.args("--dry-run", "--judge-max-num-seqs", "96", "--", override))
+    assert result.returncode == 0, result.stderr
+    assert in_flight_and_batch(result.stdout) == (["96", "32"], ["96"])
+    said = f"#    your override {override} wins for the reward's requests in flight; the judge server still gets"
+    assert f"{said} --max-num-seqs 96" in result.stdout
+
+
+@pytest.mark.parametrize("arg", ["--max-num-seqs=8", "--max_num_seqs=8", "--max-num-seqs"])
+def test_the_judges_max_num_seqs_as_a_judge_arg_is_refused_in_one_line(harness, arg):
+    result = harness.run(*harness.args("--judge-arg", arg, "--judge-arg", "8"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and f"--judge-arg {arg}: give --judge-max-num-seqs N instead" in result.stderr
+    assert harness.nothing_started() and not harness.logs.exists()
+
+
+# ---------------------------------------------------------------------------------------------
 # the judge's health check, keys and leftovers
 
 

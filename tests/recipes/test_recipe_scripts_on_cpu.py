@@ -146,6 +146,7 @@ def test_verls_entry_point_reads_the_printed_command(dry_run, tmp_path):
         (("--no-such-option", "1"), "unknown option --no-such-option"),
         (("--config", "speciarl_grpo", "--config", "speciarl_dapo"), "--config given twice"),
         (("--train-subset", "lots"), "--train-subset must be a positive number"),
+        (("--judge-max-num-seqs", "0"), "--judge-max-num-seqs must be a positive number"),
         (("--train-gpus", "0,1", "--judge-gpus", "1,2"), "GPU 1 is in both"),
         (("--judge-endpoint", "http://judge:8001"), "ending in /v1"),
     ],
