@@ -7,16 +7,23 @@ The judge is a local OpenAI-compatible server in a process of its own, with a fi
 L per request and at most C requests served at once, so no client can beat
 ``unique pairs x L / C`` on a cold cache. Measured in one run:
 
-* cold step: our reward manager (``judge.kind=llm``, SQLite cache, empty) over every rollout
-  of the step, as verl's reward loop calls it (all rollouts concurrently);
-* the same cold step against a judge without a concurrency cap (our client at its default
-  ``max_in_flight``), with ``judge.kind=llm`` and with ``judge.kind=auto`` (rule tier first),
-  each with its own empty cache;
+* cold step: our reward manager at the settings a user gets (``judge.kind=llm``, the client's
+  default ``max_in_flight``, SQLite cache, empty) over every rollout of the step, as verl's reward
+  loop calls it (all rollouts concurrently);
+* the same cold step against a judge without a concurrency cap, with ``judge.kind=llm`` and with
+  ``judge.kind=auto`` (rule tier first), and once more with ``judge.kind=llm`` at
+  ``max_in_flight=64`` (the client's default before it followed vLLM's ``max_num_seqs``,
+  ``cold_uncapped_in_flight_64_s``), each with its own empty cache;
 * warm step: the same step again with every verdict cached, plus the group stage's per-group
   math (records -> rewards and rewritten records, :func:`score_group`); repeated,
-  reported as the median wall time and the median process CPU time per rollout, with the
-  range (on a shared 2-core machine one run's repeats spread by up to 1.5x, and two runs a minute apart
-  differed by 2x: compare figures of one run only);
+  reported as the median wall time (with the minimum and maximum) and the median process CPU time
+  per rollout, with the range (on a shared 2-core machine one run's repeats spread by up to 1.5x, and
+  two runs a minute apart differed by 2x: compare figures of one run only), and the garbage
+  collections that ran inside the timed warm steps, per generation (``gc.callbacks``), with their
+  time. The manager freezes the heap it starts with and runs full (generation-2) passes only when
+  idle between steps (``reward.reward_kwargs.steady_gc``, on by default): between two repeats the
+  event loop runs on, idle, for :data:`~speciarl_verl.verl_ext.steady_gc.IDLE_S` + 0.1 s (untimed),
+  as a reward worker's does while the trainer updates the actor;
 * fresh worker: a new reward manager (empty memo) on the filled SQLite cache, first step;
 * naive manager (thread pool of N): verl's own ``naive`` reward manager with a plain custom
   reward function making one blocking judge request per rollout (what a verl user writes).
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -43,7 +51,9 @@ from pathlib import Path
 # A 30B judge answering a ~700-token prompt with one label takes longer than this under load;
 # 50 ms keeps the benchmark short and the client's own overhead visible.
 L_SECONDS = 0.05
-C_CONCURRENCY = 32
+# The recipe's judge is a vLLM server, which batches up to max_num_seqs (256 by default) sequences at once;
+# a batch of one-label answers takes about as long as one answer, so the stand-in serves 256 at once.
+C_CONCURRENCY = 256
 UNCAPPED = 100_000  # a judge that serves every request at once
 
 
@@ -161,6 +171,34 @@ def timed_warm_step(manager, protos, n: int) -> tuple[float, float, float]:
     return end_wall - wall, end_cpu - cpu, end_cpu - group_cpu
 
 
+class CollectionCounter:
+    """Garbage collections per generation, and their seconds, while :meth:`counting` is active (``gc.callbacks``)."""
+
+    def __init__(self):
+        self.passes = [0] * len(gc.get_threshold())
+        self.seconds = [0.0] * len(self.passes)
+        self._active = False
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if not self._active:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            generation = info["generation"]
+            self.passes[generation] += 1
+            self.seconds[generation] += time.perf_counter() - self._started
+
+    @contextlib.contextmanager
+    def counting(self):
+        self._active = True
+        try:
+            yield
+        finally:
+            self._active = False
+
+
 def naive_pool_size() -> int:
     """Threads of the event loop's default executor, which verl's naive manager runs its reward function on."""
     cpus = os.process_cpu_count() if hasattr(os, "process_cpu_count") else os.cpu_count()
@@ -203,7 +241,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency", type=float, default=L_SECONDS, help="judge seconds per request (L)")
     parser.add_argument("--concurrency", type=int, default=C_CONCURRENCY, help="requests the judge serves at once (C)")
-    parser.add_argument("--repeats", type=int, default=15, help="warm steps measured (median reported)")
+    parser.add_argument("--repeats", type=int, default=15, help="warm steps measured (median, min and max reported)")
     parser.add_argument("--fresh-workers", type=int, default=7, help="fresh workers measured (median reported)")
     args = parser.parse_args()
     latency, concurrency = args.latency, args.concurrency
@@ -219,6 +257,7 @@ def main() -> int:
 
     from speciarl_verl.config.compose import compose_config
     from speciarl_verl.offline_fixtures.tiny_tokenizer import build_tiny_tokenizer
+    from speciarl_verl.verl_ext.steady_gc import IDLE_S
 
     work = Path(tempfile.mkdtemp(prefix="speciarl-bench-"))
     tokenizer = build_tiny_tokenizer(work / "tokenizer")
@@ -248,21 +287,39 @@ def main() -> int:
             manager.loop.run_until_complete(manager.verifier.aclose())
 
     with JudgeProcess(latency, concurrency) as server, JudgeProcess(latency, UNCAPPED) as uncapped:
-        config, manager = manager_for(server, "llm", "verdicts.sqlite", max_in_flight=2 * concurrency)
         # transformers imports its framework probes on the first decode of a process (~0.4 s here);
         # pay that once before timing, as a long-lived reward worker has.
         tokenizer.decode([0, 1, 2], skip_special_tokens=True)
-        # The whole step's inputs sit in this one process (a reward worker never holds them all),
-        # beside everything loading verl and the manager created; a long-lived worker's start-up
-        # objects are old, so freezing them keeps the collector from re-walking them in a measured step.
-        gc.collect()
-        gc.freeze()
+        # The settings a user gets: no max_in_flight override. Building the manager freezes the heap
+        # (reward.reward_kwargs.steady_gc), this benchmark's inputs among it: the whole step sits
+        # in this one process (a reward worker never holds them all), and a long-lived worker's
+        # start-up objects are old. This benchmark no longer calls gc.freeze() itself: what it
+        # measures is what the manager does.
+        config, manager = manager_for(server, "llm", "verdicts.sqlite")
         cold, cold_cpu = timed_step(manager, protos)
         judge_calls = server.calls
 
-        warm_runs = [timed_warm_step(manager, protos, args.n) for _ in range(args.repeats)]
+        collections = CollectionCounter()
+        gc.callbacks.append(collections)
+        try:
+            warm_runs, warm_steps = [], []
+            for _ in range(args.repeats):
+                passes, seconds = list(collections.passes), list(collections.seconds)
+                with collections.counting():
+                    warm_runs.append(timed_warm_step(manager, protos, args.n))
+                # per step: wall seconds, collections per generation and the seconds they took, so a slow
+                # step shows whether the collector made it slow
+                step_passes = [now - before for now, before in zip(collections.passes, passes, strict=True)]
+                step_gc_s = sum(collections.seconds) - sum(seconds)
+                warm_steps.append([round(warm_runs[-1][0], 4), *step_passes, round(step_gc_s, 4)])
+                # between two steps a reward worker's event loop runs on, idle, while the trainer updates the
+                # actor: that is when the manager runs its full collection (steady_gc); not timed
+                manager.loop.run_until_complete(asyncio.sleep(IDLE_S + 0.1))
+        finally:
+            gc.callbacks.remove(collections)
         scored(manager, lambda _: None)
         warm = statistics.median(w for w, _, _ in warm_runs)
+        warm_min, warm_max = min(w for w, _, _ in warm_runs), max(w for w, _, _ in warm_runs)
         warm_cpu = statistics.median(c for _, c, _ in warm_runs)
         group_cpu = statistics.median(g for _, _, g in warm_runs)
 
@@ -280,6 +337,9 @@ def main() -> int:
         uncapped_calls = uncapped.calls
         auto, _ = scored(manager_for(uncapped, "auto", "uncapped-auto.sqlite")[1], lambda m: timed_step(m, protos))
         auto_calls = uncapped.calls - uncapped_calls
+        # the same judge, our client at the default it had before (64 in flight), for comparison in one run
+        old_default = manager_for(uncapped, "llm", "uncapped-64.sqlite", max_in_flight=64)[1]
+        cold_uncapped_64, _ = scored(old_default, lambda m: timed_step(m, protos))
 
         calls_before = server.calls
         naive = NaiveRewardManager(config, tokenizer, compute_score=plain_reward_function(server.url))
@@ -296,12 +356,21 @@ def main() -> int:
         "cold_s": round(cold, 4),
         "cold_cpu_us_per_rollout": round(cold_cpu * per_rollout_us, 1),
         "judge_calls": judge_calls,
+        "client_max_in_flight": manager.settings.judge.llm.max_in_flight,
         "cold_uncapped_s": round(cold_uncapped, 4),
         "uncapped_judge_calls": uncapped_calls,
+        "cold_uncapped_in_flight_64_s": round(cold_uncapped_64, 4),
         "cold_auto_uncapped_s": round(auto, 4),
         "auto_judge_calls": auto_calls,
         "warm_repeats": args.repeats,
         "warm_s": round(warm, 4),
+        "warm_min_s": round(warm_min, 4),
+        "warm_max_s": round(warm_max, 4),
+        "steady_gc": manager.settings.steady_gc,
+        # per generation (0, 1, 2 = full pass), all timed warm steps together
+        "gc_collections_in_warm_steps": collections.passes,
+        "gc_s_in_warm_steps": [round(t, 4) for t in collections.seconds],
+        "warm_steps_wall_s_gc_passes_gc_s": warm_steps,
         "warm_cpu_s": round(warm_cpu, 4),
         "warm_us_per_rollout": round(warm_cpu * per_rollout_us, 1),
         "warm_us_per_rollout_min": round(min(c for _, c, _ in warm_runs) * per_rollout_us, 1),
@@ -323,6 +392,7 @@ def main() -> int:
     print(json.dumps(report, indent=1))
     print(
         f"RESULT cold_vs_limit={cold / limit:.2f} speedup_vs_naive={naive_s / cold:.1f} warm_s={warm:.3f} "
+        f"warm_max_s={warm_max:.3f} gc_passes_in_warm_steps={collections.passes[-1]} "
         f"warm_us_per_rollout={warm_cpu * per_rollout_us:.1f} judge_calls={judge_calls} unique_pairs={pairs}"
     )
     return 0

@@ -57,6 +57,20 @@ def transfer_queue(local_cluster):
             tq.kv_clear(keys=list(items), partition_id=partition_id)
 
 
+@pytest.fixture(autouse=True)
+def _python_s_own_collector():
+    """The reward manager freezes the heap it is built in and moves full collections between steps
+    (``steady_gc``, right for a reward worker): after each test the objects go back to the collector and
+    its thresholds back to what they were, so no test changes the collector for the next."""
+    import gc
+
+    thresholds = gc.get_threshold()
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
 @pytest.fixture
 def compose():
     """Compose the shipped speciarl_grpo config with overrides, judged by the offline rule tier.

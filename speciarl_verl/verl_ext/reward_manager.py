@@ -17,6 +17,7 @@ reward.reward_manager.name=SpeciaRewardManager``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -32,6 +33,7 @@ from speciarl_verl.core.verdict_noise import apply_verdict_noise, noise_rng
 from speciarl_verl.judge.verifier import JudgeError, VerificationRequest
 from speciarl_verl.reward_settings import RewardSettings
 from speciarl_verl.verl_ext.config_checks import check_group_stage, check_judge_kind
+from speciarl_verl.verl_ext.steady_gc import SteadyCollector
 
 __all__ = ["REWARD_MANAGER_NAME", "SpeciaRewardManager", "response_decoder"]
 
@@ -138,8 +140,22 @@ class SpeciaRewardManager(RewardManagerBase):
         self._provisional = {c: self.settings.provisional_reward(c) for c in (None, *Category)}
         self._penalty = self.settings.overlong.penalty if self.settings.overlong.enable else None
         self._parse = partial(parse_answer, max_words=self.settings.max_answer_words, mode=self.settings.parse_mode)
+        self._collector = None
+        if self.settings.steady_gc:
+            # last: everything this long-lived worker built to score rollouts goes into the frozen heap
+            self._collector = SteadyCollector()
+            self._collector.start()
 
     async def run_single(self, data: DataProto) -> dict:
+        if self._collector is None:
+            return await self._score(data)
+        self._collector.enter()
+        try:
+            return await self._score(data)
+        finally:
+            self._collector.leave(asyncio.get_running_loop())
+
+    async def _score(self, data: DataProto) -> dict:
         valid_ids, valid_length = _final_response(data)
         if valid_length <= INLINE_DECODE_TOKENS:
             # a short decode takes microseconds, less than the hop to a worker thread
