@@ -59,6 +59,12 @@ ANSWERS = {
 }
 
 
+@pytest.fixture
+def rows_and_answers():
+    """``(ROWS, ANSWERS)`` above: for tests that drive the manager themselves."""
+    return ROWS, ANSWERS
+
+
 def new_uid() -> str:
     return str(uuid.uuid4())
 

@@ -30,30 +30,6 @@ class Cycle:
     """An object that refers to itself: only a full pass frees it once it reached the oldest generation."""
 
 
-ROW = {
-    "data_source": "fgvc_aircraft",
-    "prompt": [{"role": "user", "content": "<image>Classify the image."}],
-    "reward_model": {"style": "model", "ground_truth": "737-800"},
-    "extra_info": {
-        "index": 0,
-        "parents": ["Boeing 737", "Boeing"],
-        "parent_levels": ["close", "far"],
-        "domain_nouns": ["aircraft", "airplane", "aeroplane", "plane"],
-        "synonyms": [],
-    },
-    "index": 0,
-}
-# (response, verdict): every verdict the offline tier gives without asking anyone, and an unparseable answer
-RESPONSES = [
-    ("<answer>737-800</answer>", "specific"),
-    ("<answer>Boeing 737</answer>", "less specific"),
-    ("<answer>airplane</answer>", "generic"),
-    ("<answer>None</answer>", "abstain"),
-    ("<answer>A320</answer>", "wrong"),  # deferred: kind=offline files it as wrong
-    ("It is a plane.", None),
-]
-
-
 @pytest.fixture(autouse=True)
 def collector_as_python_leaves_it():
     """Each test starts and ends with nothing frozen and Python's thresholds (other tests' managers change both)."""
@@ -65,18 +41,23 @@ def collector_as_python_leaves_it():
 
 
 @pytest.fixture
-def step_of(tokenizer):
-    """``step_of(count)``: ``(DataProtos, expected verdicts)`` of one step, ten rollouts per prompt."""
+def step_of(tokenizer, rows_and_answers):
+    """``step_of(count)``: ``(DataProtos, expected verdicts)`` of one step, ten rollouts per prompt: every
+    verdict the offline tier gives without asking anyone, and an unparseable answer."""
+    rows, answers = rows_and_answers
+    row = rows["fgvc_aircraft"]
+    responses = [(f"<answer>{answer}</answer>", verdict) for verdict, answer in answers["fgvc_aircraft"].items()]
+    responses.append(("It is a plane.", None))
     prompt = tokenizer.encode("<|im_start|>user\nClassify.<|im_end|>\n<|im_start|>assistant\n")
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    encoded = [([*tokenizer.encode(f"<think>wings</think>{text}"), eos], verdict) for text, verdict in RESPONSES]
+    encoded = [([*tokenizer.encode(f"<think>wings</think>{text}"), eos], verdict) for text, verdict in responses]
 
     def make(count):
         protos, verdicts = [], []
         for i in range(count):
             ids, verdict = encoded[i % len(encoded)]
-            row = {**ROW, "index": i // 10, "extra_info": {**ROW["extra_info"], "index": i // 10}}
-            protos.append(trajectory_dataproto(Rollout(f"u{i // 10}", i % 10, row, prompt, ids)))
+            prompt_row = {**row, "index": i // 10, "extra_info": {**row["extra_info"], "index": i // 10}}
+            protos.append(trajectory_dataproto(Rollout(f"u{i // 10}", i % 10, prompt_row, prompt, ids)))
             verdicts.append(verdict)
         return protos, verdicts
 

@@ -1,7 +1,8 @@
 """Synthetic shapes with graded species visibility: the family is always clear, the species not always.
 
-A sibling of :mod:`speciarl_verl.data.adapters.synthetic_shapes` built for the regime SpeciaRL is
-about: images on which a model can tell the family but not the species. As there, the shape is the
+A sibling of :mod:`speciarl_verl.data.adapters.synthetic_shapes` (whose adapter, class objects and
+drawing it reuses), built for the regime SpeciaRL is about: images on which a model can tell the
+family but not the species. As there, the shape is the
 *family* (``circle``, ``square``, ``triangle``, ``cross``), the fill colour picks the *species*
 (``orange circle``) and ``shape`` is the domain noun; here each family has eight colours, so a
 blind guess of the species rarely hits. What changes from image to image is how much of the colour
@@ -33,20 +34,23 @@ Example::
 
 from __future__ import annotations
 
-import io
 import random
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from speciarl_verl.core.label_normalization import normalize_label
-from speciarl_verl.data.adapters.base import DatasetAdapter
 from speciarl_verl.data.adapters.registry import register_adapter
-from speciarl_verl.data.adapters.synthetic_shapes import DOMAIN_NOUN, FAMILIES, IMAGE_SIZE, shape_outline
-from speciarl_verl.data.source_record import ClassInfo, ProblemLog, SourceRecord
+from speciarl_verl.data.adapters.synthetic_shapes import (
+    IMAGE_SIZE,
+    ShapeSpecies,
+    SyntheticShapesAdapter,
+    draw_shape,
+    every_species,
+    png_bytes,
+    split_species,
+)
+from speciarl_verl.data.source_record import ClassInfo, SourceRecord
 
 __all__ = [
     "COLOURS",
@@ -55,7 +59,6 @@ __all__ = [
     "SPECIES",
     "SPLIT_SIZES",
     "VISIBILITIES",
-    "HiddenSpecies",
     "SyntheticHiddenAdapter",
     "render_hidden",
     "render_hidden_png",
@@ -91,43 +94,19 @@ _CYCLES: dict[str, tuple[Visibility, ...]] = {
 FAINT_SHARE = 0.3
 _GREY = 150
 _JITTER = 12
-_POSITION_JITTER = 0.06
 _DATASET = "synthetic_shapes_hidden"
 
-
-@dataclass(frozen=True)
-class HiddenSpecies:
-    """One class: ``class_id`` (index in :data:`SPECIES`), its colour and family; ``name`` is ``"orange circle"``."""
-
-    class_id: int
-    colour: str
-    family: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.colour} {self.family}"
-
-    @property
-    def class_name(self) -> str:
-        return f"{self.colour}_{self.family}"
+#: All 32 classes, family-major (the class objects of ``synthetic_shapes``, with eight colours).
+SPECIES: tuple[ShapeSpecies, ...] = every_species(COLOURS)
 
 
-#: All 32 classes, family-major.
-SPECIES: tuple[HiddenSpecies, ...] = tuple(
-    HiddenSpecies(family_index * len(COLOURS) + colour_index, colour, family)
-    for family_index, family in enumerate(FAMILIES)
-    for colour_index, colour in enumerate(COLOURS)
-)
-
-
-def species_in_split(split: str) -> tuple[HiddenSpecies, ...]:
+def species_in_split(split: str) -> tuple[ShapeSpecies, ...]:
     """The classes of ``split``: the 4 held-out pairs for ``test_ood``, the other 28 otherwise.
 
     >>> [s.name for s in species_in_split("test_ood")]
     ['orange circle', 'cyan square', 'pink triangle', 'purple cross']
     """
-    ood = split == "test_ood"
-    return tuple(s for s in SPECIES if ((s.colour, s.family) in HELD_OUT) == ood)
+    return split_species(SPECIES, HELD_OUT, split)
 
 
 def visibility_of(split: str, index: int) -> Visibility:
@@ -140,7 +119,7 @@ def visibility_of(split: str, index: int) -> Visibility:
     return cycle[index % len(cycle)]
 
 
-def _fill(colour: tuple[int, int, int], visibility: Visibility, rng: random.Random) -> tuple[int, int, int]:
+def _fill(colour: tuple[int, int, int], visibility: Visibility, rng: random.Random) -> tuple[int, ...]:
     if visibility == "hidden":
         grey = rng.randint(_GREY - 35, _GREY + 25)
         return (grey, grey, grey)
@@ -149,78 +128,43 @@ def _fill(colour: tuple[int, int, int], visibility: Visibility, rng: random.Rand
     return tuple(max(0, min(255, round(c) + rng.randint(-_JITTER, _JITTER))) for c in mixed)
 
 
-def render_hidden(species: HiddenSpecies, split: str, index: int, size: int = IMAGE_SIZE) -> Image.Image:
+def render_hidden(species: ShapeSpecies, split: str, index: int, size: int = IMAGE_SIZE) -> Image.Image:
     """The RGB image number ``index`` of ``species`` in ``split``; a pure function of its arguments.
 
     >>> image = render_hidden(SPECIES[0], "test", 3)  # image 3 is a hidden one: a grey fill
     >>> image.getpixel((56, 56))[0] == image.getpixel((56, 56))[1] == image.getpixel((56, 56))[2]
     True
     """
-    visibility = visibility_of(split, index)
     rng = random.Random(f"{_DATASET}/{split}/{species.class_name}/{index}")
-    shade = rng.randint(225, 250)
-    background = tuple(min(255, shade + rng.randint(-6, 5)) for _ in range(3))
-    fill = _fill(COLOURS[species.colour], visibility, rng)
-    r = size * rng.uniform(0.30, 0.38)
-    cx, cy = (size / 2 + rng.uniform(-_POSITION_JITTER, _POSITION_JITTER) * size for _ in range(2))
-    image = Image.new("RGB", (size, size), background)
-    draw = ImageDraw.Draw(image)
-    points = shape_outline(species.family, cx, cy, r)
-    if points is None:
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
-    else:
-        draw.polygon(points, fill=fill)
-    return image
+    fill = partial(_fill, COLOURS[species.colour], visibility_of(split, index))
+    return draw_shape(species.family, fill, rng, size)
 
 
-def render_hidden_png(species: HiddenSpecies, split: str, index: int, size: int = IMAGE_SIZE) -> bytes:
+def render_hidden_png(species: ShapeSpecies, split: str, index: int, size: int = IMAGE_SIZE) -> bytes:
     """:func:`render_hidden` encoded as PNG with fixed encoder options (reproducible bytes)."""
-    buffer = io.BytesIO()
-    render_hidden(species, split, index, size).save(buffer, "PNG", optimize=False, compress_level=6)
-    return buffer.getvalue()
+    return png_bytes(render_hidden(species, split, index, size))
 
 
 @register_adapter(_DATASET)
-class SyntheticHiddenAdapter(DatasetAdapter):
+class SyntheticHiddenAdapter(SyntheticShapesAdapter):
+    """The shapes adapter with this task's classes, splits and images (parents, domain nouns: the same)."""
+
     name = _DATASET
     splits = tuple(SPLIT_SIZES)
-    class_list = ""  # the classes are defined in code (SPECIES)
-    domain_nouns = (DOMAIN_NOUN, "shapes", "geometric shape", "figure")
-    reads_root = False
+    species: ClassVar[tuple[ShapeSpecies, ...]] = SPECIES
+    held_out: ClassVar[frozenset[tuple[str, str]]] = HELD_OUT
+    split_sizes: ClassVar[dict[str, int]] = SPLIT_SIZES
 
-    def parents(self, class_name: str) -> tuple[str, ...]:
-        """``(family, "shape")``.
-
-        >>> SyntheticHiddenAdapter().parents("orange_circle")
-        ('circle', 'shape')
-        """
-        return (class_name.rsplit("_", 1)[-1], DOMAIN_NOUN)
-
-    def class_for_name(self, name: str) -> ClassInfo | None:
-        key = normalize_label(self.ground_truth(name))
-        for species in SPECIES:
-            if normalize_label(species.name) == key:
-                return self.class_info(species.class_id, species.class_name)
-        return None
-
-    def read_raw(self, root: Path, split: str, problems: ProblemLog) -> list[SourceRecord]:
-        """Records of ``split`` in class order, then image number; ``root`` is not read."""
-        self.check_split(split)
-        records = []
-        for species in species_in_split(split):
-            info = self.class_info(species.class_id, species.class_name)
-            for index in range(SPLIT_SIZES[split]):
-                visibility = visibility_of(split, index)
-                records.append(
-                    SourceRecord(
-                        data_source=self.name,
-                        split=split,
-                        image_id=f"{species.class_name}_{visibility}_{index:04d}",
-                        cls=info,
-                        source_file=f"rendered:{split}/{species.class_name}/{index:04d}.png",
-                        origin=f"{self.name} {split} {species.class_name} image {index} ({visibility})",
-                        image_loader=partial(render_hidden_png, species, split, index),
-                        visibility=visibility,
-                    )
-                )
-        return records
+    def record(self, species: ShapeSpecies, info: ClassInfo, split: str, index: int) -> SourceRecord:
+        """The record of image ``index``; its ``image_id`` and ``visibility`` say how visible the species is."""
+        visibility = visibility_of(split, index)
+        return SourceRecord(
+            data_source=self.name,
+            split=split,
+            image_id=f"{species.class_name}_{visibility}_{index:04d}",
+            cls=info,
+            source_file=f"rendered:{split}/{species.class_name}/{index:04d}.png",
+            origin=f"{self.name} {split} {species.class_name} image {index} ({visibility})",
+            image_loader=partial(render_hidden_png, species, split, index),
+            visibility=visibility,
+        )

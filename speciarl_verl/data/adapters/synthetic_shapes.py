@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 from PIL import Image, ImageDraw
 
@@ -55,10 +57,14 @@ __all__ = [
     "SPLIT_SIZES",
     "ShapeSpecies",
     "SyntheticShapesAdapter",
+    "draw_shape",
+    "every_species",
+    "png_bytes",
     "render_png",
     "render_shape",
     "shape_outline",
     "species_in_split",
+    "split_species",
 ]
 
 DOMAIN_NOUN = "shape"
@@ -102,12 +108,17 @@ class ShapeSpecies:
         return f"{self.colour}_{self.family}"
 
 
+def every_species(colours: dict[str, tuple[int, int, int]]) -> tuple[ShapeSpecies, ...]:
+    """Every (colour, family) class, family-major; ``class_id`` is the place in that order."""
+    return tuple(
+        ShapeSpecies(family_index * len(colours) + colour_index, colour, family)
+        for family_index, family in enumerate(FAMILIES)
+        for colour_index, colour in enumerate(colours)
+    )
+
+
 #: All 16 classes, family-major: red circle, green circle, ..., yellow cross.
-SPECIES: tuple[ShapeSpecies, ...] = tuple(
-    ShapeSpecies(family_index * len(COLOURS) + colour_index, colour, family)
-    for family_index, family in enumerate(FAMILIES)
-    for colour_index, colour in enumerate(COLOURS)
-)
+SPECIES: tuple[ShapeSpecies, ...] = every_species(COLOURS)
 
 
 def species_in_split(split: str) -> tuple[ShapeSpecies, ...]:
@@ -116,8 +127,15 @@ def species_in_split(split: str) -> tuple[ShapeSpecies, ...]:
     >>> [s.name for s in species_in_split("test_ood")]
     ['yellow circle', 'blue square', 'green triangle', 'red cross']
     """
+    return split_species(SPECIES, HELD_OUT, split)
+
+
+def split_species(
+    species: tuple[ShapeSpecies, ...], held_out: frozenset[tuple[str, str]], split: str
+) -> tuple[ShapeSpecies, ...]:
+    """Of ``species``, the ``held_out`` (colour, family) pairs for ``test_ood``, the others for any other split."""
     ood = split == "test_ood"
-    return tuple(s for s in SPECIES if ((s.colour, s.family) in HELD_OUT) == ood)
+    return tuple(s for s in species if ((s.colour, s.family) in held_out) == ood)
 
 
 def shape_outline(family: str, cx: float, cy: float, r: float) -> list[tuple[float, float]] | None:
@@ -146,36 +164,61 @@ def render_shape(species: ShapeSpecies, split: str, index: int, size: int = IMAG
     (112, 112)
     """
     rng = random.Random(f"{_DATASET}/{split}/{species.class_name}/{index}")
+
+    def fill(rng: random.Random) -> tuple[int, ...]:
+        return tuple(
+            max(0, min(255, c + rng.randint(-_COLOUR_JITTER, _COLOUR_JITTER))) for c in COLOURS[species.colour]
+        )
+
+    return draw_shape(species.family, fill, rng, size)
+
+
+def draw_shape(
+    family: str, fill: Callable[[random.Random], tuple[int, ...]], rng: random.Random, size: int = IMAGE_SIZE
+) -> Image.Image:
+    """One shape of ``family`` on a light background, drawn from ``rng``: background shade, then ``fill(rng)``
+    (the shape's RGB), then size and position, in that order (every drawn task's images depend on it)."""
     shade = rng.randint(225, 250)
     background = tuple(min(255, shade + rng.randint(-6, 5)) for _ in range(3))
-    fill = tuple(max(0, min(255, c + rng.randint(-_COLOUR_JITTER, _COLOUR_JITTER))) for c in COLOURS[species.colour])
+    colour = fill(rng)
     # Large and near the centre: the more of the image the shape covers, the sooner a tiny model reads it.
     r = size * rng.uniform(0.30, 0.38)
     cx, cy = (size / 2 + rng.uniform(-_POSITION_JITTER, _POSITION_JITTER) * size for _ in range(2))
     image = Image.new("RGB", (size, size), background)
     draw = ImageDraw.Draw(image)
-    points = shape_outline(species.family, cx, cy, r)
+    points = shape_outline(family, cx, cy, r)
     if points is None:
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
     else:
-        draw.polygon(points, fill=fill)
+        draw.polygon(points, fill=colour)
     return image
 
 
 def render_png(species: ShapeSpecies, split: str, index: int, size: int = IMAGE_SIZE) -> bytes:
     """:func:`render_shape` encoded as PNG (fixed encoder options, so the bytes are reproducible)."""
+    return png_bytes(render_shape(species, split, index, size))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """``image`` as PNG with fixed encoder options: the same image, the same bytes."""
     buffer = io.BytesIO()
-    render_shape(species, split, index, size).save(buffer, "PNG", optimize=False, compress_level=6)
+    image.save(buffer, "PNG", optimize=False, compress_level=6)
     return buffer.getvalue()
 
 
 @register_adapter(_DATASET)
 class SyntheticShapesAdapter(DatasetAdapter):
+    """The drawn task; a sibling (:mod:`~speciarl_verl.data.adapters.synthetic_hidden`) sets ``species``,
+    ``held_out`` and ``split_sizes`` and says how it draws an image (:meth:`record`)."""
+
     name = _DATASET
     splits = tuple(SPLIT_SIZES)
     class_list = ""  # the classes are defined in code (SPECIES), not in a shipped list
     domain_nouns = (DOMAIN_NOUN, "shapes", "geometric shape", "figure")
     reads_root = False
+    species: ClassVar[tuple[ShapeSpecies, ...]] = SPECIES
+    held_out: ClassVar[frozenset[tuple[str, str]]] = HELD_OUT
+    split_sizes: ClassVar[dict[str, int]] = SPLIT_SIZES
 
     def parents(self, class_name: str) -> tuple[str, ...]:
         """``(family, "shape")``: the shape is the word after the colour.
@@ -187,7 +230,7 @@ class SyntheticShapesAdapter(DatasetAdapter):
 
     def class_for_name(self, name: str) -> ClassInfo | None:
         key = normalize_label(self.ground_truth(name))
-        for species in SPECIES:
+        for species in self.species:
             if normalize_label(species.name) == key:
                 return self.class_info(species.class_id, species.class_name)
         return None
@@ -196,18 +239,19 @@ class SyntheticShapesAdapter(DatasetAdapter):
         """Records of ``split`` in class order, then image number; ``root`` is not read."""
         self.check_split(split)
         records = []
-        for species in species_in_split(split):
+        for species in split_species(self.species, self.held_out, split):
             info = self.class_info(species.class_id, species.class_name)
-            for index in range(SPLIT_SIZES[split]):
-                records.append(
-                    SourceRecord(
-                        data_source=self.name,
-                        split=split,
-                        image_id=f"{species.class_name}_{index:04d}",
-                        cls=info,
-                        source_file=f"rendered:{split}/{species.class_name}/{index:04d}.png",
-                        origin=f"{self.name} {split} {species.class_name} image {index}",
-                        image_loader=partial(render_png, species, split, index),
-                    )
-                )
+            records += [self.record(species, info, split, index) for index in range(self.split_sizes[split])]
         return records
+
+    def record(self, species: ShapeSpecies, info: ClassInfo, split: str, index: int) -> SourceRecord:
+        """The record of image ``index`` of ``species`` in ``split``."""
+        return SourceRecord(
+            data_source=self.name,
+            split=split,
+            image_id=f"{species.class_name}_{index:04d}",
+            cls=info,
+            source_file=f"rendered:{split}/{species.class_name}/{index:04d}.png",
+            origin=f"{self.name} {split} {species.class_name} image {index}",
+            image_loader=partial(render_png, species, split, index),
+        )
