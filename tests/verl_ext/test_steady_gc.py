@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 
 import pytest
 
@@ -71,4 +72,25 @@ def test_a_worker_busy_past_the_longest_stretch_gets_its_pass_at_a_rollouts_end(
     loop.run_until_complete(rollouts(collector, 1, 0.0))
     assert collector.full_passes == 0
     loop.run_until_complete(rollouts(collector, 1, 0.08))
+    assert collector.full_passes == 1
+
+
+def test_a_step_that_begins_as_the_quiet_timer_comes_due_runs_no_full_pass(loop):
+    collector = SteadyCollector(idle_s=0.05)
+    collector.start()
+    loop.run_until_complete(rollouts(collector, 1, 0.0))  # its end schedules the look for a quiet spell
+    time.sleep(0.1)  # the loop does not run: the look is due when the next step's rollouts are created
+    full = []
+
+    def count(phase, info):
+        if phase == "start" and info["generation"] == 2:
+            full.append(info)
+
+    gc.callbacks.append(count)
+    try:
+        loop.run_until_complete(rollouts(collector, 50, 0.0))
+    finally:
+        gc.callbacks.remove(count)
+    assert full == [] and collector.full_passes == 0
+    loop.run_until_complete(asyncio.sleep(0.15))
     assert collector.full_passes == 1
