@@ -172,11 +172,12 @@ def timed_warm_step(manager, protos, n: int) -> tuple[float, float, float]:
 
 
 class CollectionCounter:
-    """Garbage collections per generation, and their seconds, while :meth:`counting` is active (``gc.callbacks``)."""
+    """Garbage collections per generation, and their seconds, in each stretch :meth:`counting` marks
+    (``gc.callbacks``): ``steps[i]`` is ``(passes, seconds)`` of the i-th stretch, each a list by generation."""
 
     def __init__(self):
-        self.passes = [0] * len(gc.get_threshold())
-        self.seconds = [0.0] * len(self.passes)
+        self.generations = len(gc.get_threshold())
+        self.steps: list[tuple[list[int], list[float]]] = []
         self._active = False
         self._started = 0.0
 
@@ -186,12 +187,23 @@ class CollectionCounter:
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            generation = info["generation"]
-            self.passes[generation] += 1
-            self.seconds[generation] += time.perf_counter() - self._started
+            passes, seconds = self.steps[-1]
+            passes[info["generation"]] += 1
+            seconds[info["generation"]] += time.perf_counter() - self._started
+
+    @property
+    def passes(self) -> list[int]:
+        """Passes per generation over every stretch."""
+        return [sum(passes[g] for passes, _ in self.steps) for g in range(self.generations)]
+
+    @property
+    def seconds(self) -> list[float]:
+        """Seconds per generation over every stretch."""
+        return [sum(seconds[g] for _, seconds in self.steps) for g in range(self.generations)]
 
     @contextlib.contextmanager
     def counting(self):
+        self.steps.append(([0] * self.generations, [0.0] * self.generations))
         self._active = True
         try:
             yield
@@ -302,16 +314,10 @@ def main() -> int:
         collections = CollectionCounter()
         gc.callbacks.append(collections)
         try:
-            warm_runs, warm_steps = [], []
+            warm_runs = []
             for _ in range(args.repeats):
-                passes, seconds = list(collections.passes), list(collections.seconds)
                 with collections.counting():
                     warm_runs.append(timed_warm_step(manager, protos, args.n))
-                # per step: wall seconds, collections per generation and the seconds they took, so a slow
-                # step shows whether the collector made it slow
-                step_passes = [now - before for now, before in zip(collections.passes, passes, strict=True)]
-                step_gc_s = sum(collections.seconds) - sum(seconds)
-                warm_steps.append([round(warm_runs[-1][0], 4), *step_passes, round(step_gc_s, 4)])
                 # between two steps a reward worker's event loop runs on, idle, while the trainer updates the
                 # actor: that is when the manager runs its full collection (steady_gc); not timed
                 manager.loop.run_until_complete(asyncio.sleep(IDLE_S + 0.1))
@@ -370,7 +376,12 @@ def main() -> int:
         # per generation (0, 1, 2 = full pass), all timed warm steps together
         "gc_collections_in_warm_steps": collections.passes,
         "gc_s_in_warm_steps": [round(t, 4) for t in collections.seconds],
-        "warm_steps_wall_s_gc_passes_gc_s": warm_steps,
+        # per step: wall seconds, collections per generation and the seconds they took together, so a slow
+        # step shows whether the collector made it slow
+        "warm_steps_wall_s_gc_passes_gc_s": [
+            [round(wall, 4), *passes, round(sum(seconds), 4)]
+            for (wall, _, _), (passes, seconds) in zip(warm_runs, collections.steps, strict=True)
+        ],
         "warm_cpu_s": round(warm_cpu, 4),
         "warm_us_per_rollout": round(warm_cpu * per_rollout_us, 1),
         "warm_us_per_rollout_min": round(min(c for _, c, _ in warm_runs) * per_rollout_us, 1),
