@@ -72,7 +72,7 @@ from miniature_eval import (
     table_markdown,
 )
 
-from speciarl_verl.cpu_debug.tiny_policy import shipped_policy_dir
+from speciarl_verl.cpu_debug.tiny_policy import shipped_policy_dir, weights_digest
 from speciarl_verl.evaluation.curves import RunCurve, plot_runs
 from speciarl_verl.evaluation.curves import step_curves as read_step_curves
 
@@ -200,12 +200,7 @@ def build_data(work: Path, settings: Settings, task: Task) -> tuple[Path, Path]:
 
 def policy_tag(policy: Path) -> str:
     """A short digest of the policy's weights: runs of another policy never mix into one table."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for weights in sorted(policy.glob("*.safetensors")):
-        digest.update(weights.read_bytes())
-    return digest.hexdigest()[:8]
+    return weights_digest(policy)[:8]
 
 
 def eval_rows(parquet: Path) -> list[dict]:

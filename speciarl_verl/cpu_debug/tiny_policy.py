@@ -61,6 +61,7 @@ __all__ = [
     "progress_bar",
     "shipped_policy_dir",
     "target_response",
+    "weights_digest",
 ]
 
 #: The folder of the shipped policy inside this package (built by ``make policy``).
@@ -87,7 +88,6 @@ DEFAULT_VISION_DEPTH = 2
 
 #: The response the policy is taught; ``{label}`` is the species, family, domain noun or ``None``.
 TARGET_FORMAT = "<think>{colour} {family}</think><answer>{label}</answer>"
-_LEVELS = LEVELS
 
 
 @dataclass(frozen=True)
@@ -112,11 +112,11 @@ class LabelMix:
 
     @property
     def weights(self) -> tuple[float, ...]:
-        return tuple(getattr(self, level) for level in _LEVELS)
+        return tuple(getattr(self, level) for level in LEVELS)
 
     def draw(self, rng: random.Random) -> str:
         """One level name (``species``, ``family``, ``domain`` or ``none``)."""
-        return rng.choices(_LEVELS, weights=self.weights)[0]
+        return rng.choices(LEVELS, weights=self.weights)[0]
 
     @classmethod
     def parse(cls, text: str) -> LabelMix:
@@ -125,7 +125,7 @@ class LabelMix:
             values = [float(part) for part in text.split(",")]
         except ValueError:
             values = []
-        if len(values) != len(_LEVELS):
+        if len(values) != len(LEVELS):
             raise ValueError(f"--mix takes 4 comma-separated numbers (species,family,domain,none), got {text!r}")
         return cls(*values)
 
@@ -304,22 +304,28 @@ def build_tiny_policy(
     return path
 
 
+def weights_digest(policy: Path) -> str:
+    """SHA-256 over a policy folder's ``*.safetensors`` files, in name order: which weights these are."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for weights in sorted(Path(policy).glob("*.safetensors")):
+        digest.update(weights.read_bytes())
+    return digest.hexdigest()
+
+
 def _copy_policy(source: Path, out_dir: Path) -> tuple[Path, dict]:
     """Copy a policy folder (not its build record) to ``out_dir``; returns the path and what it started from."""
-    import hashlib
     import shutil
 
     if not (source / "config.json").is_file():
         raise ValueError(f"start_from {source} holds no model (no config.json)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
     for item in sorted(source.iterdir()):
         if item.is_file() and item.name != "tiny_policy.json":
             shutil.copy(item, out_dir / item.name)
-        if item.suffix == ".safetensors":
-            digest.update(item.read_bytes())
     name = source.name if source.resolve().parent == shipped_policy_dir().resolve().parent else str(source)
-    return out_dir, {"policy": name, "weights_sha256": digest.hexdigest()}
+    return out_dir, {"policy": name, "weights_sha256": weights_digest(source)}
 
 
 def _cpu_name() -> str:
