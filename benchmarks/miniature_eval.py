@@ -32,12 +32,13 @@ def hierarchy_labels(data_source: str) -> dict[str, str]:
     ('species', 'family', 'domain')
     """
     from speciarl_verl.core.label_normalization import normalize_label
-    from speciarl_verl.data.adapters import get_adapter, synthetic_hidden, synthetic_shapes
+    from speciarl_verl.data.adapters import get_adapter
+    from speciarl_verl.data.adapters.synthetic_shapes import FAMILIES
 
-    module = synthetic_hidden if data_source == synthetic_hidden.SyntheticHiddenAdapter.name else synthetic_shapes
-    labels = {normalize_label(s.name): "species" for s in module.SPECIES}
-    labels.update({normalize_label(f): "family" for f in synthetic_shapes.FAMILIES})
-    labels.update({normalize_label(n): "domain" for n in get_adapter(data_source).domain_nouns})
+    adapter = get_adapter(data_source)
+    labels = {normalize_label(s.name): "species" for s in adapter.species}
+    labels.update({normalize_label(f): "family" for f in FAMILIES})
+    labels.update({normalize_label(n): "domain" for n in adapter.domain_nouns})
     return labels
 
 
