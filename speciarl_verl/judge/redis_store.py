@@ -6,14 +6,29 @@ A URL that reaches another host without a password is refused (:func:`check_redi
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from speciarl_verl.judge.redaction import redact_url
 from speciarl_verl.judge.verdict_store import VerdictStore
 
-__all__ = ["RedisVerdictStore", "check_redis_access"]
+__all__ = ["RedisVerdictStore", "check_redis_access", "is_reconnectable"]
+
+T = TypeVar("T")
+
+
+def is_reconnectable(error: BaseException) -> bool:
+    """A refused, reset or closed connection, or a server still loading its data: a restart, worth
+    asking again. A wrong password (redis-py files it under ``ConnectionError`` too) and a timeout
+    (a server that silently drops packets) are not."""
+    from redis import exceptions
+
+    if isinstance(error, exceptions.AuthenticationError | exceptions.AuthorizationError):
+        return False
+    return isinstance(error, exceptions.ConnectionError | ConnectionError)
 
 
 # Delete the claim only if we still own it (another worker may have taken over an expired lease).
@@ -78,6 +93,9 @@ class RedisVerdictStore(VerdictStore):
     without one is refused unless ``allow_unauthenticated`` (see :func:`check_redis_access`).
     Connecting gives up after ``connect_timeout_s`` and a command after ``socket_timeout_s``
     (a server that drops packets raises ``redis.TimeoutError`` instead of hanging the worker).
+    A server that refuses or drops connections (restarting) is asked again with back-off for
+    ``reconnect_s`` seconds (:func:`is_reconnectable`); every operation is idempotent (``SET NX``,
+    owner-checked scripts, reads), so repeating a pipeline that half ran changes nothing.
     """
 
     def __init__(
@@ -89,6 +107,7 @@ class RedisVerdictStore(VerdictStore):
         allow_unauthenticated: bool = False,
         connect_timeout_s: float = 10.0,
         socket_timeout_s: float = 30.0,
+        reconnect_s: float = 30.0,
     ):
         check_redis_access(url, has_password=bool(password), allow_unauthenticated=allow_unauthenticated)
         self.url = url
@@ -96,6 +115,7 @@ class RedisVerdictStore(VerdictStore):
         self.namespace = namespace
         self.connect_timeout_s = connect_timeout_s
         self.socket_timeout_s = socket_timeout_s
+        self.reconnect_s = reconnect_s
         self._client = None
         self._release_script = None
         self._renew_script = None
@@ -129,14 +149,45 @@ class RedisVerdictStore(VerdictStore):
             self._renew_script = self._client.register_script(_RENEW_IF_OWNER)
         return self._client
 
+    async def _again(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """``operation()``, repeated while the server is restarting, for at most ``reconnect_s`` seconds."""
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(self.reconnect_s),
+            wait=wait_exponential(multiplier=0.1, max=2.0),
+            retry=retry_if_exception(is_reconnectable),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await operation()
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        return await self._again(lambda: self._get_many(keys))
+
+    async def claim_many(self, keys: Sequence[str], owner: str, lease_s: float) -> set[str]:
+        return await self._again(lambda: self._claim_many(keys, owner, lease_s))
+
+    async def claimed(self, keys: Sequence[str]) -> set[str]:
+        return await self._again(lambda: self._claimed(keys))
+
+    async def put_many(self, labels: Mapping[str, str], owner: str) -> None:
+        await self._again(lambda: self._put_many(labels, owner))
+
+    async def release(self, key: str, owner: str) -> None:
+        await self._again(lambda: self._release(key, owner))
+
+    async def renew_many(self, keys: Sequence[str], owner: str, lease_s: float) -> set[str]:
+        return await self._again(lambda: self._renew_many(keys, owner, lease_s))
+
+    async def _get_many(self, keys: Sequence[str]) -> dict[str, str]:
         if not keys:
             return {}
         client = await self._conn()
         labels = await client.mget([self._verdict(k) for k in keys])
         return {key: label for key, label in zip(keys, labels, strict=True) if label is not None}
 
-    async def claim_many(self, keys: Sequence[str], owner: str, lease_s: float) -> set[str]:
+    async def _claim_many(self, keys: Sequence[str], owner: str, lease_s: float) -> set[str]:
         if not keys:
             return set()
         client = await self._conn()
@@ -151,14 +202,14 @@ class RedisVerdictStore(VerdictStore):
             mine |= {key for key, holder in zip(rest, owners, strict=True) if holder == owner}
         return mine
 
-    async def claimed(self, keys: Sequence[str]) -> set[str]:
+    async def _claimed(self, keys: Sequence[str]) -> set[str]:
         if not keys:
             return set()
         client = await self._conn()
         owners = await client.mget([self._claim(k) for k in keys])
         return {key for key, owner in zip(keys, owners, strict=True) if owner is not None}
 
-    async def put_many(self, labels: Mapping[str, str], owner: str) -> None:
+    async def _put_many(self, labels: Mapping[str, str], owner: str) -> None:
         if not labels:
             return
         client = await self._conn()
@@ -169,11 +220,11 @@ class RedisVerdictStore(VerdictStore):
                 await self._release_script(keys=[self._claim(key)], args=[owner], client=pipe)
             await pipe.execute()
 
-    async def release(self, key: str, owner: str) -> None:
+    async def _release(self, key: str, owner: str) -> None:
         await self._conn()
         await self._release_script(keys=[self._claim(key)], args=[owner])
 
-    async def renew_many(self, keys: Sequence[str], owner: str, lease_s: float) -> set[str]:
+    async def _renew_many(self, keys: Sequence[str], owner: str, lease_s: float) -> set[str]:
         if not keys:
             return set()
         client = await self._conn()

@@ -87,8 +87,9 @@ class LLMSettings:
       validated against the label set either way.
     * ``max_tokens``: room for the longest label in the judge's tokenizer.
     * ``timeout_s``: per request; ``max_retries`` with exponential back-off and jitter
-      (``backoff_initial_s`` .. ``backoff_max_s``) on timeouts, connection errors, 5xx, 408 and 429;
-      any other 4xx fails at once. A 429 or 503 with a ``Retry-After`` header (seconds or an HTTP
+      (``backoff_initial_s`` .. ``backoff_max_s``) on timeouts, connection errors, 5xx, 408, 429
+      and 200 replies that are no use (not a chat completion, or not one of the labels); any other
+      4xx fails at once. A 429 or 503 with a ``Retry-After`` header (seconds or an HTTP
       date) waits at least that long before the next attempt, but never more than ``backoff_max_s``.
     * ``max_in_flight``: requests in flight per process; ``requests_per_second``: optional cap. A
       request waiting to retry holds neither: both count attempts talking to a server. The default,
@@ -178,8 +179,10 @@ class CacheSettings:
       ``allow_unauthenticated_redis`` is true (a trusted, isolated network): an open Redis lets
       anyone who reaches the port forge verdicts, and often much more. Connecting gives up after
       10 s and each command after 30 s (``redis.TimeoutError``), so a server that silently drops
-      packets fails the judge call instead of hanging a reward worker. Messages show the URL
-      with any password as ``***``.
+      packets fails the judge call instead of hanging a reward worker. A server that refuses or
+      drops connections (restarting, loading its append-only file) is asked again with back-off
+      for ``reconnect_s`` seconds (default 30) before the lookup is a judge failure; a wrong
+      password or a timeout is not retried. Messages show the URL with any password as ``***``.
     * ``none``: no persistence (duplicates within a process are still judged once).
 
     ``lease_s``: how long a worker may hold the claim on a pair it is judging before
@@ -195,12 +198,15 @@ class CacheSettings:
     namespace: str = "speciarl"
     lease_s: float = 120.0
     poll_interval_s: float = 0.05
+    reconnect_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.backend not in CACHE_BACKENDS:
             raise ValueError(f"judge.cache.backend={self.backend!r} is not one of {CACHE_BACKENDS}")
         if self.lease_s <= 0 or self.poll_interval_s <= 0:
             raise ValueError("judge.cache.lease_s and judge.cache.poll_interval_s must be positive")
+        if self.reconnect_s < 0:
+            raise ValueError(f"judge.cache.reconnect_s must be >= 0, got {self.reconnect_s}")
         if self.backend == "redis":  # refused at start-up, not when the first verdict is looked up
             from speciarl_verl.judge.redis_store import check_redis_access
 

@@ -157,5 +157,6 @@ def open_verdict_store(settings: CacheSettings) -> VerdictStore:
             settings.namespace,
             password=settings.redis_password(),
             allow_unauthenticated=settings.allow_unauthenticated_redis,
+            reconnect_s=settings.reconnect_s,
         )
     return NullVerdictStore()

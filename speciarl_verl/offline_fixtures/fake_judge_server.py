@@ -15,24 +15,37 @@ compare a client against the theoretical limit. ``fault`` makes it misbehave:
 * ``drop``: close the connection without answering;
 * ``not_json``: answer 200 with a body that is not a chat completion;
 * ``flaky:<n>``: answer 503 to the first ``n`` requests, then behave; ``flaky:<n>:<code>``
-  answers ``code`` instead of 503.
+  answers ``code`` instead of 503;
+* ``chance:<p>:<kind>``: each request, with probability ``p`` (from a generator seeded with
+  ``seed``), misbehaves as ``kind`` (a status code, ``hang``, ``bad_label``, ``drop`` or
+  ``not_json``) and otherwise behaves; several, comma-separated, are drawn in turn
+  (``chance:0.1:bad_label,chance:0.05:hang``).
+
+``api_key`` makes ``/v1/*`` answer 401 to a request without ``Authorization: Bearer <key>``,
+as ``vllm serve --api-key`` does. ``answers_log`` (a path) gets one JSON line per chat request:
+the pair, and the label answered or the fault that answered instead, appended and flushed, so
+the record survives a killed server and a restarted one adds to it.
 
 ``retry_after`` (e.g. ``"2"`` or an HTTP date) is sent as the ``Retry-After`` header of every
 error status a fault produces; ``arrivals`` holds the ``time.monotonic()`` at which each chat
 request arrived.
 
 ``GET /version`` reports ``vllm_version`` (``None``: 404, like a non-vLLM server);
-``GET /stats`` the number of chat requests and the most served at once.
+``GET /stats`` the number of chat requests and the most served at once; ``POST /fault`` with
+``{"fault": ...}`` (``null``: none) changes the fault of a running server.
 
 Run it as its own process (benchmarks do, so the server does not share the client's
 interpreter): ``python -m speciarl_verl.offline_fixtures.fake_judge_server --latency 0.02
---max-concurrency 32``; it prints ``PORT <n>`` once it listens.
+--max-concurrency 32 [--port N] [--fault F] [--api-key-env NAME] [--answers-log FILE]``; it prints
+``PORT <n>`` once it listens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
 import re
 import threading
 import time
@@ -74,6 +87,10 @@ class FakeJudgeServer:
     hierarchy: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     retry_after: str | None = None
     arrivals: list[float] = field(default_factory=list)
+    port: int = 0
+    api_key: str | None = None
+    answers_log: str | None = None
+    seed: int = 0
 
     def __post_init__(self) -> None:
         # the client may send the pair normalised (lower case, no punctuation), so classes are looked up folded
@@ -82,7 +99,7 @@ class FakeJudgeServer:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
-        self.port = 0
+        self._random = random.Random(self.seed)
         self.calls = 0
         self.max_seen_concurrency = 0
         self._active = 0
@@ -121,9 +138,10 @@ class FakeJudgeServer:
         app.router.add_get("/version", self._version)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/stats", self._stats)
+        app.router.add_post("/fault", self._set_fault)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 
@@ -140,7 +158,43 @@ class FakeJudgeServer:
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response({"calls": self.calls, "max_seen_concurrency": self.max_seen_concurrency})
 
+    async def _set_fault(self, request: web.Request) -> web.Response:
+        self.fault = (await request.json()).get("fault")
+        return web.json_response({"fault": self.fault})
+
+    def _refused(self, request: web.Request) -> web.Response | None:
+        """401 for a request without the key, when the server has one."""
+        if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return web.json_response({"error": "invalid API key"}, status=401)
+        return None
+
+    def _drawn_fault(self) -> str:
+        """This request's fault: ``chance:`` entries are drawn, anything else is the fault as set."""
+        fault = self.fault or ""
+        if not fault.startswith("chance:"):
+            return fault
+        for entry in fault.split(","):
+            _, probability, kind = entry.split(":", 2)
+            if self._random.random() < float(probability):
+                return f"status:{kind}" if kind.isdigit() else kind
+        return ""
+
+    def _log_answer(self, body: dict[str, Any], outcome: str) -> None:
+        if self.answers_log is None:
+            return
+        try:
+            user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+            pair = _pair_in(user)
+            line = {"ground_truth": pair.get("ground_truth"), "prediction": pair.get("prediction"), "outcome": outcome}
+        except (KeyError, StopIteration, ValueError, TypeError):
+            line = {"ground_truth": None, "prediction": None, "outcome": outcome}
+        with open(self.answers_log, "a", encoding="utf-8") as log:
+            log.write(json.dumps(line) + "\n")
+
     async def _models(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         return web.json_response({"object": "list", "data": [{"id": "fake-judge", "object": "model"}]})
 
     def judge_label(self, body: dict[str, Any]) -> str:
@@ -156,21 +210,28 @@ class FakeJudgeServer:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.arrivals.append(time.monotonic())
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         body = await request.json()
         self.requests.append(body)
         self.calls += 1
-        fault = self.fault or ""
+        fault = self._drawn_fault()
         headers = {"Retry-After": self.retry_after} if self.retry_after is not None else None
         if fault.startswith("flaky:"):
             _, count, *status = fault.split(":")
             if self.calls <= int(count):
                 code = int(status[0]) if status else 503
+                self._log_answer(body, str(code))
                 return web.json_response({"error": "warming up"}, status=code, headers=headers)
         if fault.startswith("status:"):
+            self._log_answer(body, fault.split(":")[1])
             return web.json_response({"error": "injected"}, status=int(fault.split(":")[1]), headers=headers)
         if fault == "hang":
+            self._log_answer(body, "hang")
             await self._closing.wait()  # answer nothing until the server stops
         if fault == "drop":
+            self._log_answer(body, "drop")
             request.transport.close()
             return web.Response()
         async with self._semaphore:
@@ -182,8 +243,10 @@ class FakeJudgeServer:
             finally:
                 self._active -= 1
         if fault == "not_json":
+            self._log_answer(body, "not_json")
             return web.Response(text="<html>proxy error</html>", content_type="text/html")
         label = "probably specific" if fault == "bad_label" else self.judge_label(body)
+        self._log_answer(body, "bad_label" if fault == "bad_label" else f"label:{label}")
         return web.json_response(
             {
                 "id": f"cmpl-{self.calls}",
@@ -200,9 +263,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="a local OpenAI-compatible judge server for tests and benchmarks")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every chat request")
     parser.add_argument("--max-concurrency", type=int, default=1024, help="chat requests served at once")
-    parser.add_argument("--fault", default=None)
+    parser.add_argument("--fault", default=None, help="a fault as in the module's docstring (default none)")
+    parser.add_argument("--port", type=int, default=0, help="loopback port to listen on (default: a free one)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the chance: faults")
+    parser.add_argument("--api-key-env", default=None, help="answer 401 unless requests carry the key in this variable")
+    parser.add_argument("--answers-log", default=None, help="append one JSON line per chat request to this file")
     args = parser.parse_args()
-    server = FakeJudgeServer(latency_s=args.latency, max_concurrency=args.max_concurrency, fault=args.fault)
+    api_key = None
+    if args.api_key_env is not None:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            parser.error(f"--api-key-env {args.api_key_env}: the variable is unset or empty")
+    server = FakeJudgeServer(
+        latency_s=args.latency,
+        max_concurrency=args.max_concurrency,
+        fault=args.fault,
+        port=args.port,
+        api_key=api_key,
+        answers_log=args.answers_log,
+        seed=args.seed,
+    )
     with server:
         print(f"PORT {server.port}", flush=True)
         threading.Event().wait()

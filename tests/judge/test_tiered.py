@@ -168,7 +168,7 @@ def test_an_unreachable_redis_cache_is_a_judge_error_naming_the_cache_without_it
     values = {
         "kind": "auto",
         "llm": {"model": "judge-under-test", "endpoints": [server.url], "max_retries": 0},
-        "cache": {"backend": "redis", "redis_url": f"redis://:s3cret@127.0.0.1:{port}/0"},
+        "cache": {"backend": "redis", "redis_url": f"redis://:s3cret@127.0.0.1:{port}/0", "reconnect_s": 0},
     }
     with pytest.raises(JudgeError) as failed:
         run(TieredVerifier(JudgeSettings.from_mapping(values)), pair("gull"))

@@ -137,6 +137,7 @@ def redis_cache_overrides(port, policy="raise"):
         "reward.reward_kwargs.judge.llm.model=fake-judge",
         "reward.reward_kwargs.judge.llm.max_retries=0",
         "reward.reward_kwargs.judge.cache.backend=redis",
+        "reward.reward_kwargs.judge.cache.reconnect_s=0",  # nothing will ever listen there
         f"reward.reward_kwargs.judge.cache.redis_url='redis://:s3cret@127.0.0.1:{port}/0'",
     ]
 
