@@ -21,7 +21,9 @@ class GroupOutcome:
     with fewer rollouts than were asked for (some sessions failed); ``masked`` one whose rewards
     were all zeroed (a judge failure, or too few rollouts to compare). ``sources[i]`` says who
     gave the verdict (``offline``, ``deferred``, ``cache``, ``llm``, ``dedup``);
-    ``latencies[i]`` is the LLM round trip.
+    ``latencies[i]`` is the LLM round trip and ``attempts[i]`` how many attempts the LLM call
+    behind the verdict took (1 = no retry), or the call that failed on it (``None``: no such call,
+    or not known).
     """
 
     uid: str
@@ -34,12 +36,13 @@ class GroupOutcome:
     latencies: tuple[float | None, ...] = field(default=())
     masked: bool = False
     scores: tuple[float, ...] = field(default=())
+    attempts: tuple[int | None, ...] = field(default=())
 
     def __post_init__(self) -> None:
         n = len(self.categories)
         if len(self.rewards) != n:
             raise ValueError(f"group {self.uid}: {n} categories but {len(self.rewards)} rewards")
-        for name in ("sources", "noised", "judge_failed", "latencies", "scores"):
+        for name in ("sources", "noised", "judge_failed", "latencies", "scores", "attempts"):
             value = getattr(self, name)
             if value and len(value) != n:
                 raise ValueError(f"group {self.uid}: {n} categories but {len(value)} {name}")

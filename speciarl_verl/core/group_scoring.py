@@ -105,12 +105,13 @@ def score_group(
         noised=tuple(row[5] for row in rows),
         judge_failed=judge_failed,
         latencies=tuple(row[8] for row in rows),
+        attempts=tuple(row[14] for row in rows),
         masked=masked,
         scores=tuple(scores),
     )
     best = best_category(verdicts, "evaluation")
     rewritten = [
-        record_info(*row[:7], reward, row[8], row[9], best, n, masked, row[13])
+        record_info(*row[:7], reward, row[8], row[9], best, n, masked, row[13], row[14])
         for row, reward in zip(rows, rewards, strict=True)
     ]
     return ScoredGroup(outcome, scores, rewritten)

@@ -59,6 +59,8 @@ def _template(status: RolloutStatus, verdict: Category | None) -> dict[str, Any]
         "correct": float(verdict in CORRECT_CATEGORIES),
         **{f"cat_{member.slug}": float(verdict is member) for member in Category},
         "judge_latency_s": None,
+        # attempts of the LLM call behind the verdict (1 = no retry), or of the call that failed
+        "judge_attempts": None,
         "judge_error": None,
         "overlong_penalty": None,
         "group_best": None,
@@ -107,6 +109,7 @@ def record_info(
     group_size: int | None = None,
     masked: bool = False,
     image_id: str | None = None,
+    judge_attempts: int | None = None,
 ) -> dict[str, Any]:
     """``RolloutRecord(...).to_extra_info()`` without building the record (the reward's hot path).
 
@@ -129,6 +132,7 @@ def record_info(
     info["level"] = _LEVEL[category]
     info["noised"] = 1.0 if noised else 0.0
     info["judge_latency_s"] = judge_latency_s
+    info["judge_attempts"] = judge_attempts
     info["judge_error"] = judge_error
     info["overlong_penalty"] = float(overlong_penalty)
     info["group_best"] = _LABEL[group_best]
@@ -179,6 +183,7 @@ class RolloutRecord:
     group_size: int | None = None
     masked: bool = False
     image_id: str | None = None
+    judge_attempts: int | None = None
 
     def __post_init__(self) -> None:
         _check_status(self.status, self.verdict)
@@ -200,6 +205,7 @@ class RolloutRecord:
             self.group_size,
             self.masked,
             self.image_id,
+            self.judge_attempts,
         )
 
     @classmethod
@@ -224,6 +230,7 @@ RecordFields = tuple[
     int | None,
     bool,
     str | None,
+    int | None,
 ]
 
 
@@ -281,4 +288,5 @@ def read_record_fields(info: Mapping[str, Any], where: str = "") -> RecordFields
         info.get("group_size"),
         bool(info.get("masked") or False),
         info.get("image_id"),
+        info.get("judge_attempts"),
     )

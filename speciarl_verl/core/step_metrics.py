@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from speciarl_verl.core.categories import TRAINING_LEVEL, Category
 from speciarl_verl.core.group_outcome import GroupOutcome
 
-__all__ = ["METRIC_PREFIX", "latency_metrics", "step_metrics"]
+__all__ = ["METRIC_PREFIX", "judge_retries", "latency_metrics", "step_metrics"]
 
 METRIC_PREFIX = "speciarl"
 
@@ -39,6 +39,30 @@ def latency_metrics(latencies: Sequence[float], prefix: str = METRIC_PREFIX) -> 
     }
 
 
+def judge_retries(group: GroupOutcome) -> int:
+    """Retries the judge needed for a group: ``attempts - 1`` summed over its rollouts whose verdict
+    came from an LLM call (source ``llm``) or whose judge failed (when the failure says how many
+    attempts it made). Cache hits, ``dedup`` and rule-tier verdicts made no call of their own.
+
+    >>> from speciarl_verl.core.categories import Category as C
+    >>> g = GroupOutcome("u", (C.SPECIFIC, C.SPECIFIC, C.WRONG, None), (1.0, 1.0, 0.0, 0.0),
+    ...                  sources=("llm", "dedup", "llm", None), judge_failed=(False, False, False, True),
+    ...                  attempts=(3, None, 1, 4))
+    >>> judge_retries(g)
+    5
+    """
+    if not group.attempts:
+        return 0
+    retries = 0
+    for i, attempts in enumerate(group.attempts):
+        if not attempts:
+            continue
+        failed = bool(group.judge_failed) and group.judge_failed[i]
+        if failed or (group.sources and group.sources[i] == "llm"):
+            retries += attempts - 1
+    return retries
+
+
 def step_metrics(
     groups: Iterable[GroupOutcome], prefix: str = METRIC_PREFIX, *, latencies: bool = True
 ) -> dict[str, float]:
@@ -61,6 +85,9 @@ def step_metrics(
     * ``{prefix}/noise_flip_rate``: share of judged rollouts whose verdict noise changed;
     * judge traffic: ``{prefix}/judge/calls_total`` (LLM calls), ``cache_hits_total``,
       ``dedup_total`` (identical pairs that waited for one call), ``failures_total``,
+      ``retries_total`` (attempts beyond the first of the LLM calls behind the verdicts and the
+      judge failures, see :func:`judge_retries`: a timeout, a 5xx or a reply outside the labels
+      that was asked again),
       ``offline_share`` (share of judged rollouts the rule tier decided),
       ``latency_p50_s`` / ``latency_p95_s`` (LLM round trips; left out with ``latencies=False``,
       for a caller that reports them over several batches, see :func:`latency_metrics`);
@@ -100,9 +127,11 @@ class _Tally:
     sources: Counter[str] = field(default_factory=Counter)
     best_levels: list[int] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    retries: int = 0
 
     def add(self, group: GroupOutcome) -> None:
         self.groups += 1
+        self.retries += judge_retries(group)
         self.rollouts += group.size
         self.zero_variance += group.zero_variance
         self.short += group.short
@@ -143,6 +172,7 @@ class _Tally:
             f"{prefix}/judge/cache_hits_total": float(self.sources["cache"]),
             f"{prefix}/judge/dedup_total": float(self.sources["dedup"]),
             f"{prefix}/judge/failures_total": float(self.failed),
+            f"{prefix}/judge/retries_total": float(self.retries),
         }
         if self.rollouts:
             for category in Category:

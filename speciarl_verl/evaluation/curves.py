@@ -11,7 +11,8 @@ run and a GPU run, so one reader serves both:
 * ``zero_variance_share``: ``speciarl/groups_zero_variance`` over ``speciarl/groups_total``, the
   groups with no learning signal;
 * the judge: ``speciarl/judge/calls_total``, ``cache_hits_total``, ``failures_total``,
-  ``offline_share`` and, with an LLM judge, ``latency_p50_s`` / ``latency_p95_s``;
+  ``retries_total`` (runs logged before it existed leave it empty), ``offline_share`` and, with
+  an LLM judge, ``latency_p50_s`` / ``latency_p95_s``;
 * ``step_s``: ``timing_s/step``.
 
 :func:`write_curves` draws them (matplotlib, ``curves.png``) and writes ``curves.csv`` and
@@ -33,7 +34,15 @@ from speciarl_verl.jsonl_io import read_jsonl, write_atomically
 __all__ = ["CATEGORY_KEYS", "COLUMNS", "RunCurve", "plot_runs", "step_curves", "write_curves"]
 
 CATEGORY_KEYS = ("more_specific", "specific", "less_specific", "generic", "abstain", "wrong")
-_JUDGE_KEYS = ("calls_total", "cache_hits_total", "failures_total", "offline_share", "latency_p50_s", "latency_p95_s")
+_JUDGE_KEYS = (
+    "calls_total",
+    "cache_hits_total",
+    "failures_total",
+    "retries_total",
+    "offline_share",
+    "latency_p50_s",
+    "latency_p95_s",
+)
 #: Columns of ``curves.csv`` / ``curves.md``, in order (``step`` first).
 COLUMNS = (
     "reward_mean",

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from speciarl_verl.core.categories import Category
 from speciarl_verl.core.label_normalization import normalize_for_judge
 from speciarl_verl.judge.prompt import JudgePrompt, get_judge_prompt, load_judge_prompts
 from speciarl_verl.judge.settings import LLMSettings
-from speciarl_verl.judge.transport import EndpointPool
+from speciarl_verl.judge.transport import BadReplyError, Completion, EndpointPool
 
-__all__ = ["KEY_SCHEME", "InvalidVerdictError", "LLMJudge", "cap_prediction", "judge_input", "llm_identity"]
+__all__ = [
+    "KEY_SCHEME",
+    "InvalidVerdictError",
+    "Judgement",
+    "LLMJudge",
+    "cap_prediction",
+    "judge_input",
+    "llm_identity",
+]
 
 #: Version of the rule that turns a pair into a cache key (:func:`judge_input`, then
 #: :func:`~speciarl_verl.judge.verdict_store.cache_key`). Part of every judge identity, so verdicts
@@ -18,12 +26,21 @@ __all__ = ["KEY_SCHEME", "InvalidVerdictError", "LLMJudge", "cap_prediction", "j
 KEY_SCHEME = 2
 
 
-class InvalidVerdictError(RuntimeError):
-    """The judge replied with something that is not exactly one of the labels."""
+class InvalidVerdictError(BadReplyError):
+    """The judge replied with something that is not one of the labels (case and spacing aside).
 
-    def __init__(self, message: str, endpoint: str):
-        super().__init__(message)
-        self.endpoint = endpoint
+    A reply is refused inside its attempt, so it is retried like a 5xx; the one that reaches the
+    caller comes after the last attempt and names the endpoint, the attempts and the last reply.
+    """
+
+
+class Judgement(NamedTuple):
+    """An LLM verdict: the category, the round trip of the attempt that gave it, and how many attempts
+    the request took (1 = no retry)."""
+
+    category: Category
+    latency_s: float
+    attempts: int
 
 
 def cap_prediction(prediction: str, max_chars: int | None) -> str:
@@ -95,24 +112,28 @@ class LLMJudge:
         #: everything that shapes a verdict besides the pair; part of every cache key
         self.identity = llm_identity(settings, self.prompt.version)
 
-    async def judge(self, ground_truth: str, prediction: str) -> tuple[Category, float]:
-        """The judge's category for the pair and the request's round-trip time.
+    async def judge(self, ground_truth: str, prediction: str) -> Judgement:
+        """The judge's category for the pair, the request's round-trip time and its number of attempts.
 
         ``ground_truth`` and ``prediction`` are sent as given: pass them through :func:`judge_input`
-        first (the verifier does, and keys its cache by the same two strings).
+        first (the verifier does, and keys its cache by the same two strings). A reply outside the
+        labels is asked again within the transport's retries; :class:`InvalidVerdictError` after the last.
         """
         messages = self.prompt.messages(ground_truth, prediction)
-        completion = await self.pool.complete(messages)
+        completion = await self.pool.complete(messages, accept=self._category)
+        return Judgement(self._category(completion), completion.latency_s, completion.attempts)
+
+    def _category(self, completion: Completion) -> Category:
+        """The category a reply names; :class:`InvalidVerdictError` for one that names none."""
         reply = completion.text.strip()
-        if reply not in self.prompt.labels:
-            try:  # tolerate case and spacing only; anything else is an error, never a guess
-                return Category.coerce(reply), completion.latency_s
-            except ValueError:
-                raise InvalidVerdictError(
-                    f"judge endpoint {completion.endpoint} replied {reply[:80]!r}, which is not one of the labels",
-                    completion.endpoint,
-                ) from None
-        return Category(reply), completion.latency_s
+        if reply in self.prompt.labels:
+            return Category(reply)
+        try:  # tolerate case and spacing only; anything else is an error, never a guess
+            return Category.coerce(reply)
+        except ValueError:
+            raise InvalidVerdictError(
+                f"replied {reply[:80]!r}, which is not one of the labels", completion.endpoint
+            ) from None
 
     async def aclose(self) -> None:
         await self.pool.aclose()

@@ -76,13 +76,14 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-def _judge_error(failure: BaseException, verdicts: list[Verdict | None]) -> JudgeError:
+def _judge_error(failure: BaseException, verdicts: list[Verdict | None], attempts: int | None = None) -> JudgeError:
     """The error a batch with failed pairs raises: how many failed, and the last failure in words."""
     failed = sum(v is None for v in verdicts)
     return JudgeError(
         f"judge failed for {failed} of {len(verdicts)} pair(s): {_describe(failure)}",
         verdicts,
         getattr(failure, "endpoint", None),
+        attempts,
     )
 
 
@@ -235,15 +236,21 @@ class TieredVerifier:
 
         A verdict :meth:`recall` can give is returned without suspending; otherwise the pair is
         resolved as in :meth:`verify` (store, single-flight, LLM), minus the batch's bookkeeping.
-        Any failure is a :class:`JudgeError`, as from :meth:`verify`.
+        Any failure is a :class:`JudgeError`, as from :meth:`verify`; when this call's own LLM call
+        failed, it carries that call's ``attempts`` (an identical pair that waited on it carries none,
+        so the attempts are counted once).
         """
+        first = False
         try:
             known = self.recall(request)
             if known is not None:
                 return known
-            return await self._resolve(self.key(request), request)
+            waiter, first = self._join(self.key(request), request)
+            verdict = await waiter
         except Exception as failure:
-            raise _judge_error(failure, [None]) from failure
+            attempts = getattr(failure, "attempts", None) if first else None
+            raise _judge_error(failure, [None], attempts) from failure
+        return verdict if first else _for_a_duplicate(verdict)
 
     def _remember(self, key: str, label: str | Category) -> Category:
         category = Category.coerce(label)
@@ -272,6 +279,13 @@ class TieredVerifier:
         completion settles directly (a fresh worker's first step has thousands of them, so no
         per-caller callback hop as with ``asyncio.shield``).
         """
+        waiter, first = self._join(key, request)
+        verdict = await waiter
+        return verdict if first else _for_a_duplicate(verdict)
+
+    def _join(self, key: str, request: VerificationRequest) -> tuple[asyncio.Future, bool]:
+        """A future of ``key``'s verdict for this caller, and whether this caller started the task
+        resolving it (its verdict, or its failure, is then this caller's own)."""
         loop = self._bind_loop()
         flight = self._in_flight.get(key)
         first = flight is None
@@ -280,8 +294,7 @@ class TieredVerifier:
             flight.task.add_done_callback(partial(self._settle, key, flight))
         waiter = loop.create_future()
         flight.waiters.append(waiter)
-        verdict = await waiter
-        return verdict if first else _for_a_duplicate(verdict)
+        return waiter, first
 
     def _settle(self, key: str, flight: _Flight, task: asyncio.Task) -> None:
         if self._in_flight.get(key) is flight:  # (a flight of a loop already replaced is not in there)
@@ -316,15 +329,15 @@ class TieredVerifier:
                         await self._cached("release", key, self.owner)
                         return Verdict(self._remember(key, done), "dedup")
                     texts = judge_input(self.settings.llm, request.ground_truth, request.prediction)
-                    category, latency = await self.llm.judge(*texts)
+                    judged = await self.llm.judge(*texts)
                 except BaseException:
                     await self._release_quietly(key)
                     raise
                 finally:
                     self._let_go(key)
-                await self._put((key, category.value))
-                self._remember(key, category)
-                return Verdict(category, "llm", latency)
+                await self._put((key, judged.category.value))
+                self._remember(key, judged.category)
+                return Verdict(judged.category, "llm", judged.latency_s, judged.attempts)
             # Another worker is judging this pair: wait for its verdict; if its claim goes away
             # without one (it failed, or its lease lapsed), try to claim the pair ourselves.
             label = await self._wait_for(key)

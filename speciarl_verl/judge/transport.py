@@ -8,6 +8,12 @@
   4xx fails at once (a wrong model name does not get better by asking again). A 429 or 503
   that carries ``Retry-After`` (seconds or an HTTP date) delays the next attempt at least
   that long, up to ``backoff_max_s``;
+* a 200 reply that is not usable is retried the same way, within the same budget: one that is
+  not a chat completion (a flapping proxy's error page), or one the caller's ``accept``
+  refuses (a judge answering outside its labels), both :class:`BadReplyError`. The final
+  error names the endpoint, the attempts and what was wrong with the last reply;
+* every :class:`Completion` says how many attempts it took (``attempts``, 1 = no retry), and
+  every :class:`JudgeTransportError` from :meth:`EndpointPool.complete` how many were made;
 * a request holds its concurrency slot (and passes the rate limiter) only while one attempt
   talks to a server, never while it sleeps between attempts;
 * endpoint URLs are shown with any password hidden (:func:`~speciarl_verl.judge.redaction.redact_url`),
@@ -41,6 +47,7 @@ from speciarl_verl.judge.redaction import redact_url
 from speciarl_verl.judge.settings import LLMSettings
 
 __all__ = [
+    "BadReplyError",
     "Completion",
     "EndpointPool",
     "HTTPStatusError",
@@ -62,21 +69,34 @@ RETRY_AFTER_STATUSES = (429, 503)
 class JudgeTransportError(RuntimeError):
     """A request failed for good: a non-retryable status, or retries exhausted.
 
-    ``endpoint`` is the URL of the endpoint that failed, password hidden.
+    ``endpoint`` is the URL of the endpoint that failed, password hidden; ``attempts`` how many
+    attempts the request made (``None`` when not known).
     """
 
-    def __init__(self, message: str, endpoint: str):
+    def __init__(self, message: str, endpoint: str, attempts: int | None = None):
         super().__init__(message)
         self.endpoint = endpoint
+        self.attempts = attempts
+
+
+class BadReplyError(JudgeTransportError):
+    """A 200 reply that cannot be used: not a chat completion, or refused by the caller's ``accept``.
+
+    Retried like a 5xx. The message says what was wrong without naming the endpoint (the final
+    error of :meth:`EndpointPool.complete` puts it in front); subclasses keep this constructor,
+    as the final error is rebuilt with the same type.
+    """
 
 
 @dataclass(frozen=True)
 class Completion:
-    """A reply; ``endpoint`` is the URL of the server that gave it, password hidden."""
+    """A reply; ``endpoint`` is the URL of the server that gave it, password hidden; ``attempts``
+    how many attempts the request took to get it (1 = no retry)."""
 
     text: str
     latency_s: float
     endpoint: str
+    attempts: int = 1
 
 
 class HTTPStatusError(RuntimeError):
@@ -118,7 +138,9 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def is_retryable(error: BaseException) -> bool:
-    """Timeouts, transport failures, 5xx, 408 and 429 are worth another try; other 4xx are not."""
+    """Timeouts, transport failures, 5xx, 408, 429 and bad replies are worth another try; other 4xx are not."""
+    if isinstance(error, BadReplyError):
+        return True
     if isinstance(error, HTTPStatusError):
         return error.status >= 500 or error.status in (408, 429)
     return isinstance(error, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | asyncio.TimeoutError)
@@ -247,7 +269,12 @@ class EndpointPool:
         return text
 
     async def _post_once(
-        self, client: aiohttp.ClientSession, messages: list[dict[str, str]], failed: set[str]
+        self,
+        client: aiohttp.ClientSession,
+        messages: list[dict[str, str]],
+        failed: set[str],
+        accept: Callable[[Completion], object] | None,
+        attempt: int,
     ) -> Completion:
         """One attempt. The concurrency slot (and the rate limiter) is taken here, for this
         exchange only: a request waiting to retry holds neither."""
@@ -275,11 +302,18 @@ class EndpointPool:
                 self._in_flight[endpoint] -= 1
         shown = self._shown[endpoint]
         try:
-            text = json.loads(body)["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as error:
-            message = f"{shown} sent a reply that is not a chat completion: {error!r}"
-            raise JudgeTransportError(message, shown) from error
-        return Completion(text=text if isinstance(text, str) else str(text), latency_s=latency, endpoint=shown)
+            try:
+                text = json.loads(body)["choices"][0]["message"]["content"]
+            except (ValueError, KeyError, IndexError, TypeError) as error:
+                raise BadReplyError(f"sent a reply that is not a chat completion: {error!r}", shown) from error
+            text = text if isinstance(text, str) else str(text)
+            completion = Completion(text=text, latency_s=latency, endpoint=shown, attempts=attempt)
+            if accept is not None:
+                accept(completion)
+        except BadReplyError:
+            failed.add(endpoint)  # the next attempt goes elsewhere if it can, as after a 5xx
+            raise
+        return completion
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
@@ -292,8 +326,16 @@ class EndpointPool:
             pause,
         )
 
-    async def complete(self, messages: list[dict[str, str]]) -> Completion:
-        """One chat completion, retried as described above; :class:`JudgeTransportError` when it fails for good."""
+    async def complete(
+        self, messages: list[dict[str, str]], accept: Callable[[Completion], object] | None = None
+    ) -> Completion:
+        """One chat completion, retried as described above; :class:`JudgeTransportError` when it fails for good.
+
+        ``accept``, if given, checks each reply inside its attempt and raises :class:`BadReplyError`
+        (or a subclass) to refuse it: the request is then retried like after a 5xx, and after the
+        last attempt that error's type is raised, naming the endpoint and the attempts. Anything
+        else it raises fails the request at once.
+        """
         client = self._bind()
         settings = self.settings
         retrying = AsyncRetrying(
@@ -307,16 +349,17 @@ class EndpointPool:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._post_once(client, messages, failed)
-        except JudgeTransportError:
-            raise
+                    number = attempt.retry_state.attempt_number
+                    return await self._post_once(client, messages, failed, accept, number)
         except Exception as error:
-            endpoint = getattr(error, "endpoint", None) or ",".join(self._shown.values())
             attempts = retrying.statistics.get("attempt_number", 1)
-            raise JudgeTransportError(
-                f"judge endpoint {endpoint} failed after {attempts} attempt(s): {self._scrub(_describe(error))}",
-                endpoint,
-            ) from error
+            if isinstance(error, JudgeTransportError) and not isinstance(error, BadReplyError):
+                error.attempts = error.attempts or attempts
+                raise
+            endpoint = getattr(error, "endpoint", None) or ",".join(self._shown.values())
+            message = f"judge endpoint {endpoint} failed after {attempts} attempt(s): {self._scrub(_describe(error))}"
+            kind = type(error) if isinstance(error, BadReplyError) else JudgeTransportError
+            raise kind(message, endpoint, attempts) from error
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
@@ -326,6 +369,6 @@ class EndpointPool:
 
 
 def _describe(error: BaseException) -> str:
-    if isinstance(error, HTTPStatusError):
+    if isinstance(error, HTTPStatusError | BadReplyError):
         return str(error)
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -117,11 +117,13 @@ def names_of(value: Any) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A category and where it came from; ``latency_s`` is the round trip of an LLM call."""
+    """A category and where it came from; ``latency_s`` is the round trip of an LLM call and
+    ``attempts`` how many attempts it took (1 = no retry); both ``None`` for other sources."""
 
     category: Category
     source: VerdictSource
     latency_s: float | None = None
+    attempts: int | None = None
 
     def __post_init__(self) -> None:
         if self.source not in VERDICT_SOURCES:
@@ -132,13 +134,22 @@ class JudgeError(RuntimeError):
     """Some requests could not be judged (after the retries the transport allows).
 
     ``verdicts[i]`` is the verdict of request ``i`` or ``None`` where it failed;
-    ``endpoint`` names the judge that failed last.
+    ``endpoint`` names the judge that failed last; ``attempts`` is how many attempts the failed
+    LLM call of a single request made when it was this caller's own call (``None`` otherwise:
+    a batch, a failure before or outside the LLM, or a call made for an identical pair).
     """
 
-    def __init__(self, message: str, verdicts: Sequence[Verdict | None] = (), endpoint: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        verdicts: Sequence[Verdict | None] = (),
+        endpoint: str | None = None,
+        attempts: int | None = None,
+    ):
         super().__init__(message)
         self.verdicts = list(verdicts)
         self.endpoint = endpoint
+        self.attempts = attempts
 
     @property
     def failed(self) -> int:

@@ -22,10 +22,10 @@ TransferQueue I/O. The DAPO options verl gives only its own buffer come from
 Failures are counted where groups are scored, before any filter can evict them: a masked
 group is all 0, so DAPO's filter drops it before ``sample`` sees it, and a judge outage under
 ``failure_policy=mask`` would otherwise refill without end and show nothing.
-``speciarl/masked_groups_total``, ``short_groups_total`` and ``judge/failures_total`` count
-every training group scored since the previous ``sample``, evicted ones included; once the
-groups masked while one batch is gathered reach that batch's size, the judge is taken for
-down and the run stops as under ``raise``.
+``speciarl/masked_groups_total``, ``short_groups_total``, ``judge/failures_total`` and
+``judge/retries_total`` count every training group scored since the previous ``sample``, evicted
+ones included; once the groups masked while one batch is gathered reach that batch's size, the
+judge is taken for down and the run stops as under ``raise``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from verl.utils import tensordict_utils as tu
 
 from speciarl_verl.core.group_outcome import GroupOutcome
 from speciarl_verl.core.group_scoring import score_group
-from speciarl_verl.core.step_metrics import METRIC_PREFIX, latency_metrics, step_metrics
+from speciarl_verl.core.step_metrics import METRIC_PREFIX, judge_retries, latency_metrics, step_metrics
 from speciarl_verl.reward_settings import RewardSettings
 from speciarl_verl.verl_ext.sampler_options import resolve_buffer_options, root_config
 
@@ -70,6 +70,7 @@ class _ScoredSinceSample:
     masked: int = 0
     short: int = 0
     judge_failures: int = 0  # rollouts
+    judge_retries: int = 0  # attempts beyond the first, of LLM verdicts and judge failures
     last_error: str | None = None
 
 
@@ -163,6 +164,7 @@ class GroupRewardStage:
             metrics[f"{METRIC_PREFIX}/masked_groups_total"] = float(scored.masked)
             metrics[f"{METRIC_PREFIX}/short_groups_total"] = float(scored.short)
             metrics[f"{METRIC_PREFIX}/judge/failures_total"] = float(scored.judge_failures)
+            metrics[f"{METRIC_PREFIX}/judge/retries_total"] = float(scored.judge_retries)
             metrics.update(self._cycle_latency_metrics(batch_outcomes))
         return batch, metrics
 
@@ -233,6 +235,7 @@ class GroupRewardStage:
         tally.masked += sum(outcome.masked for outcome, _ in groups)
         tally.short += sum(outcome.short for outcome, _ in groups)
         tally.judge_failures += len(errors)
+        tally.judge_retries += sum(judge_retries(outcome) for outcome, _ in groups)
         tally.last_error = errors[-1] if errors else tally.last_error
         short = [outcome.uid for outcome, _ in groups if outcome.short]
         if short and partition_id != VALIDATION_PARTITION:

@@ -178,7 +178,7 @@ class SpeciaRewardManager(RewardManagerBase):
 
         settings = self.settings
         answer = self._parse(text)
-        verdict = source = category = latency = error = None
+        verdict = source = category = latency = attempts = error = None
         noised = False
         if answer is None:
             status = "unparseable"
@@ -196,9 +196,10 @@ class SpeciaRewardManager(RewardManagerBase):
                     # train on its siblings. The group stage applies judge.failure_policy (stop the run, or
                     # mask the whole group).
                     status, error = "judge_error", str(failure) if isinstance(failure, JudgeError) else repr(failure)
+                    attempts = failure.attempts if isinstance(failure, JudgeError) else None
             if result is not None:
                 verdict = category = result.category
-                source, latency = result.source, result.latency_s
+                source, latency, attempts = result.source, result.latency_s, result.attempts
         if status == "judged" and settings.noise_rate > 0.0:
             key = (
                 _last(columns, "global_steps"),
@@ -213,6 +214,6 @@ class SpeciaRewardManager(RewardManagerBase):
         penalty = 0.0 if self._penalty is None else self._penalty(valid_length)
         info = record_info(
             status, answer, verdict, source, category, noised, penalty, provisional, latency, error,
-            image_id=extra_info.get("image_id"),
+            image_id=extra_info.get("image_id"), judge_attempts=attempts,
         )  # fmt: skip
         return {"reward_score": provisional + penalty, "reward_extra_info": info}

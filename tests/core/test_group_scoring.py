@@ -22,8 +22,19 @@ def unparseable(penalty=0.0):
     return record_info("unparseable", None, None, None, None, False, penalty, -1.0)
 
 
-def failed():
-    return record_info("judge_error", "gull", None, None, None, False, 0.0, 0.0, judge_error="HTTP 503 from j1")
+def failed(attempts=None):
+    return record_info(
+        "judge_error",
+        "gull",
+        None,
+        None,
+        None,
+        False,
+        0.0,
+        0.0,
+        judge_error="HTTP 503 from j1",
+        judge_attempts=attempts,
+    )
 
 
 def test_training_rewards_the_best_level_and_adds_each_length_penalty():
@@ -83,6 +94,15 @@ def test_a_judge_failure_gives_the_whole_training_group_one_reward():
     assert scored.outcome.judge_failed == (False, True, False)
     assert [r["masked"] for r in scored.records] == [1.0, 1.0, 1.0]
     assert scored.records[1]["judge_error"] == "HTTP 503 from j1"
+
+
+def test_the_judges_attempts_reach_the_outcome_and_stay_in_the_records():
+    llm = record_info("judged", "gull", C.WRONG, "llm", C.WRONG, False, 0.0, 0.0, 0.3, judge_attempts=2)
+    records = [llm, failed(attempts=3), judged(C.SPECIFIC)]
+    for validation in (False, True):
+        scored = score_group(records, RewardSettings(), validation=validation, uid="u4")
+        assert scored.outcome.attempts == (2, 3, None)
+        assert [r["judge_attempts"] for r in scored.records] == [2, 3, None]
 
 
 def test_a_judge_failure_in_validation_costs_only_that_answer():

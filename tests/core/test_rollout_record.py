@@ -39,13 +39,14 @@ def possible_records():
                 group_size=10 if grouped else None,
                 masked=grouped and status == "judge_error",
                 image_id="Laridae_0042" if grouped else None,
+                judge_attempts=None if status == "unparseable" else 2,
             )
 
 
 def test_a_judged_record_renders_every_key_in_order():
     info = record_info(
         "judged", "gull", C.GENERIC, "cache", C.LESS_SPECIFIC, True, -0.5, 1, 0.2, None, C.SPECIFIC, 8,
-        image_id="Laridae_0042",
+        image_id="Laridae_0042", judge_attempts=2,
     )  # fmt: skip
     assert list(info) == list(RECORD_KEYS)
     assert info == {
@@ -62,6 +63,7 @@ def test_a_judged_record_renders_every_key_in_order():
         "correct": 1.0,
         **{key: float(key == "cat_generic") for key in CATEGORY_KEYS},
         "judge_latency_s": 0.2,
+        "judge_attempts": 2,
         "judge_error": None,
         "overlong_penalty": -0.5,
         "group_best": "specific",

@@ -93,3 +93,28 @@ def test_metric_names_avoid_verl_aggregation_keywords():
         assert "max" not in lowered, name
         assert "min" not in lowered, name
         assert ("total" in lowered) == name.endswith("_total"), name
+
+
+def test_retries_count_attempts_beyond_the_first_of_llm_verdicts_and_judge_failures():
+    groups = [
+        outcome(
+            "a",
+            [C.SPECIFIC, C.SPECIFIC, C.GENERIC, C.WRONG],
+            [1, 1, 0, 0],
+            sources=("llm", "dedup", "cache", "llm"),
+            attempts=(2, None, None, 1),  # the dedup waited on the first rollout's call: not counted twice
+        ),
+        outcome(
+            "b",
+            [C.WRONG, None, None, C.ABSTAIN],
+            [0, 0, 0, 0],
+            sources=("llm", None, None, "offline"),
+            judge_failed=(False, True, True, False),
+            attempts=(3, 5, None, None),  # a failure counts its attempts when it carries them
+            masked=True,
+        ),
+        outcome("c", [C.WRONG, C.WRONG], [0, 0], sources=("llm", "llm")),  # records without attempts
+    ]
+    m = step_metrics(groups)
+    assert m["speciarl/judge/retries_total"] == 1 + 2 + 4
+    assert step_metrics(groups[2:])["speciarl/judge/retries_total"] == 0

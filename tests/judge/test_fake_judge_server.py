@@ -74,6 +74,12 @@ def test_the_fault_of_a_running_server_can_be_switched_and_cleared(fake_judge):
     assert chat(server.url).status_code == 200
 
 
+def test_an_only_fault_hits_the_requests_that_mention_its_text(fake_judge):
+    server = fake_judge(fault="only:gull:status:503")
+    assert chat(server.url, prediction="gull").status_code == 503
+    assert chat(server.url, prediction="tern").status_code == 200
+
+
 def start_process(port: int, log, env) -> tuple[subprocess.Popen, int | None]:
     """The server as its own process; its port, or None if it could not listen (and has exited)."""
     command = [sys.executable, "-u", "-m", "speciarl_verl.offline_fixtures.fake_judge_server", "--port", str(port)]

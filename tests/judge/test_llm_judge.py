@@ -18,6 +18,7 @@ from speciarl_verl.judge.llm_judge import InvalidVerdictError, LLMJudge
 from speciarl_verl.judge.prompt import DEFAULT_JUDGE_PROMPT
 from speciarl_verl.judge.settings import LLMSettings
 from speciarl_verl.judge.transport import EndpointPool, JudgeTransportError
+from support.straying_judge import StrayingJudge
 
 C = Category
 LABELS = list(DEFAULT_JUDGE_PROMPT.labels)
@@ -99,8 +100,9 @@ FAULTS = {
     "status:404": (1, ["HTTP 404"]),
     "drop": (3, ["ServerDisconnectedError"]),
     "hang": (3, ["TimeoutError"]),
-    "bad_label": (1, ["'probably specific'", "not one of the labels"]),
-    "not_json": (1, ["not a chat completion"]),
+    # a 200 reply that is no use is asked again, like a 5xx
+    "bad_label": (3, ["'probably specific'", "not one of the labels", "3 attempt"]),
+    "not_json": (3, ["not a chat completion", "3 attempt"]),
 }
 
 
@@ -123,6 +125,55 @@ def test_transient_failures_recover(fake_judge):
     server = fake_judge(fault="flaky:2")
     verdicts = run(TieredVerifier(settings([server.url])), pairs("gull"))
     assert verdicts[0].category is C.WRONG and server.calls == 3
+    assert verdicts[0].attempts == 3
+
+
+def test_a_reply_outside_the_labels_is_asked_again():
+    with StrayingJudge(strays=1) as server:
+        verdicts = run(TieredVerifier(settings([server.url])), pairs("gull", "Laysan albatross"))
+    # one of the two requests got the stray label first, the other did not
+    assert [v.category for v in verdicts] == [C.WRONG, C.SPECIFIC] and server.calls == 3
+    assert [v.source for v in verdicts] == ["llm", "llm"]
+    assert sorted(v.attempts for v in verdicts) == [1, 2]
+
+
+def test_a_bad_label_then_good_gives_the_verdict_with_two_attempts():
+    with StrayingJudge(strays=1) as server:
+        verdicts = run(TieredVerifier(settings([server.url])), pairs("gull"))
+    assert (verdicts[0].category, verdicts[0].source, verdicts[0].attempts) == (C.WRONG, "llm", 2)
+    assert server.calls == 2
+
+
+def test_case_and_spacing_of_a_label_are_tolerated_without_asking_again():
+    with StrayingJudge(strays=1, stray_label="  Less   SPECIFIC ") as server:
+        verdicts = run(TieredVerifier(settings([server.url])), pairs("gull"))
+    assert (verdicts[0].category, verdicts[0].attempts) == (C.LESS_SPECIFIC, 1) and server.calls == 1
+
+
+def test_a_reply_outside_the_labels_is_asked_again_elsewhere(fake_judge):
+    liar, honest = fake_judge(fault="bad_label"), fake_judge()
+    verdicts = run(
+        TieredVerifier(settings([liar.url, honest.url], max_retries=1)), pairs(*[f"gull {i}" for i in range(8)])
+    )
+    assert all(v.category is C.WRONG for v in verdicts)
+    assert sum(v.attempts - 1 for v in verdicts) == liar.calls > 0  # each lie cost one retry, on the honest one
+    assert honest.calls == 8
+
+
+def test_a_failed_request_says_how_many_attempts_it_made(fake_judge):
+    server = fake_judge(fault="bad_label")
+    verifier = TieredVerifier(settings([server.url]))
+
+    async def go():
+        try:
+            return await verifier.verify_one(VerificationRequest("Laysan Albatross", "gull", "cub200"))
+        finally:
+            await verifier.aclose()
+
+    with pytest.raises(JudgeError, match="after 3 attempt") as excinfo:
+        asyncio.run(go())
+    assert excinfo.value.attempts == 3 and server.calls == 3
+    assert isinstance(excinfo.value.__cause__, InvalidVerdictError)
 
 
 def test_connection_refused_fails_over_to_a_live_endpoint(fake_judge):
@@ -346,10 +397,11 @@ def test_a_password_in_an_endpoint_url_is_never_shown(fake_judge, fault, caplog)
 def test_a_password_never_reaches_a_completion_or_an_invalid_verdict(fake_judge):
     server, liar = fake_judge(), fake_judge(fault="bad_label")
     completion = complete_once(pool_for(with_password(server.url)))
-    assert completion.endpoint == f"http://judge:***@127.0.0.1:{server.port}/v1"
+    assert completion.endpoint == f"http://judge:***@127.0.0.1:{server.port}/v1" and completion.attempts == 1
 
     async def judge_once():
-        judge = LLMJudge(LLMSettings(endpoints=[with_password(liar.url)], model="m"))
+        fast = {"max_retries": 1, "backoff_initial_s": 0.01, "backoff_max_s": 0.05}
+        judge = LLMJudge(LLMSettings(endpoints=[with_password(liar.url)], model="m", **fast))
         try:
             return await judge.judge("laysan albatross", "gull")
         finally:
@@ -358,4 +410,6 @@ def test_a_password_never_reaches_a_completion_or_an_invalid_verdict(fake_judge)
     with pytest.raises(InvalidVerdictError) as invalid:
         asyncio.run(judge_once())
     assert invalid.value.endpoint == f"http://judge:***@127.0.0.1:{liar.port}/v1"
+    assert invalid.value.endpoint in str(invalid.value) and "not one of the labels" in str(invalid.value)
+    assert invalid.value.attempts == 2 and liar.calls == 2
     assert SECRET not in str(invalid.value)

@@ -14,6 +14,7 @@ from speciarl_verl.offline_fixtures.verl_rollouts import (
     trajectory_dataproto,
 )
 from speciarl_verl.verl_ext.group_stage import JudgeFailedError
+from support.straying_judge import StrayingJudge
 
 pytestmark = pytest.mark.ray
 
@@ -69,6 +70,7 @@ def test_failed_judge_stops_training_by_default(config_factory, tokenizer, fake_
     infos = [r.reward_extra_info for r in rollouts]
     assert [i["status"] for i in infos] == ["judged", "judge_error", "judge_error", "judged"]
     assert server.url in infos[1]["judge_error"] and "HTTP 503" in infos[1]["judge_error"]
+    assert [i["judge_attempts"] for i in infos] == [None, 2, 2, None]  # max_retries=1: each failure tried twice
     with pytest.raises(JudgeFailedError, match=r"failed on 2 rollout\(s\) in 1 group\(s\).*HTTP 503") as excinfo:
         build_replay_buffer(config).sample(global_steps=1, partition_id="train", batch_size=1)
     assert server.url in str(excinfo.value)
@@ -90,6 +92,7 @@ def test_mask_policy_zeroes_the_group_and_counts_it(config_factory, tokenizer, f
     assert [e["reward_extra_info"]["masked"] for e in data["extra_fields"]] == [1.0] * 4 + [0.0] * 4
     assert metrics["speciarl/masked_groups_total"] == 1
     assert metrics["speciarl/judge/failures_total"] == 1
+    assert metrics["speciarl/judge/retries_total"] == 1  # the failed call's second attempt
 
 
 def test_judge_traffic_reaches_the_step_metrics(config_factory, tokenizer, fake_judge, tmp_path, transfer_queue):
@@ -105,6 +108,22 @@ def test_judge_traffic_reaches_the_step_metrics(config_factory, tokenizer, fake_
     assert metrics["speciarl/judge/offline_share"] == pytest.approx(3 / 8)
     assert metrics["speciarl/judge/latency_p95_s"] >= 0.01
     assert metrics["speciarl/judge/failures_total"] == 0
+    assert metrics["speciarl/judge/retries_total"] == 0
+
+
+def test_a_judge_that_strays_outside_its_labels_costs_a_retry_not_a_failure(
+    config_factory, tokenizer, tmp_path, transfer_queue
+):
+    with StrayingJudge(strays=1) as server:
+        config = config_factory("data.train_batch_size=1", *judge_overrides(server.url, tmp_path))
+        manager = load_reward_manager(config, tokenizer)
+        rollouts = score_group(manager, tokenizer, "s1s1", ["A320", "A330", "737-800", "None"])
+        _, metrics = build_replay_buffer(config).sample(global_steps=1, partition_id="train", batch_size=1)
+    infos = [r.reward_extra_info for r in rollouts]
+    assert [i["status"] for i in infos] == ["judged"] * 4 and server.calls == 3
+    assert [i["judge_attempts"] for i in infos] == [2, 1, None, None]  # the first answer was asked twice
+    assert metrics["speciarl/judge/calls_total"] == 2 and metrics["speciarl/judge/failures_total"] == 0
+    assert metrics["speciarl/judge/retries_total"] == 1
 
 
 # ---------------------------------------------------------------- failures outside the judge itself
@@ -218,6 +237,7 @@ def test_masked_groups_are_counted_before_dapos_filter_evicts_them(
     assert masked[0].uid not in {key.rsplit("_", 2)[0] for key in batch.keys}  # all 0: the filter evicted it
     assert metrics["training/filter_groups/evicted_samples"] == 1
     assert (metrics["speciarl/masked_groups_total"], metrics["speciarl/judge/failures_total"]) == (1, 1)
+    assert metrics["speciarl/judge/retries_total"] == 1  # counted though its group was evicted
 
 
 def test_a_judge_outage_under_mask_and_dapo_stops_instead_of_refilling_forever(
