@@ -19,7 +19,9 @@ compare a client against the theoretical limit. ``fault`` makes it misbehave:
 * ``chance:<p>:<kind>``: each request, with probability ``p`` (from a generator seeded with
   ``seed``), misbehaves as ``kind`` (a status code, ``hang``, ``bad_label``, ``drop`` or
   ``not_json``) and otherwise behaves; several, comma-separated, are drawn in turn
-  (``chance:0.1:bad_label,chance:0.05:hang``).
+  (``chance:0.1:bad_label,chance:0.05:hang``);
+* ``only:<text>:<fault>``: ``fault`` for requests whose user message contains ``text`` (a class
+  name, say), none for the others.
 
 ``api_key`` makes ``/v1/*`` answer 401 to a request without ``Authorization: Bearer <key>``,
 as ``vllm serve --api-key`` does. ``answers_log`` (a path) gets one JSON line per chat request:
@@ -168,9 +170,14 @@ class FakeJudgeServer:
             return web.json_response({"error": "invalid API key"}, status=401)
         return None
 
-    def _drawn_fault(self) -> str:
-        """This request's fault: ``chance:`` entries are drawn, anything else is the fault as set."""
+    def _drawn_fault(self, body: dict[str, Any]) -> str:
+        """This request's fault: ``only:`` looks at the message, ``chance:`` entries are drawn, anything
+        else is the fault as set."""
         fault = self.fault or ""
+        if fault.startswith("only:"):
+            _, text, fault = fault.split(":", 2)
+            if not any(text in str(m.get("content", "")) for m in body.get("messages", [])):
+                return ""
         if not fault.startswith("chance:"):
             return fault
         for entry in fault.split(","):
@@ -216,7 +223,7 @@ class FakeJudgeServer:
         body = await request.json()
         self.requests.append(body)
         self.calls += 1
-        fault = self._drawn_fault()
+        fault = self._drawn_fault(body)
         headers = {"Retry-After": self.retry_after} if self.retry_after is not None else None
         if fault.startswith("flaky:"):
             _, count, *status = fault.split(":")
