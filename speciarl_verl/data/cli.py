@@ -7,6 +7,7 @@ Examples::
     speciarl data build-mixed --spec cub200=/data/CUB_200_2011:train:500 \\
         --spec food101=/data/food-101:train:500 --seed 42 --out data/mixed.parquet
     speciarl data list
+    speciarl data check data/cub200_train_3000_seed42.parquet data/cub200_test.parquet
 
 Bad input (an unknown dataset or prompt, a missing root, split file or image, an image
 that does not decode, a malformed or repeated list line, a Hugging Face copy whose class
@@ -17,6 +18,10 @@ one-split copy of the wrong split and a copy naming one class twice are refused 
 So are command-line mistakes, before anything is read: ``--out`` naming a folder (an existing
 one, or a path ending in ``/``: ``--out`` is the parquet file), a ``--split-file NAME=...`` of
 ``build-mixed`` that no ``--spec`` uses, a subset size that is not a whole number.
+
+``check`` reads built files the way training will (every row needs a prompt, an image Pillow
+opens and ``reward_model.ground_truth``; see :mod:`~speciarl_verl.data.row_check`) and prints
+``ok FILE: N rows`` for each, or exits 2 with the message the training dataset would raise.
 """
 
 from __future__ import annotations
@@ -135,6 +140,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_build_options(mixed)
     mixed.set_defaults(func=_run_mixed)
 
+    check = commands.add_parser(
+        "check",
+        help="check built parquet files row by row, as training does before its first step",
+        description="Check parquet files row by row (prompt, readable image, ground truth), as the training "
+        "dataset does before the first step; exit 2 naming the bad rows.",
+    )
+    check.add_argument("files", nargs="+", metavar="FILE", help="parquet file(s) to check")
+    check.set_defaults(func=_run_check)
+
     listing = commands.add_parser("list", help="datasets with their splits, and policy prompts")
     listing.add_argument("--prompt-file", help="also list the prompts of this file")
     listing.set_defaults(func=_run_list)
@@ -210,6 +224,21 @@ def _run_mixed(args: argparse.Namespace) -> int:
             f"(the specs are of {used}); a split file goes with the --spec of the same NAME"
         )
     return _build(args, specs)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from speciarl_verl.data.row_check import check_files
+
+    for name in args.files:
+        if not Path(name).is_file():
+            raise UserInputError(f"{name}: no such file" if not Path(name).exists() else f"{name}: not a file")
+    with user_input():  # a BadRowsError, or a file that is no parquet
+        checks = check_files(args.files)
+    for check in checks:
+        print(f"ok {check.path}: {check.rows} rows")
+    return 0
 
 
 def _run_list(args: argparse.Namespace) -> int:
