@@ -11,24 +11,9 @@ garbage or hangs, 30 flaky steps) is the benchmark; its figures are in docs/note
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 pytestmark = pytest.mark.ray
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "faults.py"
-
-
-@pytest.fixture(scope="module")
-def faults():
-    spec = importlib.util.spec_from_file_location("faults_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_trainer_killed_mid_step_resumes_and_pays_for_no_verdict_twice(faults, tmp_path):

@@ -7,7 +7,6 @@ No training here: the rows are what verl's ``_write_generations`` writes (``inpu
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -18,18 +17,6 @@ from speciarl_verl.core.categories import Category
 from speciarl_verl.evaluation.judging import verification_request
 from speciarl_verl.evaluation.records import PredictionRecord
 from speciarl_verl.judge.offline import decide_offline
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "miniature.py"
-
-
-@pytest.fixture(scope="module")
-def miniature():
-    spec = importlib.util.spec_from_file_location("miniature_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture(scope="module")
