@@ -134,7 +134,8 @@ def answered_pairs(answers: Iterable[dict]) -> set[tuple[str, str]]:
 
 @dataclass
 class TrainingRun:
-    """One launch of the tiny CPU recipe with the judge in ``llm`` mode at ``judge``."""
+    """One launch of the tiny CPU recipe with the judge in ``llm`` mode at ``judge`` (``--judge-endpoint``; the
+    verdict cache is ``OUT/verdicts.sqlite`` unless an override names another)."""
 
     out: Path
     judge: JudgeProcess
@@ -146,14 +147,10 @@ class TrainingRun:
     process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
-        judge = "reward.reward_kwargs.judge"
         return [
-            "bash", str(RECIPE), "--out", str(self.out), "--steps", str(self.steps), *self.recipe_options, "--",
-            f"{judge}.kind=llm",
-            f"{judge}.llm.endpoints=[{self.judge.url}]",
-            f"{judge}.llm.model=fake-judge",
-            f"{judge}.llm.api_key_env={KEY_ENV}",
-            f"{judge}.cache.path={self.out / 'verdicts.sqlite'}",
+            "bash", str(RECIPE), "--out", str(self.out), "--steps", str(self.steps),
+            "--judge", "llm", "--judge-endpoint", self.judge.url, "--judge-api-key-env", KEY_ENV,
+            *self.recipe_options, "--",
             "trainer.save_freq=1",
             f"trainer.rollout_data_dir={self.out / 'rollouts'}",
             *self.overrides,

@@ -12,7 +12,9 @@
 #      (speciarl_verl/cpu_debug/shipped_policy or shipped_policy_hidden, the same bits on every
 #      machine), or --policy DIR;
 #   3. judge: the offline rule tier by default; `--judge llm` starts the fake OpenAI-compatible
-#      judge server (speciarl_verl.offline_fixtures.fake_judge_server) so the LLM path and its verdict cache run;
+#      judge server (speciarl_verl.offline_fixtures.fake_judge_server) so the LLM path and its verdict cache run,
+#      or, with --judge-endpoint URL, uses a judge that is already running (no server of its own);
+#      --judge-api-key-env NAME sends the key in $NAME (and the fake server it starts then demands it);
 #   4. runs `python -m verl.trainer.main_ppo -cp pkg://speciarl_verl.config -cn <--config>
 #      +cpu_debug=tiny_cpu` for --steps steps with one validation pass and a checkpoint at the
 #      last step: the hf_cpu rollout (transformers generate), one FSDP2 LoRA worker on gloo.
@@ -22,6 +24,17 @@
 #      Metrics go to OUT/metrics.jsonl (verl's file logger), checkpoints to OUT/checkpoints.
 #      Running again with the same OUT and a larger --steps resumes from the last checkpoint
 #      (step N+1), and the new steps' metrics are added to OUT/metrics.jsonl.
+#   Several Ray nodes (tried on one machine by benchmarks/two_nodes.py): `--ray-address ADDR` joins a
+#      running cluster instead of starting a Ray of its own (it drops tiny_cpu's ray_init.num_cpus and
+#      num_gpus, which Ray refuses when joining); `--nnodes N` trains on N nodes of one fake GPU each
+#      (trainer.nnodes=N, one FSDP rank per node over gloo, micro batches of 8/N samples so the 2 x 4
+#      rollouts of a step split over the ranks, and reward.num_workers=N: verl spreads its reward workers
+#      round-robin over the nodes). Start every node's Ray (`ray start --num-gpus 1 --num-cpus 8`) with
+#      VERL_PLATFORM=cpu VERL_USE_EXTERNAL_MODULES=speciarl_verl.cpu_debug.activate VERL_ENGINE_DEVICE=cuda,
+#      RAY_raylet_start_wait_time_s=180 and the secrets the reward reads (judge key, Redis password)
+#      exported: Ray workers have the environment of `ray start`, not this shell's (the metrics path
+#      reaches them through the job's runtime_env). The fake judge this script starts listens on 127.0.0.1:
+#      with nodes on other machines, serve a judge they reach and pass --judge-endpoint.
 # Arguments that are not options of this script are passed to verl, last, as Hydra overrides.
 # Exit codes: 2 for a bad option, 1 when a build step or the judge fails, otherwise the training's.
 set -euo pipefail
@@ -36,6 +49,15 @@ usage: bash recipes/${SCRIPT_NAME} [options] [--] [hydra overrides...]
   --steps N            training steps, validation and checkpoint at the last one (default 3)
   --config NAME        shipped recipe to shrink (default speciarl_grpo; e.g. speciarl_drgrpo, speciarl_dapo_ds)
   --judge KIND         offline (rule tier, default) or llm (starts the fake judge server)
+  --judge-endpoint URL with --judge llm: use this running OpenAI-compatible judge (http://HOST:PORT/v1)
+                       instead of starting the fake one
+  --judge-api-key-env NAME
+                       with --judge llm: environment variable holding the judge's API key; the reward sends
+                       it (reward.reward_kwargs.judge.llm.api_key_env) and the fake server this script starts
+                       answers 401 without it. On a Ray cluster export it before \`ray start\` on every node
+  --ray-address ADDR   join this running Ray cluster (HOST:PORT or auto) instead of starting a Ray instance
+  --nnodes N           Ray nodes to train on, one fake GPU and one FSDP rank each (default 1; above 1 needs
+                       --ray-address); also one reward worker per node
   --rollout KIND       hf_cpu (transformers generate, default) or vllm (verl's vLLM rollout on vLLM's CPU
                        backend, +cpu_debug=tiny_cpu_vllm; needs .venv-vllm-rollout)
   --train-rows N       synthetic training images (default 16)
@@ -72,6 +94,10 @@ val_rows=8
 task=shapes
 policy=""
 python_bin=""
+judge_endpoint=""
+judge_key_env=""
+ray_address=""
+nnodes=1
 train_timeout=1800
 dry_run=0
 overrides=()
@@ -112,6 +138,10 @@ while (($#)); do
                 --policy) policy=$value ;;
                 --python) python_bin=$value ;;
                 --timeout) train_timeout=$value ;;
+                --judge-endpoint) judge_endpoint=$value ;;
+                --judge-api-key-env) judge_key_env=$value ;;
+                --ray-address) ray_address=$value ;;
+                --nnodes) nnodes=$value ;;
                 *) die 2 "unknown option $option (see --help)" ;;
             esac
             ;;
@@ -131,6 +161,25 @@ is_count "$val_rows" || die 2 "--val-rows must be a positive number, got '$val_r
 [[ $config =~ ^[A-Za-z0-9][A-Za-z0-9_]*$ ]] || die 2 "--config must be a config name such as speciarl_grpo, got '$config'"
 [[ $judge == offline || $judge == llm ]] || die 2 "--judge must be offline or llm, got '$judge'"
 [[ $rollout == hf_cpu || $rollout == vllm ]] || die 2 "--rollout must be hf_cpu or vllm, got '$rollout'"
+if [[ -n $judge_endpoint || -n $judge_key_env ]]; then
+    [[ $judge == llm ]] || die 2 "--judge-endpoint and --judge-api-key-env need --judge llm"
+fi
+if [[ -n $judge_endpoint && ! $judge_endpoint =~ ^https?://[^/]+(/.*)?/v1/?$ ]]; then
+    die 2 "--judge-endpoint must be an OpenAI-compatible base URL ending in /v1, got '$judge_endpoint'"
+fi
+judge_endpoint=${judge_endpoint%/}
+if [[ -n $judge_key_env && ! $judge_key_env =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+    die 2 "--judge-api-key-env must be an environment variable name such as SPECIARL_JUDGE_API_KEY, got '$judge_key_env'"
+fi
+if [[ -n $ray_address && ! $ray_address =~ ^(auto|[A-Za-z0-9._-]+:[0-9]+)$ ]]; then
+    die 2 "--ray-address must be HOST:PORT of a running Ray cluster's head (or auto), got '$ray_address'"
+fi
+is_count "$nnodes" || die 2 "--nnodes must be a positive number, got '$nnodes'"
+# a step is train_batch_size 2 x rollout.n 4 = 8 samples, split evenly over the nnodes ranks
+((8 % nnodes == 0)) || die 2 "--nnodes must divide the 8 rollouts of a tiny step (1, 2, 4 or 8), got $nnodes"
+if ((nnodes > 1)) && [[ -z $ray_address ]]; then
+    die 2 "--nnodes $nnodes trains on a Ray cluster: start Ray on every node, then pass --ray-address HEAD:PORT"
+fi
 case $task in
     shapes) dataset=synthetic_shapes shipped_policy=shipped_policy ;;
     hidden) dataset=synthetic_shapes_hidden shipped_policy=shipped_policy_hidden ;;
@@ -209,14 +258,37 @@ if [[ $judge == llm ]]; then
         reward.reward_kwargs.judge.llm.model=fake-judge
         "reward.reward_kwargs.judge.cache.path=$out/verdicts.sqlite")
 fi
-train_command+=("${overrides[@]}")
+if [[ -n $judge_key_env ]]; then
+    train_command+=("reward.reward_kwargs.judge.llm.api_key_env=$judge_key_env")
+fi
+if [[ -n $ray_address ]]; then
+    # Ray refuses num_cpus / num_gpus when joining a cluster: its nodes declared theirs at `ray start`
+    # and its workers (the TaskRunner with verl's file logger among them) do not see this shell's environment
+    train_command+=(ray_kwargs.ray_init.num_cpus=null "~ray_kwargs.ray_init.num_gpus"
+        "+ray_kwargs.ray_init.address=$ray_address"
+        "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH=$out/metrics.jsonl")
+fi
+if ((nnodes > 1)); then
+    micro=$((8 / nnodes))
+    train_command+=("trainer.nnodes=$nnodes" trainer.n_gpus_per_node=1 "reward.num_workers=$nnodes"
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=$micro"
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=$micro"
+        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=$micro")
+fi
+train_command+=(${overrides[@]+"${overrides[@]}"})
 if ((train_timeout > 0)); then
     # a failing generate makes verl re-dispatch the prompt forever: never wait unbounded
     train_command=(timeout --foreground --signal=INT --kill-after=60 "$train_timeout" "${train_command[@]}")
 fi
 
+judge_command=("$python_bin" -u -m speciarl_verl.offline_fixtures.fake_judge_server)
+[[ -z $judge_key_env ]] || judge_command+=(--api-key-env "$judge_key_env")
+
 print_plan() {
     echo "# SpeciaRL tiny CPU run: config $config, task $task, $steps steps, judge $judge, rollout $rollout, out $out"
+    if [[ -n $ray_address ]]; then
+        echo "# Ray: the running cluster at $ray_address, $nnodes node(s); its workers have the environment \`ray start\` had${judge_key_env:+ (export \$$judge_key_env before it)}"
+    fi
     local split rows file
     for split in train val; do
         if [[ $split == train ]]; then rows=$train_rows file=$train_file; else rows=$val_rows file=$val_file; fi
@@ -228,9 +300,11 @@ print_plan() {
         fi
     done
     echo "# tiny policy: $policy"
-    if [[ $judge == llm ]]; then
+    if [[ $judge == llm && -n $judge_endpoint ]]; then
+        echo "# judge: the running server $judge_endpoint (JUDGE_URL; checked at $judge_endpoint/models)"
+    elif [[ $judge == llm ]]; then
         echo "# fake judge server (log $judge_log); JUDGE_URL is the address it prints"
-        show "$python_bin" -m speciarl_verl.offline_fixtures.fake_judge_server
+        show "${judge_command[@]}"
     fi
     show "${train_command[@]}"
 }
@@ -279,8 +353,38 @@ for split in train val; do
 done
 [[ -f $policy/config.json ]] || die 2 "the policy $policy holds no model (no config.json)"
 
-if [[ $judge == llm ]]; then
-    "$python_bin" -u -m speciarl_verl.offline_fixtures.fake_judge_server >"$judge_log" 2>&1 &
+if [[ -n $judge_key_env && -z ${!judge_key_env:-} ]]; then
+    die 2 "--judge-api-key-env names $judge_key_env, which is not set; export it with the judge's API key"
+fi
+
+probe_judge() {
+    # probe_judge URL: 0 when GET URL/models answers 200 (with the key, if any), 3 on 401/403, 1 otherwise;
+    # the key stays in the environment (the variable's name is the argument), never on a command line
+    "$python_bin" - "$1/models" "$judge_key_env" <<'PY'
+import os, sys, urllib.error, urllib.request
+request = urllib.request.Request(sys.argv[1])
+if sys.argv[2]:
+    request.add_header("Authorization", f"Bearer {os.environ[sys.argv[2]]}")
+try:
+    urllib.request.urlopen(request, timeout=10).close()
+except urllib.error.HTTPError as error:
+    sys.exit(3 if error.code in (401, 403) else 1)
+except OSError:
+    sys.exit(1)
+PY
+}
+
+if [[ $judge == llm && -n $judge_endpoint ]]; then
+    status=0
+    probe_judge "$judge_endpoint" || status=$?
+    ((status != 3)) || die 2 "the judge at $judge_endpoint refuses the request (HTTP 401/403): pass --judge-api-key-env NAME, the variable holding its key"
+    ((status == 0)) || die 1 "the judge at $judge_endpoint/models does not answer"
+    echo "$SCRIPT_NAME: judge at $judge_endpoint"
+    for index in "${!train_command[@]}"; do
+        train_command[index]=${train_command[index]//JUDGE_URL/$judge_endpoint}
+    done
+elif [[ $judge == llm ]]; then
+    "${judge_command[@]}" >"$judge_log" 2>&1 &
     judge_pid=$!
     judge_port=""
     for _ in $(seq 100); do

@@ -61,6 +61,13 @@ def test_llm_judge_plan_starts_the_fake_server_and_points_the_reward_at_it(tmp_p
         (("--config", "../x"), "--config must be a config name"),
         (("--steps", "2", "--steps", "3"), "--steps given twice"),
         (("--bogus", "1"), "unknown option --bogus"),
+        (("--nnodes", "2"), "--nnodes 2 trains on a Ray cluster"),
+        (("--nnodes", "3", "--ray-address", "auto"), "--nnodes must divide the 8 rollouts"),
+        (("--nnodes", "0"), "--nnodes must be a positive number"),
+        (("--ray-address", "http://head"), "--ray-address must be HOST:PORT"),
+        (("--judge-endpoint", "http://127.0.0.1:8001/v1"), "need --judge llm"),
+        (("--judge", "llm", "--judge-endpoint", "http://127.0.0.1:8001"), "--judge-endpoint must be an OpenAI"),
+        (("--judge", "llm", "--judge-api-key-env", "NOT-A-NAME"), "--judge-api-key-env must be an environment"),
     ],
 )
 def test_bad_options_exit_2_naming_the_option(args, message):
@@ -150,3 +157,61 @@ def test_an_unknown_task_exits_2_in_one_line_naming_the_option():
     assert result.returncode == 2 and result.stdout == ""
     assert len(result.stderr.splitlines()) == 1
     assert "--task must be shapes or hidden, got 'nope'" in result.stderr
+
+
+def test_ray_address_and_nnodes_join_the_cluster_with_one_rank_and_one_reward_worker_per_node(tmp_path):
+    result = run_script(
+        "--dry-run", "--out", str(tmp_path / "out"), "--ray-address", "127.0.0.2:26400", "--nnodes", "2"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "# Ray: the running cluster at 127.0.0.2:26400, 2 node(s)" in result.stdout
+    words = train_words(result.stdout)
+    assert "~ray_kwargs.ray_init.num_gpus" in words and "+ray_kwargs.ray_init.address=127.0.0.2:26400" in words
+    composed = compose_config(
+        "speciarl_grpo", [w for w in words[words.index("+cpu_debug=tiny_cpu") :] if "=" in w or w.startswith("~")]
+    )
+    ray_init = composed.ray_kwargs.ray_init
+    assert ray_init.address == "127.0.0.2:26400" and ray_init.num_cpus is None and "num_gpus" not in ray_init
+    # the cluster's workers have `ray start`'s environment: verl's file logger gets its path through the job
+    metrics = ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH
+    assert metrics == str(tmp_path / "out" / "metrics.jsonl")
+    assert ray_init.runtime_env.env_vars.VERL_PLATFORM == "cpu"  # tiny_cpu's own variables stay
+    assert (composed.trainer.nnodes, composed.trainer.n_gpus_per_node, composed.reward.num_workers) == (2, 1, 2)
+    # 2 prompts x 4 rollouts over 2 ranks: 4 samples per rank, micro batches of 4
+    samples = composed.data.train_batch_size * composed.actor_rollout_ref.rollout.n
+    per_rank = samples // 2
+    assert composed.actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu == per_rank
+    assert composed.actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu == per_rank
+    assert composed.actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu == per_rank
+    # --ray-address alone: one node, the tiny sizes unchanged, still no num_cpus / num_gpus for Ray
+    one = train_words(run_script("--dry-run", "--out", str(tmp_path / "out"), "--ray-address", "auto").stdout)
+    assert "+ray_kwargs.ray_init.address=auto" in one and not [w for w in one if w.startswith("trainer.nnodes")]
+    assert "ray_kwargs.ray_init.num_cpus=null" in one
+    # without --ray-address the tiny run keeps its own Ray instance
+    own = train_words(run_script("--dry-run", "--out", str(tmp_path / "out")).stdout)
+    assert not [w for w in own if "ray_init" in w]
+
+
+def test_judge_endpoint_uses_the_running_judge_and_the_key_variable(tmp_path):
+    result = run_script(
+        "--dry-run",
+        "--out",
+        str(tmp_path),
+        "--judge",
+        "llm",
+        "--judge-endpoint",
+        "http://127.0.0.1:8001/v1/",
+        "--judge-api-key-env",
+        "SPECIARL_JUDGE_API_KEY",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fake_judge_server" not in result.stdout  # starts none
+    assert "# judge: the running server http://127.0.0.1:8001/v1 " in result.stdout
+    words = train_words(result.stdout)
+    assert "reward.reward_kwargs.judge.llm.endpoints=[JUDGE_URL]" in words
+    assert "reward.reward_kwargs.judge.llm.api_key_env=SPECIARL_JUDGE_API_KEY" in words
+    # the fake server this script starts demands the key when one is named
+    started = run_script("--dry-run", "--out", str(tmp_path), "--judge", "llm", "--judge-api-key-env", "K").stdout
+    server = next(line for line in started.splitlines() if "fake_judge_server" in line and not line.startswith("#"))
+    assert shlex.split(server)[-2:] == ["--api-key-env", "K"]
+    assert "reward.reward_kwargs.judge.llm.api_key_env=K" in train_words(started)
