@@ -27,11 +27,12 @@ def server(tmp_path):
 
 
 def test_a_cache_killed_and_restarted_mid_lookup_is_waited_for_and_keeps_its_verdicts(server):
+    restarting = threading.Thread(target=server.restart, kwargs={"sig": signal.SIGKILL, "down_s": 1.5})
+
     async def scenario():
         store = RedisVerdictStore(server.url, "restart", password=PASSWORD, reconnect_s=30)
         try:
             await store.put_many({f"k{i}": "specific" for i in range(50)}, owner="worker-a")
-            restarting = threading.Thread(target=server.restart, kwargs={"sig": signal.SIGKILL, "down_s": 1.5})
             restarting.start()
             await asyncio.sleep(0.3)  # the server is down now
             started = time.monotonic()
@@ -44,7 +45,11 @@ def test_a_cache_killed_and_restarted_mid_lookup_is_waited_for_and_keeps_its_ver
         finally:
             await store.aclose()
 
-    during, waited, taken, count = asyncio.run(scenario())
+    try:
+        during, waited, taken, count = asyncio.run(scenario())
+    finally:
+        if restarting.is_alive():  # the server it starts must exist before the fixture stops it
+            restarting.join(60)
     assert during == {f"k{i}": "specific" for i in range(50)}  # every verdict written before the kill
     assert waited >= 0.5  # it really was down when asked
     assert taken == {"new"} and count == 51
