@@ -9,9 +9,8 @@
   it left; bounded in time.
 * what a case is judged on: the steps verl logged (``metrics.jsonl``, earlier launches included), the
   rollouts verl dumped (``trainer.rollout_data_dir``), the judge's answers (``answers.jsonl``), and
-  from them ``pairs_rejudged`` (a pair the judge answered with a label more than once),
-  ``silent_zero_rewards`` (a trained rollout whose judge call failed but whose group was not masked)
-  and ``verdicts_lost`` (pairs the judge answered that the verdict cache no longer holds).
+  from them ``pairs_rejudged`` (a pair the judge answered with a label more than once); faults.py
+  adds the counts that need the judge's reading of an answer (silent zero rewards, verdicts lost).
 """
 
 from __future__ import annotations
@@ -248,11 +247,6 @@ class TrainingRun:
         for path in sorted(folder.glob("*.jsonl")) if folder.exists() else []:
             rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return rows
-
-
-def silent_zero_rewards(rollouts: Iterable[dict]) -> int:
-    """Trained rollouts whose judge call failed but whose group was scored as if it had a verdict."""
-    return sum(1 for row in rollouts if float(row.get("judge_failed", 0)) and not float(row.get("masked", 0)))
 
 
 def metric_sum(steps: dict[int, dict], key: str) -> float:

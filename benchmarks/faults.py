@@ -112,8 +112,8 @@ def silent_zero_rewards(run: TrainingRun, judge: JudgeProcess) -> int:
     answered = answered_pairs(judge.answers())
     settings = LLMSettings()
     groups: dict[tuple[int, str], list[dict]] = defaultdict(list)
-    for row in run.rollouts():
-        groups[(row["step"], row["uid"])].append(row)
+    for row in run.rollouts():  # verl's uid is "<the prompt's uid>_<rollout>_<turn>"
+        groups[(row["step"], row["uid"].split("_")[0])].append(row)
     silent = 0
     for rows in groups.values():
         if not any(float(row["score"]) > 0 for row in rows):
@@ -307,10 +307,14 @@ def _broken_copy(run: TrainingRun, row: int, field: str) -> Path:
     return path
 
 
-def bad_rows(work: Path, key: str) -> Outcome:
+#: (what is broken, in which row) of the ``bad_rows`` case, one training launch each
+BAD_ROWS = (("ground_truth", 5), ("image", 9))
+
+
+def bad_rows(work: Path, key: str, broken: tuple[tuple[str, int], ...] = BAD_ROWS) -> Outcome:
     results = []
     with JudgeProcess(work / "judge", key) as judge:
-        for field, row in (("ground_truth", 5), ("image", 9)):
+        for field, row in broken:
             run = TrainingRun(work / field, judge, steps=2, overrides=RETRIES)
             path = _broken_copy(run, row, field)
             code = run.run()
