@@ -112,8 +112,8 @@ def silent_zero_rewards(run: TrainingRun, judge: JudgeProcess) -> int:
     answered = answered_pairs(judge.answers())
     settings = LLMSettings()
     groups: dict[tuple[int, str], list[dict]] = defaultdict(list)
-    for row in run.rollouts():  # verl's uid is "<the prompt's uid>_<rollout>_<turn>"
-        groups[(row["step"], row["uid"].split("_")[0])].append(row)
+    for row in run.rollouts():  # verl's key is "<sample>_<rollout>_<output>" (v1/trainer_base.py:1316)
+        groups[(row["step"], row["uid"].rsplit("_", 2)[0])].append(row)
     silent = 0
     for rows in groups.values():
         if not any(float(row["score"]) > 0 for row in rows):
