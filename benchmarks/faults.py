@@ -251,9 +251,9 @@ def redis_restarted(work: Path, key: str) -> Outcome:
         return settle("redis_restarted", run, judge, survived, detail, redis=redis)
 
 
-def trainer_killed(work: Path, key: str) -> Outcome:
+def trainer_killed(work: Path, key: str, steps: int = 3) -> Outcome:
     with JudgeProcess(work / "judge", key, latency_s=1.0) as judge:
-        run = TrainingRun(work / "run", judge, steps=3, overrides=RETRIES)
+        run = TrainingRun(work / "run", judge, steps=steps, overrides=RETRIES)
         run.start()
         in_flight = at_step_two_in_flight(run, judge)
         trainer = run.trainer() if in_flight else None
@@ -261,13 +261,12 @@ def trainer_killed(work: Path, key: str) -> Outcome:
             trainer.send_signal(signal.SIGKILL)
         first = run.wait()
         answered_before = len(answered_pairs(judge.answers()))
-        again = TrainingRun(work / "run", judge, steps=3, overrides=RETRIES)
-        second = again.run()
-        steps, once = run.steps_logged(), run.each_step_once()
-        survived = trainer is not None and first != 0 and second == 0 and max(steps, default=0) == 3 and once
+        second = TrainingRun(work / "run", judge, steps=steps, overrides=RETRIES).run()
+        logged, once = run.steps_logged(), run.each_step_once()
+        survived = trainer is not None and first != 0 and second == 0 and max(logged, default=0) == steps and once
         detail = (
             f"SIGKILLed the driver in step 2: {trainer is not None} (exit {first}); {answered_before} pairs judged "
-            f"before; rerun exit {second}, steps {sorted(steps)}, none trained twice: {once}"
+            f"before; rerun exit {second}, steps {sorted(logged)}, none trained twice: {once}"
         )
         return settle("trainer_killed", run, judge, survived, detail)
 

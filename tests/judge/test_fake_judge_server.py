@@ -16,11 +16,11 @@ import pytest
 PAIR = '```json\n{"ground_truth": "laysan albatross", "prediction": "laysan albatross"}\n```'
 
 
-def chat(url: str, key: str | None = None, prediction: str = "laysan albatross") -> httpx.Response:
+def chat(url: str, key: str | None = None, prediction: str = "laysan albatross", client=httpx) -> httpx.Response:
     user = PAIR.replace('"prediction": "laysan albatross"', json.dumps({"prediction": prediction})[1:-1])
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     body = {"model": "fake-judge", "messages": [{"role": "user", "content": user}]}
-    return httpx.post(f"{url}/chat/completions", json=body, headers=headers, timeout=5)
+    return client.post(f"{url}/chat/completions", json=body, headers=headers, timeout=5)
 
 
 def test_a_key_is_required_on_v1_when_the_server_has_one(fake_judge):
@@ -50,11 +50,11 @@ def test_chance_faults_are_drawn_per_request_at_about_their_rate_and_repeat_with
     def outcomes(seed: int) -> list[int]:
         server = fake_judge(fault="chance:0.2:503,chance:0.1:bad_label", seed=seed)
         codes = []
-        for _ in range(200):
-            reply = chat(server.url)
-            codes.append(
-                reply.status_code if reply.status_code != 200 else len(reply.json()["choices"][0]["message"]["content"])
-            )
+        with httpx.Client() as client:  # one connection: the draws, not the handshakes, are under test
+            for _ in range(200):
+                reply = chat(server.url, client=client)
+                label = reply.json()["choices"][0]["message"]["content"] if reply.status_code == 200 else ""
+                codes.append(len(label) if label else reply.status_code)
         return codes
 
     first, again, other = outcomes(1), outcomes(1), outcomes(2)
