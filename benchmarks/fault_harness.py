@@ -103,6 +103,13 @@ class JudgeProcess:
             self.process.wait(20)
         self.process = None
 
+    def calls(self) -> int:
+        """Chat requests the running judge has seen (its ``GET /stats``); -1 if it does not answer."""
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/stats", timeout=5).json()["calls"]
+        except httpx.HTTPError:
+            return -1
+
     def set_fault(self, fault: str | None) -> None:
         self.fault = fault
         httpx.post(f"http://127.0.0.1:{self.port}/fault", json={"fault": fault}, timeout=5).raise_for_status()
@@ -213,6 +220,10 @@ class TrainingRun:
                 with contextlib.suppress(psutil.Error):
                     process.kill()
             psutil.wait_procs(left, timeout=10)
+
+    def wait_for_step(self, step: int, timeout_s: float = 600) -> None:
+        """Until verl has logged ``step`` or the launch has ended."""
+        wait_for(lambda: step in self.steps_logged() or self.process.poll() is not None, timeout_s, f"step {step}")
 
     # --- what the launch left behind ---
 

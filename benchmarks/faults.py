@@ -47,7 +47,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -140,20 +139,13 @@ def settle(case: str, run: TrainingRun, judge: JudgeProcess, survived: bool, det
     )
 
 
-def calls(judge: JudgeProcess) -> int:
-    try:
-        return httpx.get(f"http://127.0.0.1:{judge.port}/stats", timeout=5).json()["calls"]
-    except httpx.HTTPError:
-        return -1
-
-
 def at_step_two_in_flight(run: TrainingRun, judge: JudgeProcess, timeout_s: float = 600) -> bool:
     """Wait until step 1 is logged and then a new judge request arrives (in flight: the judge is slow).
     False if the run ended first."""
-    wait_for(lambda: 1 in run.steps_logged() or run.process.poll() is not None, timeout_s, "step 1")
-    before = calls(judge)
+    run.wait_for_step(1, timeout_s)
+    before = judge.calls()
     try:
-        wait_for(lambda: calls(judge) > before or run.process.poll() is not None, timeout_s, "a step-2 judge request")
+        wait_for(lambda: judge.calls() > before or run.process.poll() is not None, timeout_s, "a step-2 judge request")
     except TimeoutError:
         return False
     return run.process.poll() is None
@@ -166,7 +158,7 @@ def outage_raise(work: Path, key: str) -> Outcome:
     with JudgeProcess(work / "judge", key) as judge:
         run = TrainingRun(work / "run", judge, steps=3, overrides=RETRIES)
         run.start()
-        wait_for(lambda: 1 in run.steps_logged() or run.process.poll() is not None, 600, "step 1")
+        run.wait_for_step(1)
         judge.set_fault("status:503")
         first = run.wait()
         stopped = [line for line in run.log_text().splitlines() if "failed on" in line and judge.url in line]
@@ -186,7 +178,7 @@ def outage_mask(work: Path, key: str) -> Outcome:
         overrides = (*RETRIES, *BATCH_OF_4, "reward.reward_kwargs.judge.failure_policy=mask")
         run = TrainingRun(work / "run", judge, steps=3, overrides=overrides)
         run.start()
-        wait_for(lambda: 1 in run.steps_logged() or run.process.poll() is not None, 600, "step 1")
+        run.wait_for_step(1)
         judge.set_fault("only:circle:status:503")
         code = run.wait()
         steps = run.steps_logged()
@@ -320,9 +312,10 @@ def bad_rows(work: Path, key: str, broken: tuple[tuple[str, int], ...] = BAD_ROW
             log = run.log_text()
             named = str(path) in log and f"row {row}" in log
             results.append((field, code, named, bool(run.steps_logged())))
-        survived = all(code != 0 and named and not stepped for _, code, named, stepped in results) and calls(judge) == 0
+        requests = judge.calls()
+        survived = all(code != 0 and named and not stepped for _, code, named, stepped in results) and requests == 0
         detail = "; ".join(f"{f}: exit {c}, file and row named {n}, steps {s}" for f, c, n, s in results)
-        detail += f"; judge requests {calls(judge)}"
+        detail += f"; judge requests {requests}"
         return settle("bad_rows", run, judge, survived, detail)
 
 

@@ -50,11 +50,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fault_harness import JudgeProcess
+from fault_harness import JudgeProcess, answered_pairs
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RECIPE = REPOSITORY / "recipes" / "run_speciarl_tiny_cpu.sh"
@@ -182,15 +181,6 @@ def verdict_keys(redis_process) -> int:
         client.close()
 
 
-def judge_calls(judge: JudgeProcess) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{judge.port}/stats", timeout=10) as response:
-        return int(json.loads(response.read())["calls"])
-
-
-def judged_pairs(judge: JudgeProcess) -> list[tuple[str, str]]:
-    return [(a["ground_truth"], a["prediction"]) for a in judge.answers() if a["outcome"].startswith("label:")]
-
-
 def run_recipe(out: Path, args, judge: JudgeProcess, cluster: Cluster, redis_url: str, env: dict[str, str]) -> float:
     command = [
         "bash",
@@ -293,18 +283,18 @@ def main() -> None:
 
         first, second = work / "run1", work / "run2"
         run_recipe(first, args, judge, cluster, redis_process.url, env)
-        calls = judge_calls(judge)
+        calls = judge.calls()
         unique_pairs = verdict_keys(redis_process)
-        first_pairs = judged_pairs(judge)
+        first_answers = len(judge.answers())
+        first_pairs = answered_pairs(judge.answers())
         # the same data, not rebuilt: the second run differs only in its folder
         shutil.copytree(first / "data", second / "data")
         run_recipe(second, args, judge, cluster, redis_process.url, env)
-        rerun_calls = judge_calls(judge) - calls
-        second_pairs = judged_pairs(judge)[len(first_pairs) :]
-        rejudged = len(set(second_pairs) & set(first_pairs))
+        rerun_calls = judge.calls() - calls
+        rejudged = len(answered_pairs(judge.answers()[first_answers:]) & first_pairs)
         worker_nodes = cluster.reward_worker_nodes()
         log(
-            f"first run: {calls} judge calls, {len(set(first_pairs))} distinct pairs judged, "
+            f"first run: {calls} judge calls, {len(first_pairs)} distinct pairs judged, "
             f"{unique_pairs} verdict keys in Redis"
         )
         log(

